@@ -1,0 +1,152 @@
+// Command tokend mints Twilio access tokens over gRPC and REST from API
+// keys it keeps per TwiML application. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/httpapi"
+	"github.com/tokend/tokend/server/tokenapi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "tokend:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// options are tokend's settings: each flag has an environment variable of
+// the same meaning; a flag given on the command line wins.
+type options struct {
+	grpcAddr, httpAddr, dataDir string
+	masterKeyFile               string
+	defaultIdentity, defaultApp string
+	logLevel, logFormat         string
+	maxBodyBytes                int
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	o := &options{}
+	fs := flag.NewFlagSet("tokend", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.grpcAddr, "grpc-addr", env("TOKEND_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address (env TOKEND_GRPC_ADDR)")
+	fs.StringVar(&o.httpAddr, "http-addr", env("TOKEND_HTTP_ADDR", "127.0.0.1:8080"), "REST listen address (env TOKEND_HTTP_ADDR)")
+	fs.StringVar(&o.dataDir, "data-dir", env("TOKEND_DATA_DIR", "./data"), "directory of the embedded store and generated master key (env TOKEND_DATA_DIR)")
+	fs.StringVar(&o.masterKeyFile, "master-key-file", env("TOKEND_MASTER_KEY_FILE", ""), "file holding the master keyring; TOKEND_MASTER_KEY (env only) wins over it (env TOKEND_MASTER_KEY_FILE)")
+	fs.StringVar(&o.defaultIdentity, "default-identity", env("TOKEND_DEFAULT_IDENTITY", tokenapi.DefaultIdentity), "identity of mint requests that name none (env TOKEND_DEFAULT_IDENTITY)")
+	fs.StringVar(&o.defaultApp, "default-application", env("TOKEND_DEFAULT_APPLICATION", ""), "application SID of mint requests that name none (env TOKEND_DEFAULT_APPLICATION)")
+	fs.StringVar(&o.logLevel, "log-level", env("TOKEND_LOG_LEVEL", "info"), "debug, info, warn or error (env TOKEND_LOG_LEVEL)")
+	fs.StringVar(&o.logFormat, "log-format", env("TOKEND_LOG_FORMAT", "text"), "text or json (env TOKEND_LOG_FORMAT)")
+	maxBody, err := strconv.Atoi(env("TOKEND_MAX_BODY_BYTES", strconv.Itoa(httpapi.DefaultMaxBodyBytes)))
+	if err != nil {
+		return nil, fmt.Errorf("TOKEND_MAX_BODY_BYTES: not a number")
+	}
+	fs.IntVar(&o.maxBodyBytes, "max-body-bytes", maxBody, "largest REST body or gRPC message accepted, in bytes (env TOKEND_MAX_BODY_BYTES)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.maxBodyBytes < 1024 || o.maxBodyBytes > 16<<20 {
+		return nil, fmt.Errorf("max-body-bytes: must be between 1024 and %d", 16<<20)
+	}
+	if o.defaultApp != "" && !tokenapi.ValidSID(o.defaultApp, "AP") {
+		return nil, fmt.Errorf("default-application: must be AP followed by 32 hex digits")
+	}
+	var v tokenapi.Violations
+	v.CheckIdentity(o.defaultIdentity, nil)
+	if len(v) > 0 {
+		return nil, fmt.Errorf("default-identity: %s", v[0].Description)
+	}
+	return o, nil
+}
+
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("log-level: must be debug, info, warn or error")
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("log-format: must be text or json")
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	o, err := parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+	seed, err := server.SeedFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, server.Config{
+		DataDir:            o.dataDir,
+		MasterKey:          getenv("TOKEND_MASTER_KEY"),
+		MasterKeyFile:      o.masterKeyFile,
+		DefaultIdentity:    o.defaultIdentity,
+		DefaultApplication: o.defaultApp,
+		Seed:               seed,
+		MaxBodyBytes:       o.maxBodyBytes,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	grpcLn, err := lc.Listen(ctx, "tcp", o.grpcAddr)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("grpc-addr: %w", err)
+	}
+	httpLn, err := lc.Listen(ctx, "tcp", o.httpAddr)
+	if err != nil {
+		grpcLn.Close()
+		srv.Close()
+		return fmt.Errorf("http-addr: %w", err)
+	}
+	for _, ln := range []net.Listener{grpcLn, httpLn} {
+		if !isLoopback(ln.Addr()) {
+			log.Warn("listening beyond loopback with no caller authentication: anyone who can reach this address can mint tokens",
+				"addr", ln.Addr().String())
+		}
+	}
+	return srv.Serve(ctx, grpcLn, httpLn)
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}

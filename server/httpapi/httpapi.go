@@ -1,0 +1,255 @@
+// Package httpapi serves tokend's REST API: grpc-gateway maps the gRPC
+// services to JSON over HTTP, calling them in process (no second hop), with
+// strict decoding (unknown or misspelt fields are errors that name them),
+// proto field names both ways, bounded request bodies, and errors that are
+// google.rpc.Status JSON with the right HTTP status.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+)
+
+// DefaultMaxBodyBytes bounds a request body unless configured otherwise.
+const DefaultMaxBodyBytes = 64 << 10
+
+// Config configures the handler.
+type Config struct {
+	// Token is the token service; required.
+	Token tokenv1.TokenServiceServer
+	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Healthz answers /healthz; nil means always healthy.
+	Healthz func(context.Context) error
+	// Logger receives internal errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// New returns the REST handler.
+func New(ctx context.Context, cfg Config) (http.Handler, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.SetQueryParameterParser(strictQueryParser{}),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithDisableHTTPMethodOverride(),
+	)
+	if err := tokenv1.RegisterTokenServiceHandlerServer(ctx, gw, cfg.Token); err != nil {
+		return nil, fmt.Errorf("register token gateway: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Healthz != nil {
+			if err := cfg.Healthz(r.Context()); err != nil {
+				http.Error(w, "not ok", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("/", limitBody(cfg.MaxBodyBytes, gw))
+	return mux, nil
+}
+
+// limitBody refuses bodies over max bytes (413) and bodies that are not
+// JSON (415) before the gateway reads them.
+func limitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > max {
+			writeStatus(w, http.StatusRequestEntityTooLarge, bodyViolation(fmt.Sprintf("must be at most %d bytes, got %d", max, r.ContentLength)))
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			mt, _, err := mime.ParseMediaType(ct)
+			if err != nil || mt != "application/json" {
+				writeStatus(w, http.StatusUnsupportedMediaType, bodyViolation("Content-Type must be application/json"))
+				return
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func bodyViolation(desc string) *status.Status {
+	return violation("body", desc)
+}
+
+func violation(field, desc string) *status.Status {
+	st := status.New(codes.InvalidArgument, "invalid request: "+field+": "+desc)
+	d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}}})
+	if err != nil {
+		return st
+	}
+	return d
+}
+
+var errorMarshaler = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProtoNames: true}}
+
+func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
+	b, err := errorMarshaler.Marshal(st.Proto())
+	if err != nil {
+		b = []byte(`{"code":13,"message":"cannot encode the error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	w.Write(b)
+}
+
+var (
+	// Messages of protojson decoding errors, as the gateway passes them on.
+	reUnknownField   = regexp.MustCompile(`unknown field "([^"]+)"`)
+	reDuplicateField = regexp.MustCompile(`duplicate field "([^"]+)"`)
+	reInvalidValue   = regexp.MustCompile(`invalid value for [a-z0-9]+ field ([A-Za-z0-9_]+): (.*)$`)
+	reQueryParam     = regexp.MustCompile(`^query parameter "([^"]*)": (.*)$`)
+	rePosition       = regexp.MustCompile(`^proto: (?:syntax error )?\(line \d+:\d+\): `)
+)
+
+// errorHandler writes errors as google.rpc.Status JSON. Decoding errors
+// the gateway raises (InvalidArgument without details) are turned into
+// field violations naming the field.
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	st := status.Convert(err)
+	if st.Code() == codes.InvalidArgument && len(st.Details()) == 0 {
+		msg := st.Message()
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe) || strings.Contains(msg, "http: request body too large"):
+			writeStatus(w, http.StatusRequestEntityTooLarge, bodyViolation("is too large"))
+			return
+		case reQueryParam.MatchString(msg):
+			sm := reQueryParam.FindStringSubmatch(msg)
+			st = violation(sm[1], sm[2])
+		case reUnknownField.MatchString(msg):
+			st = violation(reUnknownField.FindStringSubmatch(msg)[1], "unknown field")
+		case reDuplicateField.MatchString(msg):
+			st = violation(reDuplicateField.FindStringSubmatch(msg)[1], "duplicate field")
+		case reInvalidValue.MatchString(msg):
+			sm := reInvalidValue.FindStringSubmatch(msg)
+			st = violation(snakeCase(sm[1]), "invalid value: "+sm[2])
+		default:
+			st = bodyViolation("malformed JSON: " + rePosition.ReplaceAllString(msg, ""))
+		}
+	}
+	if st.Code() == codes.Internal || st.Code() == codes.Unknown {
+		// Never pass internal detail to a caller.
+		st = status.New(st.Code(), "internal error")
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var st *status.Status
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		st = status.Newf(codes.Unimplemented, "method %s is not allowed on %s", r.Method, r.URL.Path)
+	case http.StatusNotFound:
+		st = status.Newf(codes.NotFound, "no such path: %s", r.URL.Path)
+	default:
+		st = status.New(codes.InvalidArgument, http.StatusText(httpStatus))
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: st.Err()})
+}
+
+// strictQueryParser is the gateway's query parser, but a parameter that
+// names no field is an error instead of being dropped, and every error
+// names its parameter.
+type strictQueryParser struct{}
+
+func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	seen := make(map[string]string, len(values))
+	for key, vals := range values {
+		path, err := fieldPath(msg.ProtoReflect().Descriptor(), key)
+		if err != nil {
+			return fmt.Errorf("query parameter %q: %v", key, err)
+		}
+		if other, ok := seen[path]; ok {
+			return fmt.Errorf("query parameter %q: sets the same field as %q", key, other)
+		}
+		seen[path] = key
+		if err := (&runtime.DefaultQueryParser{}).Parse(msg, url.Values{key: vals}, filter); err != nil {
+			return fmt.Errorf("query parameter %q: %v", key, err)
+		}
+	}
+	return nil
+}
+
+// fieldPath resolves a query key such as "grants.voice.outgoing.params[k]"
+// against the message descriptor and returns its canonical path.
+func fieldPath(md protoreflect.MessageDescriptor, key string) (string, error) {
+	name, mapKey := key, ""
+	if i := strings.IndexByte(key, '['); i >= 0 && strings.HasSuffix(key, "]") {
+		name, mapKey = key[:i], key[i:]
+	}
+	parts := strings.Split(name, ".")
+	canon := make([]string, 0, len(parts))
+	var fd protoreflect.FieldDescriptor
+	for _, p := range parts {
+		if md == nil {
+			return "", errors.New("unknown field")
+		}
+		fd = md.Fields().ByName(protoreflect.Name(p))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(p)
+		}
+		if fd == nil {
+			return "", errors.New("unknown field")
+		}
+		canon = append(canon, string(fd.Name()))
+		md = nil
+		if fd.Message() != nil && !fd.IsMap() {
+			md = fd.Message()
+		}
+	}
+	if fd.IsMap() != (mapKey != "") {
+		return "", errors.New("a map field is set as name[key]=value, and only a map field")
+	}
+	return strings.Join(canon, ".") + mapKey, nil
+}
+
+// snakeCase turns a JSON field name as protojson reports it (ttlSeconds)
+// into the proto name that tokend's API uses (ttl_seconds).
+func snakeCase(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if 'A' <= r && r <= 'Z' {
+			b.WriteByte('_')
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,0 +1,262 @@
+// Package keystore holds tokend's applications and their signing keys in
+// memory, loaded from a storage.Store and opened with the master keyring,
+// so that minting never reads the database. Readers get an immutable view
+// through one atomic load; writers go through the store and then publish a
+// new view.
+package keystore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/secrets"
+	"github.com/tokend/tokend/server/storage"
+)
+
+// App is an application as the mint path sees it. Apps are immutable once
+// published; a change publishes a new App.
+type App struct {
+	// SID, AccountSID, FriendlyName and Region are as stored.
+	SID          string
+	AccountSID   string
+	FriendlyName string
+	Region       string
+	// MaxTTL is the longest lifetime allowed, in seconds (at most
+	// mint.MaxTTLSeconds).
+	MaxTTL int64
+	// DefaultGrants are the grants of a request that names none; never nil.
+	DefaultGrants *tokenv1.Grants
+	// DefaultGrantsJSON is mint.AppendGrants(nil, DefaultGrants).
+	DefaultGrantsJSON []byte
+	// Active is the key that signs, or nil when the application has none.
+	Active *mint.Key
+	// Keys holds every key of the application by API key SID, active and
+	// retired.
+	Keys map[string]*mint.Key
+}
+
+// BuiltinDefaultGrants returns the grants of the seed's Twilio Function:
+// outgoing voice through the application, incoming not allowed.
+func BuiltinDefaultGrants(applicationSID string) *tokenv1.Grants {
+	return &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{
+		Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: applicationSID},
+	}}
+}
+
+type view struct {
+	apps     map[string]*App
+	only     *App // the application, when there is exactly one
+	revision int64
+}
+
+// loadedKey remembers what a mint.Key was opened from, so a reload reuses
+// it (and its usage counters) when the sealed secret has not changed.
+type loadedKey struct {
+	sealed []byte
+	key    *mint.Key
+}
+
+type keyID struct{ app, key string }
+
+// Keystore is the in-memory view of the store. It is safe for concurrent
+// use.
+type Keystore struct {
+	store   storage.Store
+	keyring atomic.Pointer[secrets.Keyring]
+	log     *slog.Logger
+
+	cur atomic.Pointer[view]
+
+	mu     sync.Mutex // serialises reloads and guards loaded
+	loaded map[keyID]loadedKey
+}
+
+// New returns a Keystore over store; call Reload before use.
+func New(store storage.Store, keyring *secrets.Keyring, log *slog.Logger) *Keystore {
+	ks := &Keystore{store: store, log: log, loaded: map[keyID]loadedKey{}}
+	ks.keyring.Store(keyring)
+	ks.cur.Store(&view{apps: map[string]*App{}})
+	return ks
+}
+
+// Store returns the underlying store.
+func (ks *Keystore) Store() storage.Store { return ks.store }
+
+// Keyring returns the master keyring in use.
+func (ks *Keystore) Keyring() *secrets.Keyring { return ks.keyring.Load() }
+
+// Lookup returns the application with that SID, or nil.
+func (ks *Keystore) Lookup(sid string) *App { return ks.cur.Load().apps[sid] }
+
+// Only returns the application when the keystore holds exactly one, or
+// nil.
+func (ks *Keystore) Only() *App { return ks.cur.Load().only }
+
+// Len returns the number of applications.
+func (ks *Keystore) Len() int { return len(ks.cur.Load().apps) }
+
+// Revision returns the store revision of the published view.
+func (ks *Keystore) Revision() int64 { return ks.cur.Load().revision }
+
+// Reload reads the whole store and publishes a new view. Secrets that did
+// not change are not opened again. If any secret cannot be opened (a wrong
+// or missing master key), Reload fails and the previous view stays.
+func (ks *Keystore) Reload(ctx context.Context) error {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	snap, err := ks.store.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("read store: %w", err)
+	}
+	keyring := ks.keyring.Load()
+	v := &view{apps: make(map[string]*App, len(snap.Applications)), revision: snap.Revision}
+	for _, a := range snap.Applications {
+		app, err := newApp(a)
+		if err != nil {
+			return err
+		}
+		v.apps[a.SID] = app
+	}
+	loaded := make(map[keyID]loadedKey, len(snap.Keys))
+	for _, k := range snap.Keys {
+		app := v.apps[k.ApplicationSID]
+		if app == nil {
+			continue // the store guarantees this does not happen
+		}
+		id := keyID{k.ApplicationSID, k.SID}
+		lk, ok := ks.loaded[id]
+		if !ok || !bytes.Equal(lk.sealed, k.SealedSecret) {
+			secret, err := keyring.Open(k.SealedSecret, k.MasterKeyID, secrets.AssociatedData(k.ApplicationSID, k.SID))
+			if err != nil {
+				return fmt.Errorf("open secret of key %s of application %s: %w", k.SID, k.ApplicationSID, err)
+			}
+			mk := mint.NewKey(app.AccountSID, k.SID, secret)
+			clear(secret)
+			if ok {
+				mk.SetUsage(lk.key.Usage())
+			}
+			lk = loadedKey{sealed: k.SealedSecret, key: mk}
+		}
+		lk.key.SetUsage(unix(k.LastSignedAt), unix(k.OutstandingUntil))
+		loaded[id] = lk
+		app.Keys[k.SID] = lk.key
+		if k.State == storage.KeyActive {
+			app.Active = lk.key
+		}
+	}
+	if len(v.apps) == 1 {
+		for _, a := range v.apps {
+			v.only = a
+		}
+	}
+	ks.loaded = loaded
+	ks.cur.Store(v)
+	return nil
+}
+
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func newApp(a storage.Application) (*App, error) {
+	app := &App{
+		SID:          a.SID,
+		AccountSID:   a.AccountSID,
+		FriendlyName: a.FriendlyName,
+		Region:       a.Region,
+		MaxTTL:       mint.MaxTTLSeconds,
+		Keys:         map[string]*mint.Key{},
+	}
+	if a.MaxTTLSeconds > 0 && a.MaxTTLSeconds < mint.MaxTTLSeconds {
+		app.MaxTTL = int64(a.MaxTTLSeconds)
+	}
+	if len(a.DefaultGrants) == 0 {
+		app.DefaultGrants = BuiltinDefaultGrants(a.SID)
+	} else {
+		g := &tokenv1.Grants{}
+		if err := protojson.Unmarshal(a.DefaultGrants, g); err != nil {
+			return nil, fmt.Errorf("default grants of application %s: %w", a.SID, err)
+		}
+		app.DefaultGrants = g
+	}
+	app.DefaultGrantsJSON = mint.AppendGrants(nil, app.DefaultGrants)
+	return app, nil
+}
+
+// EnsureApplication creates the application if it does not exist, or
+// updates its account SID and name if they differ. It does not reload.
+func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Application) error {
+	err := ks.store.CreateApplication(ctx, app)
+	if !errors.Is(err, storage.ErrAlreadyExists) {
+		return err
+	}
+	_, err = ks.store.UpdateApplication(ctx, app.SID, func(old storage.Application) (storage.Application, error) {
+		old.AccountSID = app.AccountSID
+		old.FriendlyName = app.FriendlyName
+		return old, nil
+	})
+	return err
+}
+
+// SealKey seals secret for (applicationSID, keySID) under the primary
+// master key, bound to that row by associated data.
+func (ks *Keystore) SealKey(applicationSID, keySID string, secret []byte) (sealed []byte, masterKeyID string, err error) {
+	return ks.keyring.Load().Seal(secret, secrets.AssociatedData(applicationSID, keySID))
+}
+
+// PutKey adds the key to the application, or, if the application already
+// has a key with that SID, replaces its secret. The key is activated when
+// activate is true or the application has no active key. It reports
+// whether the key was added. It does not reload.
+func (ks *Keystore) PutKey(ctx context.Context, applicationSID, keySID string, secret []byte, activate bool) (added bool, err error) {
+	sealed, mkID, err := ks.SealKey(applicationSID, keySID, secret)
+	if err != nil {
+		return false, fmt.Errorf("seal secret of key %s: %w", keySID, err)
+	}
+	keys, err := ks.store.ListKeys(ctx, applicationSID)
+	if err != nil {
+		return false, err
+	}
+	hasActive := false
+	for _, k := range keys {
+		if k.State == storage.KeyActive {
+			hasActive = true
+		}
+	}
+	state := storage.KeyRetired
+	if activate || !hasActive {
+		state = storage.KeyActive
+	}
+	err = ks.store.CreateKey(ctx, storage.Key{
+		ApplicationSID: applicationSID, SID: keySID,
+		SealedSecret: sealed, MasterKeyID: mkID, State: state,
+	})
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, storage.ErrAlreadyExists) {
+		return false, err
+	}
+	if err := ks.store.ResealKeys(ctx, []storage.Sealed{{
+		ApplicationSID: applicationSID, SID: keySID, SealedSecret: sealed, MasterKeyID: mkID,
+	}}); err != nil {
+		return false, err
+	}
+	if state == storage.KeyActive {
+		return false, ks.store.ActivateKey(ctx, applicationSID, keySID)
+	}
+	return false, nil
+}

@@ -1,0 +1,200 @@
+package mint
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"hash"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// MaxTTLSeconds is the longest lifetime Twilio accepts (error 20157 above).
+const MaxTTLSeconds = 86400
+
+// Key is an API key ready to sign: its SID, the account that owns it and
+// its secret, held only inside HMAC states. A Key is safe for concurrent
+// use and records when it last signed and the latest exp it signed.
+type Key struct {
+	sid        string
+	accountSID string
+	// tail is `,"iss":"SK…","sub":"AC…"}`: the end of every payload.
+	tail []byte
+	// macs pools keyed HMAC-SHA256 states; Reset returns one to its keyed
+	// state, so the secret is hashed into the key pads once per state.
+	macs sync.Pool
+
+	lastSigned       atomic.Int64 // unix seconds
+	outstandingUntil atomic.Int64 // unix seconds, the largest exp signed
+}
+
+// NewKey returns a signing key. The secret is used as given (its bytes, not
+// base64-decoded), as Twilio does; NewKey keeps no other copy of it.
+func NewKey(accountSID, keySID string, secret []byte) *Key {
+	k := &Key{sid: keySID, accountSID: accountSID}
+	k.tail = append(k.tail, `,"iss":`...)
+	k.tail = AppendString(k.tail, keySID)
+	k.tail = append(k.tail, `,"sub":`...)
+	k.tail = AppendString(k.tail, accountSID)
+	k.tail = append(k.tail, '}')
+	key := append([]byte(nil), secret...)
+	k.macs.New = func() any { return hmac.New(sha256.New, key) }
+	return k
+}
+
+// SID returns the API key SID (the token's iss).
+func (k *Key) SID() string { return k.sid }
+
+// AccountSID returns the account SID (the token's sub).
+func (k *Key) AccountSID() string { return k.accountSID }
+
+// Usage returns when the key last signed and the latest exp it signed, as
+// unix seconds (0 if it never signed).
+func (k *Key) Usage() (lastSigned, outstandingUntil int64) {
+	return k.lastSigned.Load(), k.outstandingUntil.Load()
+}
+
+// SetUsage raises the recorded usage to at least the given unix seconds;
+// used to carry usage loaded from the store into a fresh Key.
+func (k *Key) SetUsage(lastSigned, outstandingUntil int64) {
+	raise(&k.lastSigned, lastSigned)
+	raise(&k.outstandingUntil, outstandingUntil)
+}
+
+func raise(v *atomic.Int64, to int64) {
+	for {
+		cur := v.Load()
+		if to <= cur || v.CompareAndSwap(cur, to) {
+			return
+		}
+	}
+}
+
+// String names the key without its secret.
+func (k *Key) String() string { return "mint.Key(" + k.sid + ")" }
+
+// Claims is what a token says besides iss and sub.
+type Claims struct {
+	// Identity is grants.identity.
+	Identity string
+	// Grants holds the grant members that follow identity inside the
+	// grants object, as built by Grants.Append: empty, or
+	// `,"voice":{…},"video":{…}`.
+	Grants []byte
+	// Region, if not empty, is written as the twr header.
+	Region string
+	// IssuedAt is iat, unix seconds.
+	IssuedAt int64
+	// TTL is the lifetime in seconds: exp = IssuedAt + TTL.
+	TTL int64
+}
+
+// Token is a signed token and its id.
+type Token struct {
+	// JWT is the compact serialization.
+	JWT string
+	// ID is the jti: the key SID, "-", and 32 random hex digits.
+	ID string
+	// IssuedAt and ExpiresAt are iat and exp, unix seconds.
+	IssuedAt  int64
+	ExpiresAt int64
+}
+
+type scratch struct {
+	payload []byte
+	out     []byte
+	rnd     [16]byte
+	mac     [sha256.Size]byte
+}
+
+var scratches = sync.Pool{New: func() any {
+	return &scratch{payload: make([]byte, 0, 512), out: make([]byte, 0, 1024)}
+}}
+
+// Sign builds and signs a token. It fails only if the system's random
+// source fails.
+func (k *Key) Sign(c *Claims) (Token, error) {
+	s := scratches.Get().(*scratch)
+	defer scratches.Put(s)
+
+	if _, err := rand.Read(s.rnd[:]); err != nil {
+		return Token{}, err
+	}
+	exp := c.IssuedAt + c.TTL
+
+	p := s.payload[:0]
+	p = append(p, `{"jti":"`...)
+	jtiStart := len(p)
+	p = append(p, k.sid...)
+	p = append(p, '-')
+	p = hex.AppendEncode(p, s.rnd[:])
+	jti := string(p[jtiStart:])
+	p = append(p, `","grants":{"identity":`...)
+	p = AppendString(p, c.Identity)
+	p = append(p, c.Grants...)
+	p = append(p, `},"iat":`...)
+	p = strconv.AppendInt(p, c.IssuedAt, 10)
+	p = append(p, `,"exp":`...)
+	p = strconv.AppendInt(p, exp, 10)
+	p = append(p, k.tail...)
+	s.payload = p
+
+	o := s.out[:0]
+	o = append(o, header(c.Region)...)
+	o = append(o, '.')
+	o = base64.RawURLEncoding.AppendEncode(o, p)
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(o)
+	mac := m.Sum(s.mac[:0])
+	k.macs.Put(m)
+	o = append(o, '.')
+	o = base64.RawURLEncoding.AppendEncode(o, mac)
+	s.out = o
+
+	raise(&k.lastSigned, c.IssuedAt)
+	raise(&k.outstandingUntil, exp)
+	return Token{JWT: string(o), ID: jti, IssuedAt: c.IssuedAt, ExpiresAt: exp}, nil
+}
+
+// plainHeader is the base64url header of a token without a region.
+var plainHeader = encodeHeader("")
+
+// regionHeaders caches encoded headers per region. Regions are validated
+// by the caller (a short pattern), and the cache stops growing at
+// maxRegionHeaders entries; past that, headers are encoded per token.
+var (
+	regionHeaders     sync.Map // string → string
+	regionHeaderCount atomic.Int32
+)
+
+const maxRegionHeaders = 64
+
+func header(region string) string {
+	if region == "" {
+		return plainHeader
+	}
+	if h, ok := regionHeaders.Load(region); ok {
+		return h.(string)
+	}
+	h := encodeHeader(region)
+	if regionHeaderCount.Load() < maxRegionHeaders {
+		if _, loaded := regionHeaders.LoadOrStore(region, h); !loaded {
+			regionHeaderCount.Add(1)
+		}
+	}
+	return h
+}
+
+func encodeHeader(region string) string {
+	h := []byte(`{"alg":"HS256","typ":"JWT","cty":"twilio-fpa;v=1"`)
+	if region != "" {
+		h = append(h, `,"twr":`...)
+		h = AppendString(h, region)
+	}
+	h = append(h, '}')
+	return base64.RawURLEncoding.EncodeToString(h)
+}

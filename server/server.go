@@ -1,0 +1,238 @@
+// Package server assembles tokend: the store, the master keyring, the
+// in-memory keystore, the gRPC server (token service, health, reflection)
+// and the REST gateway, and runs them until the context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/httpapi"
+	"github.com/tokend/tokend/server/keystore"
+	"github.com/tokend/tokend/server/secrets"
+	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/storage/sqlite"
+	"github.com/tokend/tokend/server/tokenapi"
+)
+
+// Config is everything tokend needs to start.
+type Config struct {
+	// DataDir holds the embedded store (tokend.db) and, when no master key
+	// is configured, the generated master key file (master.key).
+	DataDir string
+	// MasterKey is the master keyring text (TOKEND_MASTER_KEY): one or more
+	// base64 32-byte keys, optionally "id:"-prefixed, the first primary.
+	MasterKey string
+	// MasterKeyFile is a file holding the keyring text.
+	MasterKeyFile string
+	// DefaultIdentity is the identity of requests that name none.
+	DefaultIdentity string
+	// DefaultApplication is the application of requests that name none;
+	// with seed credentials, it defaults to the seed's application.
+	DefaultApplication string
+	// Seed is the Twilio Function's credentials, if given.
+	Seed Seed
+	// MaxBodyBytes bounds REST bodies and gRPC messages.
+	MaxBodyBytes int
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is an assembled tokend.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  storage.Store
+	keys   *keystore.Keystore
+	token  *tokenapi.Service
+	grpc   *grpc.Server
+	health *health.Server
+	http   http.Handler
+}
+
+// New opens the store and the keyring, applies the seed credentials (or
+// creates the demo application), loads every key into memory and builds
+// the gRPC server and REST handler.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = httpapi.DefaultMaxBodyBytes
+	}
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	keyring, source, created, err := secrets.Load(cfg.MasterKey, cfg.MasterKeyFile, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if created {
+		log.Warn("no master key configured: created a new master key file; keep it safe and back it up, the secrets in the store cannot be read without it",
+			"path", filepath.Join(cfg.DataDir, "master.key"), "master_key_id", keyring.Primary().ID)
+	} else {
+		log.Info("master key loaded", "source", source, "master_key_id", keyring.Primary().ID)
+	}
+	dbPath := filepath.Join(cfg.DataDir, "tokend.db")
+	store, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, store: store}
+	if err := s.init(ctx, keyring); err != nil {
+		store.Close()
+		return nil, err
+	}
+	log.Info("store opened", "backend", "sqlite", "path", dbPath, "applications", s.keys.Len())
+	return s, nil
+}
+
+func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
+	s.keys = keystore.New(s.store, keyring, s.log)
+	defaultApp, err := applySeed(ctx, s.keys, s.cfg.Seed, s.log)
+	if err != nil {
+		return err
+	}
+	if s.cfg.DefaultApplication == "" {
+		s.cfg.DefaultApplication = defaultApp
+	}
+	if err := s.keys.Reload(ctx); err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
+	if d := s.cfg.DefaultApplication; d != "" && s.keys.Lookup(d) == nil {
+		return fmt.Errorf("default application %s is not in the store", d)
+	}
+	s.token = tokenapi.New(tokenapi.Config{
+		Keys:               s.keys,
+		DefaultIdentity:    s.cfg.DefaultIdentity,
+		DefaultApplication: s.cfg.DefaultApplication,
+		Logger:             s.log,
+	})
+
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes),
+		grpc.ChainUnaryInterceptor(
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
+			logging.UnaryServerInterceptor(grpcLogger(s.log),
+				logging.WithLogOnEvents(logging.FinishCall),
+				logging.WithLevels(grpcLevel)),
+		),
+		grpc.ChainStreamInterceptor(
+			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
+		),
+	)
+	tokenv1.RegisterTokenServiceServer(s.grpc, s.token)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(tokenv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(s.grpc)
+
+	s.http, err = httpapi.New(ctx, httpapi.Config{
+		Token:        s.token,
+		MaxBodyBytes: int64(s.cfg.MaxBodyBytes),
+		Healthz:      func(context.Context) error { return nil },
+		Logger:       s.log,
+	})
+	return err
+}
+
+func (s *Server) recovered(ctx context.Context, p any) error {
+	s.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
+	return status.Error(codes.Internal, "internal error")
+}
+
+func grpcLevel(c codes.Code) logging.Level {
+	switch c {
+	case codes.OK:
+		return logging.LevelDebug
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable:
+		return logging.LevelError
+	default:
+		return logging.LevelInfo
+	}
+}
+
+func grpcLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
+
+// GRPCServer returns the gRPC server, for serving on a listener of the
+// caller's choosing (tests use bufconn).
+func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+// HTTPHandler returns the REST handler.
+func (s *Server) HTTPHandler() http.Handler { return s.http }
+
+// Keystore returns the in-memory keystore.
+func (s *Server) Keystore() *keystore.Keystore { return s.keys }
+
+// Serve serves gRPC on grpcLn and REST on httpLn until ctx ends, then
+// shuts down gracefully: HTTP first (in-flight requests finish, up to 10
+// s), then gRPC (GracefulStop, falling back to Stop), then the store.
+func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.http,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.grpc.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	s.log.Info("tokend serving", "grpc_addr", grpcLn.Addr().String(), "http_addr", httpLn.Addr().String())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.health.Shutdown()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		s.grpc.Stop()
+	}
+	return errors.Join(serveErr, s.Close())
+}
+
+// Close closes the store.
+func (s *Server) Close() error { return s.store.Close() }

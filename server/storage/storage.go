@@ -1,0 +1,170 @@
+// Package storage defines how tokend keeps applications and their signing
+// keys, independent of the backend. Backends live in subpackages (sqlite,
+// postgres) and all pass the shared suite in storage/storagetest.
+//
+// The store never sees a secret in the clear: keys carry their secret
+// sealed by package secrets, with the ID of the master key that sealed it.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors returned by every backend, wrapped with context. Test
+// with errors.Is.
+var (
+	// ErrNotFound: the application or key does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: an application or key with that SID exists.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrConflict: the write contradicts the current state (for example,
+	// deleting the active key).
+	ErrConflict = errors.New("conflict")
+)
+
+// KeyState is the state of a signing key.
+type KeyState string
+
+// Key states. Exactly one key of an application that has keys may be
+// active; all others are retired (or were never activated).
+const (
+	KeyActive  KeyState = "active"
+	KeyRetired KeyState = "retired"
+)
+
+// Application is a TwiML application tokend mints tokens for.
+type Application struct {
+	// SID is the TwiML application SID (AP + 32 hex); the primary key.
+	SID string
+	// AccountSID owns the application and its API keys (AC + 32 hex).
+	AccountSID string
+	// FriendlyName is a human label.
+	FriendlyName string
+	// DefaultGrants is the protojson encoding of a token.v1.Grants message
+	// used when a mint request carries no grants; empty means the built-in
+	// default (outgoing voice through this application).
+	DefaultGrants []byte
+	// MaxTTLSeconds caps the lifetime of tokens for this application; 0
+	// means the global maximum (86400).
+	MaxTTLSeconds int32
+	// Region is the default home region (the token's twr header); empty
+	// for none.
+	Region string
+	// CreatedAt and UpdatedAt are set by the store.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Key is an API key that signs tokens for one application. The same API
+// key SID may serve several applications of one account; the primary key
+// is (ApplicationSID, SID).
+type Key struct {
+	// ApplicationSID is the application the key belongs to.
+	ApplicationSID string
+	// SID is the API key SID (SK + 32 hex), the token's iss claim.
+	SID string
+	// SealedSecret is the API key secret sealed with AEAD (package
+	// secrets); never the secret itself.
+	SealedSecret []byte
+	// MasterKeyID names the master key that sealed SealedSecret.
+	MasterKeyID string
+	// State is active or retired.
+	State KeyState
+	// CreatedAt is set by the store when the key is created.
+	CreatedAt time.Time
+	// ActivatedAt is when the key last became active (zero if never).
+	ActivatedAt time.Time
+	// LastSignedAt is when the key last signed a token, as last recorded.
+	LastSignedAt time.Time
+	// OutstandingUntil is the latest exp of any token the key signed, as
+	// last recorded: after it, the API key can be deleted at Twilio.
+	OutstandingUntil time.Time
+}
+
+// Sealed is a key's secret sealed again under another master key (see
+// Store.ResealKeys).
+type Sealed struct {
+	ApplicationSID string
+	SID            string
+	SealedSecret   []byte
+	MasterKeyID    string
+}
+
+// KeyUsage reports signing activity of a key (see Store.RecordKeyUsage).
+type KeyUsage struct {
+	ApplicationSID   string
+	SID              string
+	LastSignedAt     time.Time
+	OutstandingUntil time.Time
+}
+
+// Snapshot is the whole content of a store at one revision, read in one
+// consistent transaction.
+type Snapshot struct {
+	Applications []Application
+	Keys         []Key
+	// Revision is the store's revision when the snapshot was read.
+	Revision int64
+}
+
+// Store keeps applications and keys. Every write is durable when it
+// returns nil and is atomic: it happens whole or not at all. Every write
+// that changes what a mint would sign advances the revision. All methods
+// are safe for concurrent use.
+type Store interface {
+	// CreateApplication adds an application; ErrAlreadyExists if its SID
+	// is taken. CreatedAt and UpdatedAt are set by the store.
+	CreateApplication(ctx context.Context, app Application) error
+	// GetApplication returns one application or ErrNotFound.
+	GetApplication(ctx context.Context, sid string) (Application, error)
+	// ListApplications returns all applications ordered by SID.
+	ListApplications(ctx context.Context) ([]Application, error)
+	// UpdateApplication reads the application, calls update with it and
+	// writes back what update returns, in one transaction (SID and
+	// CreatedAt cannot change). ErrNotFound if it does not exist; an error
+	// from update aborts the write and is returned.
+	UpdateApplication(ctx context.Context, sid string, update func(Application) (Application, error)) (Application, error)
+	// DeleteApplication removes an application and all its keys;
+	// ErrNotFound if it does not exist.
+	DeleteApplication(ctx context.Context, sid string) error
+
+	// CreateKey adds a key to an existing application: ErrNotFound if the
+	// application does not exist, ErrAlreadyExists if the application
+	// already has a key with that SID. If the key's State is active, the
+	// application's previous active key is retired in the same
+	// transaction and ActivatedAt is set.
+	CreateKey(ctx context.Context, key Key) error
+	// GetKey returns one key or ErrNotFound.
+	GetKey(ctx context.Context, applicationSID, sid string) (Key, error)
+	// ListKeys returns the keys of an application ordered by CreatedAt,
+	// then SID; ErrNotFound if the application does not exist.
+	ListKeys(ctx context.Context, applicationSID string) ([]Key, error)
+	// ActivateKey makes the key the application's only active key,
+	// retiring the previous one, atomically; ActivatedAt is set to now.
+	// Activating the active key is a no-op. ErrNotFound if the key does
+	// not exist.
+	ActivateKey(ctx context.Context, applicationSID, sid string) error
+	// DeleteKey removes a retired key: ErrNotFound if it does not exist,
+	// ErrConflict if it is the active key.
+	DeleteKey(ctx context.Context, applicationSID, sid string) error
+	// ResealKeys replaces the sealed secrets of the given keys in one
+	// transaction (used to re-encrypt under a new master key). Keys that
+	// no longer exist are skipped.
+	ResealKeys(ctx context.Context, sealed []Sealed) error
+	// RecordKeyUsage raises LastSignedAt and OutstandingUntil of the given
+	// keys to at least the given times (never lowers them). Keys that no
+	// longer exist are skipped. It does not advance the revision.
+	RecordKeyUsage(ctx context.Context, usage []KeyUsage) error
+
+	// Snapshot reads every application and key in one consistent view.
+	Snapshot(ctx context.Context) (Snapshot, error)
+	// Revision returns the current revision, a counter that every write
+	// (but RecordKeyUsage) advances. Replicas poll it to notice changes.
+	Revision(ctx context.Context) (int64, error)
+	// Ping reports whether the backend is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the backend's resources.
+	Close() error
+}

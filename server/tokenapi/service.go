@@ -1,0 +1,158 @@
+// Package tokenapi implements token.v1.TokenService: it validates mint
+// requests, resolves the application and its active key from the
+// in-memory keystore, and signs with package mint. The gRPC server and the
+// REST gateway both call this one implementation.
+package tokenapi
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/keystore"
+	"github.com/tokend/tokend/server/mint"
+)
+
+// DefaultIdentity is the identity of a request that names none, as the
+// seed's Twilio Function had it.
+const DefaultIdentity = "user"
+
+// Config configures the service.
+type Config struct {
+	// Keys is the in-memory keystore; required.
+	Keys *keystore.Keystore
+	// DefaultIdentity is used when a request names no identity; empty
+	// means DefaultIdentity.
+	DefaultIdentity string
+	// DefaultApplication is used when a request names no application and
+	// the keystore holds more than one; optional.
+	DefaultApplication string
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives internal errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Service implements tokenv1.TokenServiceServer.
+type Service struct {
+	tokenv1.UnimplementedTokenServiceServer
+	cfg Config
+}
+
+var _ tokenv1.TokenServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(cfg Config) *Service {
+	if cfg.DefaultIdentity == "" {
+		cfg.DefaultIdentity = DefaultIdentity
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg}
+}
+
+// Mint validates the request and signs a token with the application's
+// active key. Errors: InvalidArgument with google.rpc.BadRequest details
+// for bad input, NotFound for an unknown application, FailedPrecondition
+// when the application has no active key.
+func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.MintResponse, error) {
+	var v Violations
+
+	// The application: named, the configured default, or the only one.
+	var app *keystore.App
+	appSID := req.GetApplicationSid()
+	switch {
+	case appSID != "":
+		v.CheckSID("application_sid", appSID, "AP", true)
+	case s.cfg.DefaultApplication != "":
+		appSID = s.cfg.DefaultApplication
+	default:
+		if app = s.cfg.Keys.Only(); app != nil {
+			appSID = app.SID
+		} else {
+			v.Add("application_sid", "is required: tokend holds %d applications and no default application is configured", s.cfg.Keys.Len())
+		}
+	}
+	if app == nil && len(v) == 0 {
+		if app = s.cfg.Keys.Lookup(appSID); app == nil {
+			return nil, status.Errorf(codes.NotFound, "application %s not found", appSID)
+		}
+	}
+
+	maxTTL := int64(mint.MaxTTLSeconds)
+	ttl := int64(DefaultTTLSeconds)
+	if app != nil {
+		maxTTL = app.MaxTTL
+		ttl = min(ttl, maxTTL)
+	}
+	if req.TtlSeconds != nil {
+		ttl = int64(req.GetTtlSeconds())
+		v.CheckTTL("ttl_seconds", ttl, maxTTL)
+	}
+
+	region := req.GetRegion()
+	if region != "" {
+		if !ValidRegion(region) {
+			v.Add("region", "must be a Twilio region: two lowercase letters and a number, such as us1, ie1 or au1")
+		}
+	} else if app != nil {
+		region = app.Region
+	}
+
+	grants := req.GetGrants()
+	var grantsJSON []byte
+	if grants != nil {
+		v.CheckGrants("grants", grants)
+	} else if app != nil {
+		grants = app.DefaultGrants
+		grantsJSON = app.DefaultGrantsJSON
+	}
+
+	identity := s.cfg.DefaultIdentity
+	if req.Identity != nil {
+		identity = req.GetIdentity()
+	}
+	v.CheckIdentity(identity, grants)
+
+	if err := v.Err("mint request"); err != nil {
+		return nil, err
+	}
+	key := app.Active
+	if key == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "application %s has no active API key", app.SID)
+	}
+	if grantsJSON == nil {
+		grantsJSON = mint.AppendGrants(make([]byte, 0, 256), grants)
+	}
+	tok, err := key.Sign(&mint.Claims{
+		Identity: identity,
+		Grants:   grantsJSON,
+		Region:   region,
+		IssuedAt: s.cfg.Now().Unix(),
+		TTL:      ttl,
+	})
+	if err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "sign token", "application_sid", app.SID, "api_key_sid", key.SID(), "error", err)
+		return nil, status.Error(codes.Internal, "cannot sign the token now")
+	}
+	return &tokenv1.MintResponse{
+		Token:          tok.JWT,
+		Identity:       identity,
+		ApplicationSid: app.SID,
+		AccountSid:     key.AccountSID(),
+		ApiKeySid:      key.SID(),
+		Jti:            tok.ID,
+		IssuedAt:       &timestamppb.Timestamp{Seconds: tok.IssuedAt},
+		ExpiresAt:      &timestamppb.Timestamp{Seconds: tok.ExpiresAt},
+		Region:         region,
+	}, nil
+}
