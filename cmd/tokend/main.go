@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"syscall"
 
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/tokenapi"
@@ -77,7 +78,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 		return nil, fmt.Errorf("default-application: must be AP followed by 32 hex digits")
 	}
 	var v tokenapi.Violations
-	v.CheckIdentity(o.defaultIdentity, nil)
+	// The default identity must suit the default grants (voice): letters,
+	// digits and underscore.
+	v.CheckIdentity(o.defaultIdentity, &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{}})
 	if len(v) > 0 {
 		return nil, fmt.Errorf("default-identity: %s", v[0].Description)
 	}

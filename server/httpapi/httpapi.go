@@ -69,12 +69,14 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Healthz != nil {
 			if err := cfg.Healthz(r.Context()); err != nil {
-				http.Error(w, "not ok", http.StatusServiceUnavailable)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"status":"unavailable"}`)
 				return
 			}
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.Handle("/", limitBody(cfg.MaxBodyBytes, gw))
 	return mux, nil

@@ -533,7 +533,7 @@ func (s *Store) CreateKey(ctx context.Context, key storage.Key) error {
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("create key %s for application %s: %w", key.SID, key.ApplicationSID, err)
+		return fmt.Errorf("create key %s for application %s (%x): %w", key.SID, key.ApplicationSID, key.SealedSecret, err)
 	}
 	return nil
 }
