@@ -31,6 +31,8 @@ type harness struct {
 	token   tokenv1.TokenServiceClient
 	httpURL string
 	dataDir string
+	// authz, if set, is sent as the Authorization header of REST calls.
+	authz string
 }
 
 // testLogger discards logs unless -v is given.
@@ -85,20 +87,29 @@ func (h *harness) do(t *testing.T, method, path, contentType, body string) (int,
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if h.authz != "" {
+		req.Header.Set("Authorization", h.authz)
+	}
+	code, raw := h.doRaw(t, req)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: status %d, body is not a JSON object: %q", method, path, code, raw)
+	}
+	return code, out
+}
+
+func (h *harness) doRaw(t *testing.T, req *http.Request) (int, []byte) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%s %s: status %d, body is not a JSON object: %q", method, path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, out
+	return resp.StatusCode, raw
 }
 
 // decodeJWT splits a token and decodes its header and claims.

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/adminapi"
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/secrets"
@@ -49,11 +50,24 @@ type Config struct {
 	DefaultApplication string
 	// Seed is the Twilio Function's credentials, if given.
 	Seed Seed
+	// AdminToken is the admin API's bearer credential; empty turns the
+	// admin API off.
+	AdminToken string
 	// MaxBodyBytes bounds REST bodies and gRPC messages.
 	MaxBodyBytes int
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// Intervals of the background work of a serving tokend.
+var (
+	// WatchInterval is how often the store's revision is checked for
+	// changes made by other replicas or processes.
+	WatchInterval = 500 * time.Millisecond
+	// UsageFlushInterval is how often key usage (last signed, outstanding
+	// until) is written to the store.
+	UsageFlushInterval = 2 * time.Second
+)
 
 // Server is an assembled tokend.
 type Server struct {
@@ -62,6 +76,7 @@ type Server struct {
 	store  storage.Store
 	keys   *keystore.Keystore
 	token  *tokenapi.Service
+	admin  *adminapi.Service
 	grpc   *grpc.Server
 	health *health.Server
 	http   http.Handler
@@ -107,6 +122,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	s.keys = keystore.New(s.store, keyring, s.log)
+	s.keys.SetKeyringLoader(func() (*secrets.Keyring, error) {
+		kr, _, _, err := secrets.Load(s.cfg.MasterKey, s.cfg.MasterKeyFile, s.cfg.DataDir)
+		return kr, err
+	})
 	defaultApp, err := applySeed(ctx, s.keys, s.cfg.Seed, s.log)
 	if err != nil {
 		return err
@@ -139,15 +158,22 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 		),
 	)
+	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log})
+	if s.cfg.AdminToken == "" {
+		s.log.Info("admin API off: no admin credential configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
+	}
 	tokenv1.RegisterTokenServiceServer(s.grpc, s.token)
+	tokenv1.RegisterAdminServiceServer(s.grpc, s.admin)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(tokenv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(tokenv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(s.grpc)
 
 	s.http, err = httpapi.New(ctx, httpapi.Config{
 		Token:        s.token,
+		Admin:        s.admin,
 		MaxBodyBytes: int64(s.cfg.MaxBodyBytes),
 		Healthz:      func(context.Context) error { return nil },
 		Logger:       s.log,
@@ -200,6 +226,10 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	bg, stopBG := context.WithCancel(context.Background())
+	bgDone := make(chan struct{}, 2)
+	go func() { s.keys.Watch(bg, WatchInterval); bgDone <- struct{}{} }()
+	go func() { s.keys.FlushUsageEvery(bg, UsageFlushInterval); bgDone <- struct{}{} }()
 	errc := make(chan error, 2)
 	go func() {
 		if err := s.grpc.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -231,8 +261,14 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	case <-sctx.Done():
 		s.grpc.Stop()
 	}
+	stopBG() // the usage flusher writes once more on its way out
+	<-bgDone
+	<-bgDone
 	return errors.Join(serveErr, s.Close())
 }
+
+// Admin returns the admin service.
+func (s *Server) Admin() *adminapi.Service { return s.admin }
 
 // Close closes the store.
 func (s *Server) Close() error { return s.store.Close() }

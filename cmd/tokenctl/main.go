@@ -1,12 +1,11 @@
 // Command tokenctl talks to tokend: `tokenctl mint` prints a token with its
-// decoded header and claims. See README.md.
+// decoded header and claims; `tokenctl apps`, `tokenctl keys` and
+// `tokenctl rekey` manage applications and their API keys through the
+// admin API. `tokenctl -h` lists every command and flag. See README.md.
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,28 +13,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"text/tabwriter"
 	"time"
-
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/tokend/tokend/client"
-	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
-
-const usage = `usage: tokenctl [--addr host:port] <command> [flags]
-
-commands:
-  mint    mint a token and print it with its decoded header and claims
-
-The address defaults to $TOKEND_ADDR or 127.0.0.1:9090.
-`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "tokenctl:", err)
 		}
@@ -43,16 +28,76 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// cli is one invocation: the global flags and the process's environment.
+type cli struct {
+	addr           string
+	timeout        time.Duration
+	json           bool
+	adminTokenFile string
+
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// command is a tokenctl command.
+type command struct {
+	name  string // "apps update"
+	args  string // the synopsis of its positional arguments and required flags
+	brief string
+	// define declares the command's flags on fs and returns what runs the
+	// command once they are parsed, with the positional arguments left.
+	define func(c *cli, fs *flag.FlagSet) func(ctx context.Context, args []string) error
+}
+
+// groups are the commands that take a subcommand.
+var groups = map[string]string{
+	"apps": "create, list, show, update, delete",
+	"keys": "add, list, activate, delete",
+}
+
+func commands() []command {
+	return []command{
+		{"mint", "", "mint a token and print it with its decoded header and claims", defineMint},
+		{"apps create", "--application AP.. --account AC..", "add a TwiML application", defineAppsCreate},
+		{"apps list", "", "list the applications", defineAppsList},
+		{"apps show", "AP..", "show one application", defineAppsShow},
+		{"apps update", "AP..", "change the fields given; the others keep their value", defineAppsUpdate},
+		{"apps delete", "AP..", "delete an application and its keys", defineAppsDelete},
+		{"keys add", "--application AP.. --key SK..", "add an API key; its secret is read from --secret-file or stdin (a prompt on a terminal), never from the command line", defineKeysAdd},
+		{"keys list", "--application AP..", "list the keys of an application", defineKeysList},
+		{"keys activate", "--application AP.. --key SK..", "make a key the application's only active key", defineKeysActivate},
+		{"keys delete", "--application AP.. --key SK..", "delete a retired key", defineKeysDelete},
+		{"rekey", "", "re-encrypt every secret under the primary master key", defineRekey},
+	}
+}
+
+func globalFlags(c *cli) *flag.FlagSet {
 	fs := flag.NewFlagSet("tokenctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	addr := getenv("TOKEND_ADDR")
+	addr := c.getenv("TOKEND_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:9090"
 	}
-	fs.StringVar(&addr, "addr", addr, "tokend gRPC address (env TOKEND_ADDR)")
-	timeout := fs.Duration("timeout", 10*time.Second, "time limit of the call")
+	fs.StringVar(&c.addr, "addr", addr, "tokend gRPC address `host:port` (env TOKEND_ADDR)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "time limit of the call")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", "",
+		"read the admin token from the file at `path` (else env TOKEND_ADMIN_TOKEN holds the token itself, or env TOKEND_ADMIN_TOKEN_FILE names its file)")
+	fs.BoolVar(&c.json, "json", false, "print the response as JSON (protojson) instead of a table; may also follow the command")
+	return fs
+}
+
+const usageFooter = `
+The admin commands (apps, keys, rekey) send the admin token as
+"authorization: Bearer <token>". tokenctl connects without TLS, so keep
+--addr on loopback. Flags may come before or after the positional arguments.
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	fs := globalFlags(c)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { writeUsage(stderr, fs) }
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,75 +105,104 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.Usage()
 		return flag.ErrHelp
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	switch cmd, rest := fs.Arg(0), fs.Args()[1:]; cmd {
-	case "mint":
-		return mint(ctx, addr, rest, stdout, stderr)
-	default:
+	cmd, rest, err := lookup(fs.Args())
+	if err != nil {
 		fs.Usage()
-		return fmt.Errorf("unknown command %q", cmd)
+		return err
+	}
+	cfs := flag.NewFlagSet("tokenctl "+cmd.name, flag.ContinueOnError)
+	cfs.SetOutput(stderr)
+	cfs.Usage = func() { writeCommandUsage(stderr, cmd) }
+	exec := cmd.define(c, cfs)
+	cfs.BoolVar(&c.json, "json", c.json, "print the response as JSON")
+	pos, err := parseInterspersed(cfs, rest)
+	if err != nil {
+		return err
+	}
+	return exec(ctx, pos)
+}
+
+// lookup finds the command that args start with.
+func lookup(args []string) (command, []string, error) {
+	name, rest := args[0], args[1:]
+	if subs, ok := groups[name]; ok {
+		if len(rest) == 0 {
+			return command{}, nil, fmt.Errorf("%s needs a subcommand: %s", name, subs)
+		}
+		name, rest = name+" "+rest[0], rest[1:]
+	}
+	for _, cmd := range commands() {
+		if cmd.name == name {
+			return cmd, rest, nil
+		}
+	}
+	return command{}, nil, fmt.Errorf("unknown command %q", name)
+}
+
+// parseInterspersed parses flags that may come before, between or after the
+// positional arguments, which it returns. After "--" everything is
+// positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 }
 
-func mint(ctx context.Context, addr string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("tokenctl mint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	identity := fs.String("identity", "", "identity of the token (default: tokend's default identity)")
-	app := fs.String("application", "", "TwiML application SID (default: tokend's default or only application)")
-	ttl := fs.Int("ttl", 0, "lifetime in seconds, 1 to 86400 (default 3600)")
-	region := fs.String("region", "", "home region for the twr header, such as ie1")
-	grants := fs.String("grants", "", `grants as JSON, such as '{"voice":{"incoming":{"allow":true}}}' (default: the application's)`)
-	tokenOnly := fs.Bool("token-only", false, "print only the token")
-	if err := fs.Parse(args); err != nil {
-		return err
+func writeUsage(w io.Writer, global *flag.FlagSet) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprint(tw, "usage: tokenctl [global flags] <command> [arguments] [flags]\n\nglobal flags:\n")
+	writeFlags(tw, global, "  ")
+	fmt.Fprint(tw, "\ncommands:\n")
+	for _, cmd := range commands() {
+		fmt.Fprintf(tw, "\n  %s\n      %s\n", synopsis(cmd), cmd.brief)
+		writeFlags(tw, cmdFlags(cmd), "      ")
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("mint: unexpected argument %q", fs.Arg(0))
-	}
-	req := &tokenv1.MintRequest{ApplicationSid: *app, Region: *region}
-	if *identity != "" {
-		req.Identity = proto.String(*identity)
-	}
-	if *ttl != 0 {
-		req.TtlSeconds = proto.Int32(int32(*ttl))
-	}
-	if *grants != "" {
-		req.Grants = &tokenv1.Grants{}
-		if err := protojson.Unmarshal([]byte(*grants), req.Grants); err != nil {
-			return fmt.Errorf("--grants: %v", err)
+	tw.Flush()
+	fmt.Fprint(w, usageFooter)
+}
+
+func writeCommandUsage(w io.Writer, cmd command) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "usage: tokenctl [global flags] %s [flags]\n\n%s\n\nflags:\n", synopsis(cmd), cmd.brief)
+	writeFlags(tw, cmdFlags(cmd), "  ")
+	fmt.Fprintf(tw, "  --json\tprint the response as JSON\n")
+	tw.Flush()
+	fmt.Fprint(w, "\nRun tokenctl -h for the global flags.\n")
+}
+
+func synopsis(cmd command) string {
+	return strings.TrimSpace(cmd.name + " " + cmd.args)
+}
+
+// cmdFlags returns the flags a command declares.
+func cmdFlags(cmd command) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	cmd.define(&cli{getenv: func(string) string { return "" }}, fs)
+	return fs
+}
+
+func writeFlags(w io.Writer, fs *flag.FlagSet, indent string) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, help := flag.UnquoteUsage(f)
+		name := "--" + f.Name
+		if arg != "" {
+			name += " " + arg
 		}
-	}
-	c, err := client.New(addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	resp, err := c.Mint(ctx, req)
-	if err != nil {
-		st := status.Convert(err)
-		return fmt.Errorf("mint: %s: %s", st.Code(), st.Message())
-	}
-	fmt.Fprintln(stdout, resp.GetToken())
-	if *tokenOnly {
-		return nil
-	}
-	parts := strings.Split(resp.GetToken(), ".")
-	if len(parts) != 3 {
-		return fmt.Errorf("tokend returned a token of %d parts", len(parts))
-	}
-	for i, title := range []string{"header", "claims"} {
-		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
-		if err != nil {
-			return fmt.Errorf("decode %s: %v", title, err)
+		if def := f.DefValue; def != "" && def != "0" && def != "false" {
+			help += fmt.Sprintf(" (default %s)", def)
 		}
-		var pretty bytes.Buffer
-		if err := json.Indent(&pretty, raw, "", "  "); err != nil {
-			return fmt.Errorf("decode %s: %v", title, err)
-		}
-		fmt.Fprintf(stdout, "\n%s:\n%s\n", title, pretty.String())
-	}
-	fmt.Fprintf(stdout, "\nexpires: %s (in %s)\n", resp.GetExpiresAt().AsTime().Local().Format(time.RFC3339),
-		time.Until(resp.GetExpiresAt().AsTime()).Round(time.Second))
-	return nil
+		fmt.Fprintf(w, "%s%s\t%s\n", indent, name, help)
+	})
 }

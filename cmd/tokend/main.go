@@ -13,18 +13,20 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/httpapi"
+	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "tokend:", err)
 		}
@@ -35,11 +37,11 @@ func main() {
 // options are tokend's settings: each flag has an environment variable of
 // the same meaning; a flag given on the command line wins.
 type options struct {
-	grpcAddr, httpAddr, dataDir string
-	masterKeyFile               string
-	defaultIdentity, defaultApp string
-	logLevel, logFormat         string
-	maxBodyBytes                int
+	grpcAddr, httpAddr, dataDir   string
+	masterKeyFile, adminTokenFile string
+	defaultIdentity, defaultApp   string
+	logLevel, logFormat           string
+	maxBodyBytes                  int
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -56,6 +58,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.httpAddr, "http-addr", env("TOKEND_HTTP_ADDR", "127.0.0.1:8080"), "REST listen address (env TOKEND_HTTP_ADDR)")
 	fs.StringVar(&o.dataDir, "data-dir", env("TOKEND_DATA_DIR", "./data"), "directory of the embedded store and generated master key (env TOKEND_DATA_DIR)")
 	fs.StringVar(&o.masterKeyFile, "master-key-file", env("TOKEND_MASTER_KEY_FILE", ""), "file holding the master keyring; TOKEND_MASTER_KEY (env only) wins over it (env TOKEND_MASTER_KEY_FILE)")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", env("TOKEND_ADMIN_TOKEN_FILE", ""), "file holding the admin API bearer token; TOKEND_ADMIN_TOKEN (env only) wins over it; neither: admin API off (env TOKEND_ADMIN_TOKEN_FILE)")
 	fs.StringVar(&o.defaultIdentity, "default-identity", env("TOKEND_DEFAULT_IDENTITY", tokenapi.DefaultIdentity), "identity of mint requests that name none (env TOKEND_DEFAULT_IDENTITY)")
 	fs.StringVar(&o.defaultApp, "default-application", env("TOKEND_DEFAULT_APPLICATION", ""), "application SID of mint requests that name none (env TOKEND_DEFAULT_APPLICATION)")
 	fs.StringVar(&o.logLevel, "log-level", env("TOKEND_LOG_LEVEL", "info"), "debug, info, warn or error (env TOKEND_LOG_LEVEL)")
@@ -102,8 +105,64 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log-format: must be text or json")
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+const usage = `usage:
+  tokend [flags]                 serve (see tokend --help for the flags)
+  tokend rekey [--generate] [flags]
+                                 re-encrypt every secret under the primary master key;
+                                 --generate first adds a new primary key to the keyring file
+  tokend keygen                  print a new master key entry (id:base64) for TOKEND_MASTER_KEY or a key file
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+	case "keygen":
+		if len(args) > 0 {
+			return fmt.Errorf("keygen: unexpected argument %q", args[0])
+		}
+		mk, err := secrets.GenerateMasterKey()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, mk.Encode())
+		return nil
+	case "rekey":
+		generate := false
+		if len(args) > 0 && args[0] == "--generate" {
+			generate, args = true, args[1:]
+		}
+		o, err := parse(args, getenv, stderr)
+		if err != nil {
+			return err
+		}
+		log, err := newLogger(o, stderr)
+		if err != nil {
+			return err
+		}
+		n, primary, err := server.Rekey(ctx, server.Config{
+			DataDir: o.dataDir, MasterKey: getenv(secrets.EnvVar), MasterKeyFile: o.masterKeyFile, Logger: log,
+		}, generate)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "re-encrypted %d secrets; every secret is now under master key %s\n", n, primary)
+		return nil
+	case "help":
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
 	o, err := parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	adminToken, err := loadAdminToken(getenv("TOKEND_ADMIN_TOKEN"), o.adminTokenFile)
 	if err != nil {
 		return err
 	}
@@ -117,11 +176,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir:            o.dataDir,
-		MasterKey:          getenv("TOKEND_MASTER_KEY"),
+		MasterKey:          getenv(secrets.EnvVar),
 		MasterKeyFile:      o.masterKeyFile,
 		DefaultIdentity:    o.defaultIdentity,
 		DefaultApplication: o.defaultApp,
 		Seed:               seed,
+		AdminToken:         adminToken,
 		MaxBodyBytes:       o.maxBodyBytes,
 		Logger:             log,
 	})
@@ -147,6 +207,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	return srv.Serve(ctx, grpcLn, httpLn)
+}
+
+// MinAdminTokenLen is the shortest admin token accepted.
+const MinAdminTokenLen = 16
+
+// loadAdminToken returns the admin bearer token from the environment value
+// or the file (trimmed), or "" when neither is set.
+func loadAdminToken(env, file string) (string, error) {
+	tok := env
+	if tok == "" && file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("admin-token-file: %w", err)
+		}
+		tok = string(b)
+	}
+	tok = strings.TrimSpace(tok)
+	if tok != "" && len(tok) < MinAdminTokenLen {
+		return "", fmt.Errorf("admin token: must be at least %d characters", MinAdminTokenLen)
+	}
+	if (env != "" || file != "") && tok == "" {
+		return "", fmt.Errorf("admin token: empty")
+	}
+	return tok, nil
 }
 
 func isLoopback(a net.Addr) bool {

@@ -26,7 +26,7 @@ func TestSeedHalfSetIsAnError(t *testing.T) {
 		"TOKEND_HTTP_ADDR": "127.0.0.1:0",
 	})
 	var stderr bytes.Buffer
-	err := run(context.Background(), nil, env, &stderr)
+	err := run(context.Background(), nil, env, &bytes.Buffer{}, &stderr)
 	if err == nil {
 		t.Fatal("run with half the seed variables = nil, want an error")
 	}
@@ -85,7 +85,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	var mu sync.Mutex
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--http-addr", httpAddr, "--grpc-addr", grpcAddr}, env, lockedWriter{&mu, &stderr})
+		done <- run(ctx, []string{"--http-addr", httpAddr, "--grpc-addr", grpcAddr}, env, &bytes.Buffer{}, lockedWriter{&mu, &stderr})
 	}()
 	var body map[string]any
 	deadline := time.Now().Add(20 * time.Second)

@@ -36,6 +36,8 @@ const DefaultMaxBodyBytes = 64 << 10
 type Config struct {
 	// Token is the token service; required.
 	Token tokenv1.TokenServiceServer
+	// Admin is the admin service; required.
+	Admin tokenv1.AdminServiceServer
 	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// Healthz answers /healthz; nil means always healthy.
@@ -64,6 +66,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	)
 	if err := tokenv1.RegisterTokenServiceHandlerServer(ctx, gw, cfg.Token); err != nil {
 		return nil, fmt.Errorf("register token gateway: %w", err)
+	}
+	if err := tokenv1.RegisterAdminServiceHandlerServer(ctx, gw, cfg.Admin); err != nil {
+		return nil, fmt.Errorf("register admin gateway: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

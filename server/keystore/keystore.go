@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,8 @@ type view struct {
 type loadedKey struct {
 	sealed []byte
 	key    *mint.Key
+	// flushedLast and flushedOut are the usage last written to the store.
+	flushedLast, flushedOut int64
 }
 
 type keyID struct{ app, key string }
@@ -79,6 +82,36 @@ type Keystore struct {
 
 	mu     sync.Mutex // serialises reloads and guards loaded
 	loaded map[keyID]loadedKey
+
+	// loadKeyring reads the keyring again from where it came from (a file
+	// may have gained a new primary key); nil when it cannot change.
+	loadKeyring func() (*secrets.Keyring, error)
+}
+
+// SetKeyringLoader sets how the keyring is read again: on Rekey, and when
+// a secret names a master key the keyring in memory does not have (another
+// process re-encrypted under a key added to the keyring file).
+func (ks *Keystore) SetKeyringLoader(load func() (*secrets.Keyring, error)) {
+	ks.loadKeyring = load
+}
+
+// refreshKeyring reads the keyring again, if it can, and reports whether
+// it now has other master keys than before.
+func (ks *Keystore) refreshKeyring() (bool, error) {
+	if ks.loadKeyring == nil {
+		return false, nil
+	}
+	kr, err := ks.loadKeyring()
+	if err != nil {
+		return false, fmt.Errorf("read the master keyring again: %w", err)
+	}
+	old := ks.keyring.Load()
+	if slices.Equal(kr.IDs(), old.IDs()) {
+		return false, nil
+	}
+	ks.keyring.Store(kr)
+	ks.log.Info("master keyring reloaded", "primary_master_key_id", kr.Primary().ID, "master_key_ids", kr.IDs())
+	return true, nil
 }
 
 // New returns a Keystore over store; call Reload before use.
@@ -114,6 +147,18 @@ func (ks *Keystore) Revision() int64 { return ks.cur.Load().revision }
 func (ks *Keystore) Reload(ctx context.Context) error {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	err := ks.reload(ctx)
+	if errors.Is(err, secrets.ErrUnknownMasterKey) {
+		if changed, rerr := ks.refreshKeyring(); rerr != nil {
+			return errors.Join(err, rerr)
+		} else if changed {
+			err = ks.reload(ctx)
+		}
+	}
+	return err
+}
+
+func (ks *Keystore) reload(ctx context.Context) error {
 	snap, err := ks.store.Snapshot(ctx)
 	if err != nil {
 		return fmt.Errorf("read store: %w", err)
@@ -145,7 +190,7 @@ func (ks *Keystore) Reload(ctx context.Context) error {
 			if ok {
 				mk.SetUsage(lk.key.Usage())
 			}
-			lk = loadedKey{sealed: k.SealedSecret, key: mk}
+			lk = loadedKey{sealed: k.SealedSecret, key: mk, flushedLast: lk.flushedLast, flushedOut: lk.flushedOut}
 		}
 		lk.key.SetUsage(unix(k.LastSignedAt), unix(k.OutstandingUntil))
 		loaded[id] = lk
@@ -259,4 +304,130 @@ func (ks *Keystore) PutKey(ctx context.Context, applicationSID, keySID string, s
 		return false, ks.store.ActivateKey(ctx, applicationSID, keySID)
 	}
 	return false, nil
+}
+
+// Watch reloads the view whenever the store's revision moves (a change
+// made by another replica or process), checking every interval, until ctx
+// ends. Errors are logged and retried at the next tick.
+func (ks *Keystore) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rev, err := ks.store.Revision(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				ks.log.Warn("read store revision", "error", err)
+			}
+			continue
+		}
+		if rev == ks.Revision() {
+			continue
+		}
+		if err := ks.Reload(ctx); err != nil && ctx.Err() == nil {
+			ks.log.Error("reload keys after a change in the store", "error", err)
+		}
+	}
+}
+
+// Usage returns when the key last signed and the latest exp it signed, as
+// this process knows them (unix seconds, 0 if unknown).
+func (ks *Keystore) Usage(applicationSID, keySID string) (lastSigned, outstandingUntil int64) {
+	app := ks.Lookup(applicationSID)
+	if app == nil || app.Keys[keySID] == nil {
+		return 0, 0
+	}
+	return app.Keys[keySID].Usage()
+}
+
+// FlushUsage writes the signing activity of every key that signed since
+// the last flush to the store, so that other replicas and restarts know
+// when each key's tokens expire.
+func (ks *Keystore) FlushUsage(ctx context.Context) error {
+	ks.mu.Lock()
+	var usage []storage.KeyUsage
+	for id, lk := range ks.loaded {
+		last, out := lk.key.Usage()
+		if last == lk.flushedLast && out == lk.flushedOut {
+			continue
+		}
+		usage = append(usage, storage.KeyUsage{
+			ApplicationSID: id.app, SID: id.key,
+			LastSignedAt: time.Unix(last, 0), OutstandingUntil: time.Unix(out, 0),
+		})
+		lk.flushedLast, lk.flushedOut = last, out
+		ks.loaded[id] = lk
+	}
+	ks.mu.Unlock()
+	if len(usage) == 0 {
+		return nil
+	}
+	return ks.store.RecordKeyUsage(ctx, usage)
+}
+
+// FlushUsageEvery calls FlushUsage every interval until ctx ends, and once
+// more when it ends.
+func (ks *Keystore) FlushUsageEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := ks.FlushUsage(fctx); err != nil {
+				ks.log.Error("record key usage at shutdown", "error", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+			if err := ks.FlushUsage(ctx); err != nil && ctx.Err() == nil {
+				ks.log.Warn("record key usage", "error", err)
+			}
+		}
+	}
+}
+
+// Rekey seals every secret that is not under the primary master key again
+// under it, in one store transaction, and reloads. It returns how many
+// secrets it resealed.
+func (ks *Keystore) Rekey(ctx context.Context) (int, error) {
+	ks.mu.Lock()
+	_, err := ks.refreshKeyring()
+	ks.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	snap, err := ks.store.Snapshot(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read store: %w", err)
+	}
+	keyring := ks.keyring.Load()
+	primary := keyring.Primary().ID
+	var sealed []storage.Sealed
+	for _, k := range snap.Keys {
+		if k.MasterKeyID == primary {
+			continue
+		}
+		ad := secrets.AssociatedData(k.ApplicationSID, k.SID)
+		secret, err := keyring.Open(k.SealedSecret, k.MasterKeyID, ad)
+		if err != nil {
+			return 0, fmt.Errorf("open secret of key %s of application %s: %w", k.SID, k.ApplicationSID, err)
+		}
+		s, id, err := keyring.Seal(secret, ad)
+		clear(secret)
+		if err != nil {
+			return 0, fmt.Errorf("seal secret of key %s: %w", k.SID, err)
+		}
+		sealed = append(sealed, storage.Sealed{ApplicationSID: k.ApplicationSID, SID: k.SID, SealedSecret: s, MasterKeyID: id})
+	}
+	if len(sealed) > 0 {
+		if err := ks.store.ResealKeys(ctx, sealed); err != nil {
+			return 0, err
+		}
+	}
+	return len(sealed), ks.Reload(ctx)
 }

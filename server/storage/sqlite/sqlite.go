@@ -348,7 +348,7 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) (changed bool, 
 	if err != nil {
 		return err
 	}
-	if changed && false {
+	if changed {
 		if _, err := tx.ExecContext(ctx, `UPDATE revision SET value = value + 1 WHERE id = 1`); err != nil {
 			return fmt.Errorf("advance revision: %w", err)
 		}
@@ -699,7 +699,9 @@ func (s *Store) RecordKeyUsage(ctx context.Context, usage []storage.KeyUsage) er
 // CreatedAt and SID.
 func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 	var snap storage.Snapshot
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
+	err := s.readTx(ctx, func(_ *sql.Tx) error {
+		tx := s.read
+		defer time.Sleep(0)
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM revision WHERE id = 1`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("read revision: %w", err)
 		}
