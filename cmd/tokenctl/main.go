@@ -79,7 +79,7 @@ func globalFlags(c *cli) *flag.FlagSet {
 	if addr == "" {
 		addr = "127.0.0.1:9090"
 	}
-	fs.StringVar(&c.addr, "addr", addr, "tokend gRPC address `host:port` (env TOKEND_ADDR)")
+	fs.StringVar(&c.addr, "addr", addr, "tokend's gRPC address, as `host:port` (env TOKEND_ADDR)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "time limit of the call")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "",
 		"read the admin token from the file at `path` (else env TOKEND_ADMIN_TOKEN holds the token itself, or env TOKEND_ADMIN_TOKEN_FILE names its file)")
@@ -90,7 +90,8 @@ func globalFlags(c *cli) *flag.FlagSet {
 const usageFooter = `
 The admin commands (apps, keys, rekey) send the admin token as
 "authorization: Bearer <token>". tokenctl connects without TLS, so keep
---addr on loopback. Flags may come before or after the positional arguments.
+--addr on loopback. Global flags go before the command; a command's flags
+may come before or after its arguments.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {

@@ -248,6 +248,13 @@ func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Applicati
 	if !errors.Is(err, storage.ErrAlreadyExists) {
 		return err
 	}
+	old, err := ks.store.GetApplication(ctx, app.SID)
+	if err != nil {
+		return err
+	}
+	if old.AccountSID == app.AccountSID && old.FriendlyName == app.FriendlyName {
+		return nil
+	}
 	_, err = ks.store.UpdateApplication(ctx, app.SID, func(old storage.Application) (storage.Application, error) {
 		old.AccountSID = app.AccountSID
 		old.FriendlyName = app.FriendlyName

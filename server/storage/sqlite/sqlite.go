@@ -699,9 +699,7 @@ func (s *Store) RecordKeyUsage(ctx context.Context, usage []storage.KeyUsage) er
 // CreatedAt and SID.
 func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 	var snap storage.Snapshot
-	err := s.readTx(ctx, func(_ *sql.Tx) error {
-		tx := s.read
-		defer time.Sleep(0)
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM revision WHERE id = 1`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("read revision: %w", err)
 		}

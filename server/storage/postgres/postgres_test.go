@@ -1,0 +1,389 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/storage/storagetest"
+)
+
+// The tests that need a server read its DSN from TOKEND_TEST_POSTGRES, for
+// example postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (what
+// scripts/postgres-start.sh prints), and skip without it. Each store lives
+// in a schema of its own, with a random name, dropped when its test ends:
+// tests and packages can share one database and run at once.
+const dsnEnv = "TOKEND_TEST_POSTGRES"
+
+func testDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv(dsnEnv)
+	if dsn == "" {
+		t.Skip(dsnEnv + " not set")
+	}
+	return dsn
+}
+
+// newSchema returns the name of a schema that does not exist yet, and
+// drops it with everything in it when the test ends (after the stores the
+// test opened later are closed: cleanups run last first).
+func newSchema(t *testing.T, dsn string) string {
+	t.Helper()
+	var b [8]byte
+	rand.Read(b[:])
+	schema := "tokend_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		// t.Context is done by now.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// openSchema opens a store in schema and closes it when the test ends.
+func openSchema(t *testing.T, dsn, schema string) *Store {
+	t.Helper()
+	s, err := OpenSchema(t.Context(), dsn, schema)
+	if err != nil {
+		t.Fatalf("OpenSchema(%q) = %v", schema, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+	})
+	return s
+}
+
+func TestStore(t *testing.T) {
+	dsn := testDSN(t)
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		return openSchema(t, dsn, newSchema(t, dsn))
+	})
+}
+
+// schemaVersion returns the number of migrations recorded in the store's
+// schema and the highest version.
+func schemaVersion(t *testing.T, s *Store) (count, version int) {
+	t.Helper()
+	if err := s.pool.QueryRow(t.Context(), `SELECT count(*), coalesce(max(version), 0) FROM schema_migrations`).Scan(&count, &version); err != nil {
+		t.Fatalf("read schema_migrations: %v", err)
+	}
+	return count, version
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	dsn := testDSN(t)
+	schema := newSchema(t, dsn)
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatalf("loadMigrations() = %v", err)
+	}
+
+	// Replicas starting at once on a database with no schema yet: each
+	// creates the schema and applies the migrations unless another did.
+	const replicas = 8
+	var (
+		wg     sync.WaitGroup
+		start  = make(chan struct{})
+		stores [replicas]*Store
+		errs   [replicas]error
+	)
+	for i := range replicas {
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = OpenSchema(t.Context(), dsn, schema)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, s := range stores {
+		if s != nil {
+			t.Cleanup(func() { s.Close() })
+		}
+		if errs[i] != nil {
+			t.Errorf("concurrent OpenSchema(%q) #%d = %v, want nil error", schema, i, errs[i])
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	if count, version := schemaVersion(t, stores[0]); count != len(ms) || version != len(ms) {
+		t.Errorf("schema_migrations = %d rows up to version %d, want %d rows up to %d (each migration applied once)", count, version, len(ms), len(ms))
+	}
+	// All the replicas share one store.
+	ctx := t.Context()
+	app := storage.Application{SID: "AP00000000000000000000000000000001", AccountSID: "AC00000000000000000000000000000001"}
+	if err := stores[0].CreateApplication(ctx, app); err != nil {
+		t.Fatalf("CreateApplication = %v", err)
+	}
+	for i, s := range stores {
+		if _, err := s.GetApplication(ctx, app.SID); err != nil {
+			t.Errorf("replica %d: GetApplication(%q) = %v, want the application replica 0 created", i, app.SID, err)
+		}
+		if rev, err := s.Revision(ctx); err != nil || rev != 1 {
+			t.Errorf("replica %d: Revision() = %d, %v, want 1", i, rev, err)
+		}
+	}
+}
+
+func TestReopenKeepsWrites(t *testing.T) {
+	dsn := testDSN(t)
+	schema := newSchema(t, dsn)
+	ctx := t.Context()
+	s, err := OpenSchema(ctx, dsn, schema)
+	if err != nil {
+		t.Fatalf("OpenSchema(%q) = %v", schema, err)
+	}
+	app := storage.Application{
+		SID:           "AP00000000000000000000000000000001",
+		AccountSID:    "AC00000000000000000000000000000001",
+		FriendlyName:  "reopened",
+		DefaultGrants: []byte(`{"voice":{}}`),
+		MaxTTLSeconds: 600,
+		Region:        "au1",
+	}
+	other := app
+	other.SID = "AP00000000000000000000000000000002"
+	key := func(n byte, state storage.KeyState) storage.Key {
+		return storage.Key{
+			ApplicationSID: app.SID,
+			SID:            "SK0000000000000000000000000000000" + string('0'+n),
+			SealedSecret:   []byte{0, 0xff, n},
+			MasterKeyID:    "master-1",
+			State:          state,
+		}
+	}
+	signed := time.Date(2030, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	steps := []struct {
+		name string
+		err  error
+	}{
+		{"CreateApplication", s.CreateApplication(ctx, app)},
+		{"CreateApplication", s.CreateApplication(ctx, other)},
+		{"CreateKey", s.CreateKey(ctx, key(1, storage.KeyActive))},
+		{"CreateKey", s.CreateKey(ctx, key(2, storage.KeyRetired))},
+		{"CreateKey", s.CreateKey(ctx, key(3, storage.KeyActive))},
+		{"ActivateKey", s.ActivateKey(ctx, app.SID, key(2, "").SID)},
+		{"DeleteKey", s.DeleteKey(ctx, app.SID, key(1, "").SID)},
+		{"ResealKeys", s.ResealKeys(ctx, []storage.Sealed{{ApplicationSID: app.SID, SID: key(3, "").SID, SealedSecret: []byte{9, 9}, MasterKeyID: "master-2"}})},
+		{"RecordKeyUsage", s.RecordKeyUsage(ctx, []storage.KeyUsage{{ApplicationSID: app.SID, SID: key(2, "").SID, LastSignedAt: signed, OutstandingUntil: signed.Add(time.Hour)}})},
+		{"DeleteApplication", s.DeleteApplication(ctx, other.SID)},
+	}
+	for _, st := range steps {
+		if st.err != nil {
+			t.Fatalf("%s = %v", st.name, st.err)
+		}
+	}
+	if _, err := s.UpdateApplication(ctx, app.SID, func(a storage.Application) (storage.Application, error) {
+		a.FriendlyName = "updated before reopening"
+		return a, nil
+	}); err != nil {
+		t.Fatalf("UpdateApplication = %v", err)
+	}
+	want, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("Snapshot() = %v", err)
+	}
+	if len(want.Applications) != 1 || len(want.Keys) != 2 || want.Revision == 0 {
+		t.Fatalf("Snapshot() before reopening = %+v, want 1 application, 2 keys and a revision", want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+
+	for range 2 { // reopening twice also checks that migrations are idempotent
+		s, err := OpenSchema(ctx, dsn, schema)
+		if err != nil {
+			t.Fatalf("OpenSchema(%q) again = %v", schema, err)
+		}
+		got, err := s.Snapshot(ctx)
+		s.Close()
+		if err != nil {
+			t.Fatalf("Snapshot() after reopening = %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Snapshot() after reopening mismatch (-before +after):\n%s", diff)
+		}
+	}
+
+	// A reopened store goes on from the same revision.
+	s = openSchema(t, dsn, schema)
+	if err := s.ActivateKey(ctx, app.SID, key(3, "").SID); err != nil {
+		t.Fatalf("ActivateKey = %v", err)
+	}
+	if rev, err := s.Revision(ctx); err != nil || rev <= want.Revision {
+		t.Errorf("Revision() after a write on the reopened store = %d, %v, want > %d", rev, err, want.Revision)
+	}
+	if count, version := schemaVersion(t, s); count != version || version == 0 {
+		t.Errorf("schema_migrations = %d rows up to version %d after reopening, want one per version", count, version)
+	}
+}
+
+// withSearchPath returns dsn with its search_path set to schema.
+func withSearchPath(t *testing.T, dsn, schema string) string {
+	t.Helper()
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("parse %s: %v", dsnEnv, err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+func TestOpenSearchPath(t *testing.T) {
+	dsn := testDSN(t)
+	ctx := t.Context()
+	schema := newSchema(t, dsn)
+
+	// Open does not create the schema of the search_path.
+	if s, err := Open(ctx, withSearchPath(t, dsn, schema)); err == nil {
+		s.Close()
+		t.Fatalf("Open with search_path=%s (missing schema) = nil error, want an error", schema)
+	} else if !strings.Contains(err.Error(), "search_path") {
+		t.Errorf("Open with search_path=%s (missing schema) = %v, want an error about the search_path", schema, err)
+	}
+
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	s, err := Open(ctx, withSearchPath(t, dsn, schema))
+	if err != nil {
+		t.Fatalf("Open with search_path=%s = %v", schema, err)
+	}
+	defer s.Close()
+	if err := s.CreateApplication(ctx, storage.Application{SID: "AP00000000000000000000000000000001"}); err != nil {
+		t.Fatalf("CreateApplication = %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "applications"}.Sanitize()).Scan(&n); err != nil || n != 1 {
+		t.Errorf("applications in schema %s = %d, %v, want 1", schema, n, err)
+	}
+}
+
+func TestDatabaseConstraints(t *testing.T) {
+	dsn := testDSN(t)
+	s := openSchema(t, dsn, newSchema(t, dsn))
+	ctx := t.Context()
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatalf("loadMigrations() = %v", err)
+	}
+	if count, version := schemaVersion(t, s); count != len(ms) || version != len(ms) {
+		t.Errorf("schema_migrations = %d rows up to version %d, want %d rows up to %d", count, version, len(ms), len(ms))
+	}
+
+	// The database itself refuses a second active key and orphan keys, and
+	// deletes the keys of a deleted application.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO applications VALUES ('AP1', 'AC1', '', '', 0, '', now(), now())`); err != nil {
+		t.Fatalf("insert application: %v", err)
+	}
+	insertKey := `INSERT INTO keys (application_sid, sid, sealed_secret, master_key_id, state, created_at) VALUES ($1, $2, '\x00', 'm', $3, now())`
+	if _, err := s.pool.Exec(ctx, insertKey, "AP1", "SK1", "active"); err != nil {
+		t.Fatalf("insert key: %v", err)
+	}
+	_, err = s.pool.Exec(ctx, insertKey, "AP1", "SK2", "active")
+	if e := pgError(err, codeUniqueViolation); e == nil || e.ConstraintName != "keys_one_active_per_application" {
+		t.Errorf("inserting a second active key = %v, want a violation of keys_one_active_per_application", err)
+	}
+	_, err = s.pool.Exec(ctx, insertKey, "AP2", "SK1", "retired")
+	if pgError(err, codeForeignKeyViolation) == nil {
+		t.Errorf("inserting a key of a missing application = %v, want a foreign key violation", err)
+	}
+	_, err = s.pool.Exec(ctx, insertKey, "AP1", "SK3", "pending")
+	if pgError(err, "23514") == nil {
+		t.Errorf("inserting a key in state pending = %v, want a check violation", err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM applications WHERE sid = 'AP1'`); err != nil {
+		t.Fatalf("delete application: %v", err)
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keys`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("keys left after deleting their application = %d, %v, want 0", n, err)
+	}
+}
+
+func TestOpenNewerSchema(t *testing.T) {
+	dsn := testDSN(t)
+	schema := newSchema(t, dsn)
+	s := openSchema(t, dsn, schema)
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatalf("loadMigrations() = %v", err)
+	}
+	if _, err := s.pool.Exec(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES ($1, 'from_the_future.sql')`, len(ms)+1); err != nil {
+		t.Fatalf("insert into schema_migrations: %v", err)
+	}
+	s2, err := OpenSchema(t.Context(), dsn, schema)
+	if err == nil {
+		s2.Close()
+		t.Fatalf("OpenSchema on a schema at version %d = nil error, want an error (newer than the binary)", len(ms)+1)
+	}
+	if !strings.Contains(err.Error(), "newer") {
+		t.Errorf("OpenSchema on a newer schema = %v, want an error saying it is newer", err)
+	}
+}
+
+// The tests below need no server.
+
+func TestOpenSchemaInvalidName(t *testing.T) {
+	for _, schema := range []string{"", strings.Repeat("s", 64), "nul\x00"} {
+		s, err := OpenSchema(t.Context(), "postgres://127.0.0.1:1/x", schema)
+		if err == nil {
+			s.Close()
+			t.Errorf("OpenSchema(%q) = nil error, want an error", schema)
+		}
+	}
+}
+
+func TestOpenErrorHidesPassword(t *testing.T) {
+	const password = "pw-that-must-not-leak"
+	for _, dsn := range []string{
+		"postgres://tokend:" + password + "@127.0.0.1:1/tokend?sslmode=disable&connect_timeout=2",
+		"postgres://tokend:" + password + "@127.0.0.1:1/tokend?sslmode=bogus",
+		"host=127.0.0.1 port=1 user=tokend password=" + password + " connect_timeout=2 sslmode=disable",
+	} {
+		s, err := Open(t.Context(), dsn)
+		if err == nil {
+			s.Close()
+			t.Errorf("Open(unreachable server) = nil error, want an error")
+			continue
+		}
+		if strings.Contains(err.Error(), password) {
+			t.Errorf("Open(unreachable server) = %q, which reveals the password", err)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open(unreachable server) = %v, want no storage sentinel", err)
+		}
+	}
+}
