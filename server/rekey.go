@@ -8,7 +8,6 @@ import (
 
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/secrets"
-	"github.com/tokend/tokend/server/storage/sqlite"
 )
 
 // Rekey re-encrypts every secret in the store under the primary master
@@ -43,7 +42,7 @@ func Rekey(ctx context.Context, cfg Config, generate bool) (int, string, error) 
 		}
 		source = "file " + path
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "tokend.db"))
+	st, _, err := openStore(ctx, cfg.Store, cfg.DataDir)
 	if err != nil {
 		return 0, "", fmt.Errorf("open store: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -29,7 +30,6 @@ import (
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/storage"
-	"github.com/tokend/tokend/server/storage/sqlite"
 	"github.com/tokend/tokend/server/tokenapi"
 )
 
@@ -38,6 +38,9 @@ type Config struct {
 	// DataDir holds the embedded store (tokend.db) and, when no master key
 	// is configured, the generated master key file (master.key).
 	DataDir string
+	// Store selects the store: empty for SQLite in DataDir, or a
+	// postgres:// URL for a PostgreSQL server shared by replicas.
+	Store string
 	// MasterKey is the master keyring text (TOKEND_MASTER_KEY): one or more
 	// base64 32-byte keys, optionally "id:"-prefixed, the first primary.
 	MasterKey string
@@ -67,6 +70,9 @@ var (
 	// UsageFlushInterval is how often key usage (last signed, outstanding
 	// until) is written to the store.
 	UsageFlushInterval = 2 * time.Second
+	// StorePingInterval is how often the store's reachability is checked
+	// for /readyz and the admin service's health.
+	StorePingInterval = time.Second
 )
 
 // Server is an assembled tokend.
@@ -80,6 +86,9 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	http   http.Handler
+
+	// storeDown is set while the store does not answer (see monitorStore).
+	storeDown atomic.Bool
 }
 
 // New opens the store and the keyring, applies the seed credentials (or
@@ -106,8 +115,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	} else {
 		log.Info("master key loaded", "source", source, "master_key_id", keyring.Primary().ID)
 	}
-	dbPath := filepath.Join(cfg.DataDir, "tokend.db")
-	store, err := sqlite.Open(ctx, dbPath)
+	store, storeDesc, err := openStore(ctx, cfg.Store, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -116,7 +124,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	log.Info("store opened", "backend", "sqlite", "path", dbPath, "applications", s.keys.Len())
+	log.Info("store opened", "store", storeDesc, "applications", s.keys.Len())
 	return s, nil
 }
 
@@ -175,7 +183,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		Token:        s.token,
 		Admin:        s.admin,
 		MaxBodyBytes: int64(s.cfg.MaxBodyBytes),
-		Healthz:      func(context.Context) error { return nil },
+		Readyz:       s.readyz,
 		Logger:       s.log,
 	})
 	return err
@@ -201,6 +209,53 @@ func grpcLogger(l *slog.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		l.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
+}
+
+// readyz: tokend can mint while it holds keys in memory, store or not;
+// writes (the admin API) need the store.
+func (s *Server) readyz(ctx context.Context) (bool, map[string]string) {
+	detail := map[string]string{"store": "ok", "writes": "ready"}
+	if s.storeDown.Load() {
+		detail["store"], detail["writes"] = "unreachable", "not ready"
+	}
+	if s.keys.Len() == 0 {
+		detail["mint"] = "no applications"
+		return false, detail
+	}
+	detail["mint"] = "ready"
+	return true, detail
+}
+
+// monitorStore pings the store every interval, keeps storeDown and the
+// admin service's gRPC health in step, and logs each change.
+func (s *Server) monitorStore(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, interval)
+		err := s.store.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		down := err != nil
+		if s.storeDown.Swap(down) == down {
+			continue
+		}
+		admin := tokenv1.AdminService_ServiceDesc.ServiceName
+		if down {
+			s.log.Error("store unreachable: still minting from the keys in memory; admin writes fail until it returns", "error", err)
+			s.health.SetServingStatus(admin, healthpb.HealthCheckResponse_NOT_SERVING)
+		} else {
+			s.log.Info("store reachable again")
+			s.health.SetServingStatus(admin, healthpb.HealthCheckResponse_SERVING)
+		}
+	}
 }
 
 // GRPCServer returns the gRPC server, for serving on a listener of the
@@ -230,6 +285,7 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	bgDone := make(chan struct{}, 2)
 	go func() { s.keys.Watch(bg, WatchInterval); bgDone <- struct{}{} }()
 	go func() { s.keys.FlushUsageEvery(bg, UsageFlushInterval); bgDone <- struct{}{} }()
+	go s.monitorStore(bg, StorePingInterval)
 	errc := make(chan error, 2)
 	go func() {
 		if err := s.grpc.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -161,4 +161,7 @@ func TestHealthAndReflection(t *testing.T) {
 	if code, body := h.do(t, "GET", "/healthz", "", ""); code != 200 || body["status"] != "ok" {
 		t.Errorf("GET /healthz = %d %v, want 200 ok", code, body)
 	}
+	if code, body := h.do(t, "GET", "/readyz", "", ""); code != 200 || body["status"] != "ready" || body["store"] != "ok" || body["mint"] != "ready" {
+		t.Errorf("GET /readyz = %d %v, want 200 ready with the store ok", code, body)
+	}
 }

@@ -38,6 +38,7 @@ func main() {
 // the same meaning; a flag given on the command line wins.
 type options struct {
 	grpcAddr, httpAddr, dataDir   string
+	store                         string
 	masterKeyFile, adminTokenFile string
 	defaultIdentity, defaultApp   string
 	logLevel, logFormat           string
@@ -57,6 +58,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.grpcAddr, "grpc-addr", env("TOKEND_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address (env TOKEND_GRPC_ADDR)")
 	fs.StringVar(&o.httpAddr, "http-addr", env("TOKEND_HTTP_ADDR", "127.0.0.1:8080"), "REST listen address (env TOKEND_HTTP_ADDR)")
 	fs.StringVar(&o.dataDir, "data-dir", env("TOKEND_DATA_DIR", "./data"), "directory of the embedded store and generated master key (env TOKEND_DATA_DIR)")
+	fs.StringVar(&o.store, "store", env("TOKEND_STORE", ""), "store: empty for SQLite in the data dir, or a postgres:// URL shared by replicas (env TOKEND_STORE)")
 	fs.StringVar(&o.masterKeyFile, "master-key-file", env("TOKEND_MASTER_KEY_FILE", ""), "file holding the master keyring; TOKEND_MASTER_KEY (env only) wins over it (env TOKEND_MASTER_KEY_FILE)")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", env("TOKEND_ADMIN_TOKEN_FILE", ""), "file holding the admin API bearer token; TOKEND_ADMIN_TOKEN (env only) wins over it; neither: admin API off (env TOKEND_ADMIN_TOKEN_FILE)")
 	fs.StringVar(&o.defaultIdentity, "default-identity", env("TOKEND_DEFAULT_IDENTITY", tokenapi.DefaultIdentity), "identity of mint requests that name none (env TOKEND_DEFAULT_IDENTITY)")
@@ -144,7 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		n, primary, err := server.Rekey(ctx, server.Config{
-			DataDir: o.dataDir, MasterKey: getenv(secrets.EnvVar), MasterKeyFile: o.masterKeyFile, Logger: log,
+			DataDir: o.dataDir, Store: o.store, MasterKey: getenv(secrets.EnvVar), MasterKeyFile: o.masterKeyFile, Logger: log,
 		}, generate)
 		if err != nil {
 			return err
@@ -176,6 +178,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir:            o.dataDir,
+		Store:              o.store,
 		MasterKey:          getenv(secrets.EnvVar),
 		MasterKeyFile:      o.masterKeyFile,
 		DefaultIdentity:    o.defaultIdentity,

@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +41,9 @@ type Config struct {
 	Admin tokenv1.AdminServiceServer
 	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// Healthz answers /healthz; nil means always healthy.
-	Healthz func(context.Context) error
+	// Readyz reports readiness for /readyz: whether tokend can mint, and
+	// details (such as whether the store takes writes); nil means ready.
+	Readyz func(context.Context) (ready bool, detail map[string]string)
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -71,17 +73,28 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		return nil, fmt.Errorf("register admin gateway: %w", err)
 	}
 	mux := http.NewServeMux()
+	// /healthz: the process is alive and serving HTTP.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if cfg.Healthz != nil {
-			if err := cfg.Healthz(r.Context()); err != nil {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusServiceUnavailable)
-				io.WriteString(w, `{"status":"unavailable"}`)
-				return
-			}
-		}
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`)
+	})
+	// /readyz: ready to mint (keys in memory); the detail says whether
+	// the store is reachable for writes.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ready, detail := true, map[string]string{}
+		if cfg.Readyz != nil {
+			ready, detail = cfg.Readyz(r.Context())
+		}
+		body := map[string]any{"status": "ready"}
+		for k, v := range detail {
+			body[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ready {
+			body["status"] = "not ready"
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("/", limitBody(cfg.MaxBodyBytes, gw))
 	return mux, nil

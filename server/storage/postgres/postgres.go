@@ -20,10 +20,11 @@ import (
 
 var _ storage.Store = (*Store)(nil)
 
+// maxAttempts is how many times a write transaction is tried when it fails
+// on a deadlock or a serialization failure (a variable for tests).
+var maxAttempts = 5
+
 const (
-	// maxAttempts is how many times a write transaction is tried when it
-	// fails on a deadlock or a serialization failure.
-	maxAttempts = 5
 	// rollbackTimeout bounds the rollback of a transaction whose context
 	// is done (the rollback runs without that context's cancellation).
 	rollbackTimeout = 5 * time.Second
@@ -467,15 +468,25 @@ func (s *Store) CreateKey(ctx context.Context, key storage.Key) error {
 		if err := lockApplication(ctx, tx, key.ApplicationSID); err != nil {
 			return false, err
 		}
+		// Lock a key with that SID, if any, before touching the active
+		// key: inserting over a key row that another transaction is
+		// updating would wait for it while holding the active key's lock,
+		// against the order of writers that lock several keys.
+		_, found, err := lockKeyAndActive(ctx, tx, key.ApplicationSID, key.SID)
+		if err != nil {
+			return false, err
+		}
+		if found {
+			return false, fmt.Errorf("key %w", storage.ErrAlreadyExists)
+		}
 		if key.State == storage.KeyActive {
 			// Retire first: the unique index allows one active key at a
-			// time. If the insert then fails (a duplicate SID), the
-			// rollback undoes this too.
+			// time.
 			if err := retireActive(ctx, tx, key.ApplicationSID); err != nil {
 				return false, err
 			}
 		}
-		_, err := tx.Exec(ctx, `
+		_, err = tx.Exec(ctx, `
 			INSERT INTO keys (`+keyColumns+`)
 			SELECT $1::text, $2::text, coalesce($3::bytea, ''::bytea), $4::text, $5::text, ts.t,
 				CASE WHEN $5::text = 'active' THEN ts.t ELSE $6::timestamptz END,
@@ -492,6 +503,33 @@ func (s *Store) CreateKey(ctx context.Context, key storage.Key) error {
 		return fmt.Errorf("create key %s for application %s: %w", key.SID, key.ApplicationSID, err)
 	}
 	return nil
+}
+
+// lockKeyAndActive locks, in SID order, the key of an application with
+// the given SID and the application's active key, and returns the state of
+// the first, if it exists. The caller holds the application's lock.
+func lockKeyAndActive(ctx context.Context, tx pgx.Tx, applicationSID, sid string) (state storage.KeyState, found bool, err error) {
+	rows, err := tx.Query(ctx, `
+		SELECT sid, state FROM keys
+		WHERE application_sid = $1 AND (sid = $2 OR state = 'active')
+		ORDER BY sid FOR UPDATE`, applicationSID, sid)
+	if err != nil {
+		return "", false, fmt.Errorf("lock keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var keySID, keyState string
+		if err := rows.Scan(&keySID, &keyState); err != nil {
+			return "", false, fmt.Errorf("lock keys: %w", err)
+		}
+		if keySID == sid {
+			state, found = storage.KeyState(keyState), true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", false, fmt.Errorf("lock keys: %w", err)
+	}
+	return state, found, nil
 }
 
 // retireActive retires the active key of an application, if any. The
@@ -543,35 +581,14 @@ func (s *Store) ActivateKey(ctx context.Context, applicationSID, sid string) err
 		if err := lockApplication(ctx, tx, applicationSID); err != nil {
 			return false, err
 		}
-		// Lock the key and the active one, in SID order.
-		rows, err := tx.Query(ctx, `
-			SELECT sid, state FROM keys
-			WHERE application_sid = $1 AND (sid = $2 OR state = 'active')
-			ORDER BY sid FOR UPDATE`, applicationSID, sid)
+		state, found, err := lockKeyAndActive(ctx, tx, applicationSID, sid)
 		if err != nil {
-			return false, fmt.Errorf("lock keys: %w", err)
-		}
-		var (
-			found bool
-			state string
-		)
-		for rows.Next() {
-			var keySID, keyState string
-			if err := rows.Scan(&keySID, &keyState); err != nil {
-				rows.Close()
-				return false, fmt.Errorf("lock keys: %w", err)
-			}
-			if keySID == sid {
-				found, state = true, keyState
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return false, fmt.Errorf("lock keys: %w", err)
+			return false, err
 		}
 		if !found {
 			return false, fmt.Errorf("key %w", storage.ErrNotFound)
 		}
-		if storage.KeyState(state) == storage.KeyActive {
+		if state == storage.KeyActive {
 			return false, nil
 		}
 		// Retire first: the unique index allows one active key at a time.
@@ -620,7 +637,11 @@ func (s *Store) DeleteKey(ctx context.Context, applicationSID, sid string) error
 }
 
 // compareKeyIDs orders keys by application SID, then SID: the order in
-// which writers lock several keys.
+// which writers lock several keys, so that they queue rather than deadlock.
+// A writer also updates each key row at most once per transaction: updating
+// a row again makes PostgreSQL check its foreign key, which takes a lock on
+// the application row after the key's, against the order of writers that
+// lock the application first.
 func compareKeyIDs(appA, sidA, appB, sidB string) int {
 	return cmp.Or(cmp.Compare(appA, appB), cmp.Compare(sidA, sidB))
 }
@@ -633,16 +654,23 @@ func (s *Store) ResealKeys(ctx context.Context, sealed []storage.Sealed) error {
 	if len(sealed) == 0 {
 		return nil
 	}
-	// Update in lock order; a stable sort keeps the last of duplicates
-	// last.
+	// Update in lock order, each key once (see compareKeyIDs): the stable
+	// sort keeps duplicates in their order, the last one wins.
 	sorted := slices.Clone(sealed)
 	slices.SortStableFunc(sorted, func(a, b storage.Sealed) int {
 		return compareKeyIDs(a.ApplicationSID, a.SID, b.ApplicationSID, b.SID)
 	})
+	unique := sorted[:0]
+	for i, sl := range sorted {
+		if i+1 < len(sorted) && compareKeyIDs(sl.ApplicationSID, sl.SID, sorted[i+1].ApplicationSID, sorted[i+1].SID) == 0 {
+			continue // a later one wins
+		}
+		unique = append(unique, sl)
+	}
 	err := s.writeTx(ctx, func(tx pgx.Tx) (bool, error) {
 		b := &pgx.Batch{}
-		var changed int64
-		for _, sl := range sorted {
+		changed := int64(0)
+		for _, sl := range unique {
 			b.Queue(`
 				UPDATE keys SET sealed_secret = coalesce($1::bytea, ''::bytea), master_key_id = $2
 				WHERE application_sid = $3 AND sid = $4`,
@@ -670,6 +698,8 @@ func (s *Store) ResealKeys(ctx context.Context, sealed []storage.Sealed) error {
 // changes nothing), skipping keys that do not exist. It does not advance
 // the revision, and leaves untouched the rows it would not change.
 func (s *Store) RecordKeyUsage(ctx context.Context, usage []storage.KeyUsage) error {
+	// Update in lock order, each key once (see compareKeyIDs), with the
+	// latest times given for it.
 	sorted := make([]storage.KeyUsage, 0, len(usage))
 	for _, u := range usage {
 		if !u.LastSignedAt.IsZero() || !u.OutstandingUntil.IsZero() {
@@ -679,13 +709,26 @@ func (s *Store) RecordKeyUsage(ctx context.Context, usage []storage.KeyUsage) er
 	if len(sorted) == 0 {
 		return nil
 	}
-	// Update in lock order.
-	slices.SortStableFunc(sorted, func(a, b storage.KeyUsage) int {
+	slices.SortFunc(sorted, func(a, b storage.KeyUsage) int {
 		return compareKeyIDs(a.ApplicationSID, a.SID, b.ApplicationSID, b.SID)
 	})
+	merged := sorted[:1]
+	for _, u := range sorted[1:] {
+		last := &merged[len(merged)-1]
+		if compareKeyIDs(u.ApplicationSID, u.SID, last.ApplicationSID, last.SID) != 0 {
+			merged = append(merged, u)
+			continue
+		}
+		if u.LastSignedAt.After(last.LastSignedAt) {
+			last.LastSignedAt = u.LastSignedAt
+		}
+		if u.OutstandingUntil.After(last.OutstandingUntil) {
+			last.OutstandingUntil = u.OutstandingUntil
+		}
+	}
 	err := s.writeTx(ctx, func(tx pgx.Tx) (bool, error) {
 		b := &pgx.Batch{}
-		for _, u := range sorted {
+		for _, u := range merged {
 			// greatest ignores NULLs: a NULL argument or column keeps the
 			// other value.
 			b.Queue(`

@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	mrand "math/rand/v2"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,6 +240,120 @@ func TestReopenKeepsWrites(t *testing.T) {
 	}
 	if count, version := schemaVersion(t, s); count != version || version == 0 {
 		t.Errorf("schema_migrations = %d rows up to version %d after reopening, want one per version", count, version)
+	}
+}
+
+// TestConcurrentWritersDoNotDeadlock runs every kind of write at once, on
+// overlapping keys, from two stores sharing a schema (two replicas), with
+// retries off: a deadlock, which PostgreSQL reports after deadlock_timeout
+// (1s by default), fails the test instead of being retried.
+func TestConcurrentWritersDoNotDeadlock(t *testing.T) {
+	dsn := testDSN(t)
+	schema := newSchema(t, dsn)
+	replicas := []*Store{openSchema(t, dsn, schema), openSchema(t, dsn, schema)}
+	saved := maxAttempts
+	maxAttempts = 1
+	t.Cleanup(func() { maxAttempts = saved })
+
+	ctx := t.Context()
+	appSID := func(n int) string { return fmt.Sprintf("AP%032x", n) }
+	keySID := func(n int) string { return fmt.Sprintf("SK%032x", n) }
+	const apps, keys, workers = 3, 5, 8
+	// create (re)creates application a with its keys, the first active.
+	create := func(s *Store, a int) error {
+		if err := s.CreateApplication(ctx, storage.Application{SID: appSID(a)}); err != nil {
+			return err
+		}
+		for k := range keys {
+			state := storage.KeyRetired
+			if k == 0 {
+				state = storage.KeyActive
+			}
+			if err := s.CreateKey(ctx, storage.Key{ApplicationSID: appSID(a), SID: keySID(k), SealedSecret: []byte{0, byte(k)}, MasterKeyID: "m1", State: state}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for a := range apps {
+		if err := create(replicas[0], a); err != nil {
+			t.Fatalf("create application %d: %v", a, err)
+		}
+	}
+
+	deadline := time.Now().Add(3 * time.Second)
+	var (
+		wg     sync.WaitGroup
+		writes atomic.Int64
+	)
+	for w := range workers {
+		s := replicas[w%len(replicas)]
+		wg.Go(func() {
+			r := mrand.New(mrand.NewPCG(uint64(w), 1))
+			someKeys := func() (ids [][2]string) { // with duplicates, in no order
+				for range 6 {
+					ids = append(ids, [2]string{appSID(r.IntN(apps)), keySID(r.IntN(keys))})
+				}
+				return ids
+			}
+			for time.Now().Before(deadline) && !t.Failed() {
+				a := r.IntN(apps)
+				var err error
+				switch r.IntN(7) {
+				case 0:
+					err = s.ActivateKey(ctx, appSID(a), keySID(r.IntN(keys)))
+				case 1:
+					var usage []storage.KeyUsage
+					for _, id := range someKeys() {
+						now := time.Now()
+						usage = append(usage, storage.KeyUsage{ApplicationSID: id[0], SID: id[1], LastSignedAt: now, OutstandingUntil: now.Add(time.Hour)})
+					}
+					err = s.RecordKeyUsage(ctx, usage)
+				case 2:
+					var sealed []storage.Sealed
+					for _, id := range someKeys() {
+						sealed = append(sealed, storage.Sealed{ApplicationSID: id[0], SID: id[1], SealedSecret: []byte{1, byte(w)}, MasterKeyID: "m2"})
+					}
+					err = s.ResealKeys(ctx, sealed)
+				case 3:
+					_, err = s.UpdateApplication(ctx, appSID(a), func(app storage.Application) (storage.Application, error) {
+						app.MaxTTLSeconds++
+						return app, nil
+					})
+				case 4:
+					err = s.DeleteKey(ctx, appSID(a), keySID(r.IntN(keys)))
+				case 5:
+					err = s.CreateKey(ctx, storage.Key{ApplicationSID: appSID(a), SID: keySID(r.IntN(keys)), SealedSecret: []byte{2}, MasterKeyID: "m3", State: storage.KeyActive})
+				case 6:
+					if r.IntN(4) == 0 {
+						if err = s.DeleteApplication(ctx, appSID(a)); err == nil {
+							err = create(s, a)
+						}
+					}
+				}
+				writes.Add(1)
+				if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrAlreadyExists) && !errors.Is(err, storage.ErrConflict) {
+					t.Errorf("concurrent write: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d concurrent writes", writes.Load())
+	snap, err := replicas[1].Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("Snapshot() = %v", err)
+	}
+	active := map[string]int{}
+	for _, k := range snap.Keys {
+		if k.State == storage.KeyActive {
+			active[k.ApplicationSID]++
+		}
+	}
+	for app, n := range active {
+		if n > 1 {
+			t.Errorf("Snapshot(): application %s has %d active keys, want at most one", app, n)
+		}
 	}
 }
 
