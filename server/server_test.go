@@ -161,6 +161,9 @@ func TestHealthAndReflection(t *testing.T) {
 	if code, body := h.do(t, "GET", "/healthz", "", ""); code != 200 || body["status"] != "ok" {
 		t.Errorf("GET /healthz = %d %v, want 200 ok", code, body)
 	}
+	if code, body := h.do(t, "GET", "/openapi.json", "", ""); code != 200 || body["swagger"] != "2.0" || body["paths"].(map[string]any)["/token"] == nil {
+		t.Errorf("GET /openapi.json = %d, want the OpenAPI description with /token", code)
+	}
 	if code, body := h.do(t, "GET", "/readyz", "", ""); code != 200 || body["status"] != "ready" || body["store"] != "ok" || body["mint"] != "ready" {
 		t.Errorf("GET /readyz = %d %v, want 200 ready with the store ok", code, body)
 	}

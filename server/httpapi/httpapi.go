@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/tokend/tokend"
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
@@ -77,6 +78,10 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(tokend.OpenAPI)
 	})
 	// /readyz: ready to mint (keys in memory); the detail says whether
 	// the store is reachable for writes.
