@@ -66,7 +66,7 @@ type Config struct {
 var (
 	// WatchInterval is how often the store's revision is checked for
 	// changes made by other replicas or processes.
-	WatchInterval = 500 * time.Millisecond
+	WatchInterval = 250 * time.Millisecond
 	// UsageFlushInterval is how often key usage (last signed, outstanding
 	// until) is written to the store.
 	UsageFlushInterval = 2 * time.Second
