@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"go.uber.org/goleak"
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -486,58 +484,11 @@ func TestTokenSourceCancelStopsBackoff(t *testing.T) {
 }
 
 // verifyNoNewGoroutines returns a check that fails t if a goroutine started
-// after the call still runs, in the manner of
-// goleak.VerifyNone(t, goleak.IgnoreCurrent()). (go.uber.org/goleak is in
-// go.sum but not required by go.mod, so this package cannot import it.)
-// Goroutines that are winding down get up to 5 s to exit.
+// after the call still runs (goleak retries while goroutines wind down).
 func verifyNoNewGoroutines(t *testing.T) func() {
-	before := goroutines()
+	ignore := goleak.IgnoreCurrent()
 	return func() {
 		t.Helper()
-		var leaked []string
-		for wait, deadline := time.Millisecond, time.Now().Add(5*time.Second); ; wait = min(2*wait, 100*time.Millisecond) {
-			leaked = leaked[:0]
-			for id, stack := range goroutines() {
-				if _, ok := before[id]; !ok {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(wait)
-		}
-		if len(leaked) > 0 {
-			slices.Sort(leaked)
-			t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
+		goleak.VerifyNone(t, ignore)
 	}
-}
-
-// goroutines returns the stack of every goroutine but the caller's, by id.
-func goroutines() map[int64]string {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := map[int64]string{}
-	for i, stack := range strings.Split(string(buf), "\n\n") {
-		if i == 0 {
-			continue // the caller's own goroutine comes first
-		}
-		// "goroutine 42 [chan receive]:"
-		f := strings.Fields(stack)
-		if len(f) < 2 || f[0] != "goroutine" {
-			continue
-		}
-		if id, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-			out[id] = stack
-		}
-	}
-	return out
 }

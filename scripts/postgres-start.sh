@@ -9,7 +9,8 @@
 #   - installs PostgreSQL from Debian's packages if its binaries are missing
 #     (apt-get update, then apt-get install -y postgresql);
 #   - uses the "main" cluster of the newest installed major version, creating
-#     it on port 5432 with pg_createcluster if it does not exist;
+#     it on port 5432 with pg_createcluster if it does not exist (a fresh
+#     install creates it);
 #   - lets user postgres connect over TCP from 127.0.0.1 and ::1 without a
 #     password (a "trust" line at the top of pg_hba.conf, marked so that it
 #     is added once);
@@ -21,7 +22,10 @@
 # machine only: never run this on a server that holds real data.
 #
 # Environment:
-#   TOKEND_PG_PORT     port of a cluster that has to be created (default 5432)
+#   TOKEND_PG_CLUSTER  name of the cluster to use (default main)
+#   TOKEND_PG_PORT     port of the cluster if it has to be created (default
+#                      5432); an existing cluster keeps its port, which the
+#                      DSN then names
 #   TOKEND_PG_TIMEOUT  seconds to wait for the server to answer (default 60)
 set -euo pipefail
 
@@ -80,7 +84,7 @@ main() {
 	version=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/postgres' |
 		awk -F/ '{print $5}' | sort -V | tail -n 1)
 	[[ -n ${version} ]] || die "no PostgreSQL server version found under /usr/lib/postgresql"
-	cluster=main
+	cluster=${TOKEND_PG_CLUSTER:-main}
 
 	if [[ -z $(cluster_field "${version}" "${cluster}" 1) ]]; then
 		log "creating cluster ${version}/${cluster} on port ${port_wanted}"

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/storage"
 	"github.com/tokend/tokend/server/tokenapi"
+	"github.com/tokend/tokend/server/web"
 )
 
 // Config is everything tokend needs to start.
@@ -60,6 +63,39 @@ type Config struct {
 	MaxBodyBytes int
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the REST API from a browser; empty: no CORS headers.
+	CORSOrigins []string
+}
+
+// checkMasterKeys fails, before anything is written, when secrets in the
+// store are sealed under master keys the keyring lacks: a wrong or missing
+// master key is a start-up error, never garbage tokens.
+func checkMasterKeys(ctx context.Context, store storage.Store, keyring *secrets.Keyring) error {
+	snap, err := store.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("read store: %w", err)
+	}
+	have := map[string]bool{}
+	for _, id := range keyring.IDs() {
+		have[id] = true
+	}
+	missing := map[string]int{}
+	for _, k := range snap.Keys {
+		if !have[k.MasterKeyID] {
+			missing[k.MasterKeyID]++
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var parts []string
+	for id, n := range missing {
+		parts = append(parts, fmt.Sprintf("%d under %s", n, id))
+	}
+	sort.Strings(parts)
+	return fmt.Errorf("wrong master key: the store holds secrets sealed under master keys this keyring (%s) does not have: %s",
+		strings.Join(keyring.IDs(), ", "), strings.Join(parts, ", "))
 }
 
 // Intervals of the background work of a serving tokend.
@@ -120,6 +156,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, store: store}
+	if err := checkMasterKeys(ctx, store, keyring); err != nil {
+		store.Close()
+		if created {
+			// Do not leave behind a key that opens nothing: the operator
+			// has to restore the right one.
+			os.Remove(filepath.Join(cfg.DataDir, secrets.DataDirKeyFile))
+			err = fmt.Errorf("%w (no master key was configured and %s was missing, so tokend generated one; it has been removed again: restore the original key file or set %s)",
+				err, filepath.Join(cfg.DataDir, secrets.DataDirKeyFile), secrets.EnvVar)
+		}
+		return nil, err
+	}
 	if err := s.init(ctx, keyring); err != nil {
 		store.Close()
 		return nil, err
@@ -166,7 +213,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 		),
 	)
-	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log})
+	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID})
 	if s.cfg.AdminToken == "" {
 		s.log.Info("admin API off: no admin credential configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
 	}
@@ -185,6 +232,8 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		MaxBodyBytes: int64(s.cfg.MaxBodyBytes),
 		Readyz:       s.readyz,
 		Logger:       s.log,
+		CORSOrigins:  s.cfg.CORSOrigins,
+		Page:         web.Handler(),
 	})
 	return err
 }

@@ -168,3 +168,48 @@ func TestHealthAndReflection(t *testing.T) {
 		t.Errorf("GET /readyz = %d %v, want 200 ready with the store ok", code, body)
 	}
 }
+
+// TestLostMasterKeyFile: with the generated key file gone, tokend refuses
+// to start (it would generate a key that opens nothing) and removes the
+// key it generated, so the operator can restore the original.
+func TestLostMasterKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.Config{DataDir: dir, Logger: testLogger(t)}
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	keyFile := filepath.Join(dir, "master.key")
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	_, err = server.New(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "wrong master key") || !strings.Contains(err.Error(), "restore") {
+		t.Fatalf("server.New without its key file = %v, want a wrong master key error telling to restore it", err)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Errorf("a generated key file was left behind (%v)", err)
+	}
+}
+
+// TestDemoReplacedByFirstApplication: creating a real application through
+// the admin API removes the demo application, so GET /token without an
+// application_sid keeps working.
+func TestDemoReplacedByFirstApplication(t *testing.T) {
+	h := newHarness(t, server.Config{AdminToken: adminToken})
+	h.authz = "Bearer " + adminToken
+	if code, body := h.do(t, "POST", "/v1/applications", "application/json", `{"application_sid":"`+app1+`","account_sid":"`+acct1+`"}`); code != 200 {
+		t.Fatalf("create application = %d %v", code, body)
+	}
+	if code, body := h.do(t, "POST", "/v1/applications/"+app1+"/keys", "application/json", `{"api_key_sid":"`+key1+`","secret":"`+secret1+`"}`); code != 200 {
+		t.Fatalf("add key = %d %v", code, body)
+	}
+	if h.srv.Keystore().Lookup(server.DemoApplicationSID) != nil {
+		t.Error("the demo application is still there")
+	}
+	code, body := h.do(t, "GET", "/token", "", "")
+	if code != 200 || body["application_sid"] != app1 {
+		t.Errorf("GET /token = %d %v, want a token of %s", code, body, app1)
+	}
+}

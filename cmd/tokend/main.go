@@ -35,8 +35,13 @@ func main() {
 }
 
 // options are tokend's settings: each flag has an environment variable of
-// the same meaning; a flag given on the command line wins.
+// the same meaning (TOKEND_ and the flag's name in capitals) and a config
+// file key (the flag's name with underscores). A flag given on the command
+// line wins over the environment, which wins over the config file, which
+// wins over the default (see layer in config.go).
 type options struct {
+	configFile, configSrc         string
+	settings                      []setting // every option but --config, by flag name
 	grpcAddr, httpAddr, dataDir   string
 	store                         string
 	masterKeyFile, adminTokenFile string
@@ -55,6 +60,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	o := &options{}
 	fs := flag.NewFlagSet("tokend", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&o.configFile, configFlag, env("TOKEND_CONFIG", ""), "YAML file of options, keys named like the flags with underscores (grpc_addr); flags and env win over it (env TOKEND_CONFIG)")
 	fs.StringVar(&o.grpcAddr, "grpc-addr", env("TOKEND_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address (env TOKEND_GRPC_ADDR)")
 	fs.StringVar(&o.httpAddr, "http-addr", env("TOKEND_HTTP_ADDR", "127.0.0.1:8080"), "REST listen address (env TOKEND_HTTP_ADDR)")
 	fs.StringVar(&o.dataDir, "data-dir", env("TOKEND_DATA_DIR", "./data"), "directory of the embedded store and generated master key (env TOKEND_DATA_DIR)")
@@ -76,18 +82,28 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := layer(fs, o, getenv); err != nil {
+		return nil, err
+	}
 	if o.maxBodyBytes < 1024 || o.maxBodyBytes > 16<<20 {
-		return nil, fmt.Errorf("max-body-bytes: must be between 1024 and %d", 16<<20)
+		return nil, o.invalid("max-body-bytes", "must be between 1024 and %d", 16<<20)
 	}
 	if o.defaultApp != "" && !tokenapi.ValidSID(o.defaultApp, "AP") {
-		return nil, fmt.Errorf("default-application: must be AP followed by 32 hex digits")
+		return nil, o.invalid("default-application", "must be AP followed by 32 hex digits")
 	}
 	var v tokenapi.Violations
 	// The default identity must suit the default grants (voice): letters,
 	// digits and underscore.
 	v.CheckIdentity(o.defaultIdentity, &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{}})
 	if len(v) > 0 {
-		return nil, fmt.Errorf("default-identity: %s", v[0].Description)
+		return nil, o.invalid("default-identity", "%s", v[0].Description)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, o.invalid("log-level", "must be debug, info, warn or error")
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, o.invalid("log-format", "must be text or json")
 	}
 	return o, nil
 }
@@ -112,6 +128,8 @@ const usage = `usage:
   tokend rekey [--generate] [flags]
                                  re-encrypt every secret under the primary master key;
                                  --generate first adds a new primary key to the keyring file
+  tokend config [flags]          print the effective configuration as YAML, each value's
+                                 source as a comment, secrets redacted
   tokend keygen                  print a new master key entry (id:base64) for TOKEND_MASTER_KEY or a key file
 `
 
@@ -134,9 +152,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "rekey":
 		generate := false
-		if len(args) > 0 && args[0] == "--generate" {
-			generate, args = true, args[1:]
+		rest := args[:0:0]
+		for _, a := range args {
+			if a == "--generate" || a == "-generate" {
+				generate = true
+				continue
+			}
+			rest = append(rest, a)
 		}
+		args = rest
 		o, err := parse(args, getenv, stderr)
 		if err != nil {
 			return err
@@ -153,6 +177,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fmt.Fprintf(stdout, "re-encrypted %d secrets; every secret is now under master key %s\n", n, primary)
 		return nil
+	case "config":
+		o, err := parse(args, getenv, stderr)
+		if err != nil {
+			return err
+		}
+		return printConfig(stdout, o, getenv)
 	case "help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp

@@ -6,6 +6,11 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,4 +140,284 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokend.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func sources(o *options) map[string]string {
+	m := map[string]string{}
+	for _, s := range o.settings {
+		m[s.flag] = s.src
+	}
+	return m
+}
+
+// TestConfigPrecedence: flag > env > file > default, option by option.
+func TestConfigPrecedence(t *testing.T) {
+	path := writeConfig(t, `# tokend test config
+grpc_addr: 127.0.0.1:7001
+http_addr: 127.0.0.1:7002
+data_dir: /from/file
+log_level: debug
+max_body_bytes: 2048
+`)
+	env := envOf(map[string]string{
+		"TOKEND_CONFIG":    path,
+		"TOKEND_HTTP_ADDR": "127.0.0.1:8002",
+		"TOKEND_DATA_DIR":  "/from/env",
+	})
+	o, err := parse([]string{"--data-dir", "/from/flag"}, env, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{o.grpcAddr, o.httpAddr, o.dataDir, o.logLevel, strconv.Itoa(o.maxBodyBytes), o.logFormat}
+	want := []string{"127.0.0.1:7001", "127.0.0.1:8002", "/from/flag", "debug", "2048", "text"}
+	if !slices.Equal(got, want) {
+		t.Errorf("grpc, http, data dir, log level, max body, log format = %q, want %q", got, want)
+	}
+	wantSrc := map[string]string{
+		"grpc-addr": srcFile, "http-addr": srcEnv, "data-dir": srcFlag, "log-level": srcFile,
+		"max-body-bytes": srcFile, "log-format": srcDefault, "store": srcDefault,
+	}
+	src := sources(o)
+	for name, w := range wantSrc {
+		if src[name] != w {
+			t.Errorf("source of %s = %q, want %q", name, src[name], w)
+		}
+	}
+	if o.configFile != path || o.configSrc != "env TOKEND_CONFIG" {
+		t.Errorf("config file %q from %q, want %q from env TOKEND_CONFIG", o.configFile, o.configSrc, path)
+	}
+
+	// --config wins over TOKEND_CONFIG; an env value over the file's.
+	other := writeConfig(t, "grpc_addr: 127.0.0.1:7101\nlog_format: json\n")
+	o, err = parse([]string{"--config", other}, envOf(map[string]string{
+		"TOKEND_CONFIG": path, "TOKEND_LOG_FORMAT": "text",
+	}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.grpcAddr != "127.0.0.1:7101" || o.logFormat != "text" || o.logLevel != "info" || o.configSrc != "flag --config" {
+		t.Errorf("with --config: grpc %q, log format %q, log level %q, config from %q; want the --config file's grpc_addr, the env's log format, the default level",
+			o.grpcAddr, o.logFormat, o.logLevel, o.configSrc)
+	}
+
+	// No config file at all: as before.
+	o, err = parse(nil, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range sources(o) {
+		if s != srcDefault {
+			t.Errorf("with no flags, env or file, %s comes from %q", name, s)
+		}
+	}
+}
+
+// TestConfigFileErrors: every error names the key and its line; secrets
+// and unknown keys are refused.
+func TestConfigFileErrors(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"unknown key", "log_level: info\n\ngrpc_adr: 127.0.0.1:1\n", []string{`unknown key "grpc_adr"`, "line 3", "grpc_addr"}},
+		{"hyphenated key", "grpc-addr: 127.0.0.1:1\n", []string{`unknown key "grpc-addr"`, "line 1", "did you mean grpc_addr"}},
+		{"not a number", "log_level: info\nmax_body_bytes: lots\n", []string{"max_body_bytes", "line 2", `"lots"`}},
+		{"out of range", "\n\n\nmax_body_bytes: 10\n", []string{"max-body-bytes", "max_body_bytes", "line 4", "between 1024"}},
+		{"bad application", "default_application: AP1\n", []string{"default-application", "default_application", "line 1"}},
+		{"bad identity", "log_format: json\ndefault_identity: a b\n", []string{"default-identity", "default_identity", "line 2"}},
+		{"bad log level", "log_level: loud\n", []string{"log-level", "log_level", "line 1"}},
+		{"bad log format", "log_format: xml\n", []string{"log-format", "log_format", "line 1"}},
+		{"a list", "http_addr: [a, b]\n", []string{"http_addr", "line 1", "single value"}},
+		{"a mapping", "data_dir:\n  path: /x\n", []string{"data_dir", "line 2"}},
+		{"inline master key", "master_key: aWQ6c2VjcmV0\n", []string{`"master_key"`, "line 1", "master_key_file", "TOKEND_MASTER_KEY"}},
+		{"inline admin token", "log_level: info\nadmin_token: hunter2hunter2hunter2\n", []string{`"admin_token"`, "line 2", "admin_token_file"}},
+		{"inline seed secret", "api_secret: shh\n", []string{`"api_secret"`, "line 1", "API_SECRET"}},
+		{"store password", "store: postgres://tokend:pw-in-file@db/tokend\n", []string{"store", "line 1", "TOKEND_STORE", "password"}},
+		{"store password param", "store: postgres://tokend@db/tokend?password=pw-in-file\n", []string{"store", "line 1"}},
+		{"duplicate", "log_level: info\nlog_level: debug\n", []string{`"log_level" given twice`, "line 2", "line 1"}},
+		{"nested config", "config: /etc/other.yaml\n", []string{`"config"`, "line 1"}},
+		{"not a mapping", "- grpc_addr\n", []string{"line 1", "mapping"}},
+		{"syntax", "log_level: info\n  bad: [\n", []string{"tokend.yaml", "line"}},
+		{"two documents", "log_level: info\n---\nlog_level: debug\n", []string{"line 2", "one YAML document"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.text)
+			_, err := parse([]string{"--config", path}, envOf(nil), &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("config %q: parse = nil, want an error", c.text)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "pw-in-file") {
+				t.Errorf("error %q holds the password", err)
+			}
+		})
+	}
+	if _, err := parse([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, envOf(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing config file: parse = %v, want an error naming it", err)
+	}
+	// An empty file, or one of comments only, sets nothing.
+	for _, text := range []string{"", "# nothing yet\n"} {
+		if _, err := parse([]string{"--config", writeConfig(t, text)}, envOf(nil), &bytes.Buffer{}); err != nil {
+			t.Errorf("config %q: %v", text, err)
+		}
+	}
+	// A bad env value still names the variable, not the file.
+	_, err := parse(nil, envOf(map[string]string{"TOKEND_LOG_LEVEL": "loud"}), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "TOKEND_LOG_LEVEL") {
+		t.Errorf("bad TOKEND_LOG_LEVEL: parse = %v, want an error naming it", err)
+	}
+}
+
+// TestConfigFileLists: a list key (cors_origins) takes a YAML sequence,
+// joined with commas as its flag takes it, or a plain value.
+func TestConfigFileLists(t *testing.T) {
+	known := map[string]bool{"cors_origins": true, "log_level": true}
+	got, err := parseConfig("t.yaml", []byte("cors_origins:\n  - https://a.example\n  - https://b.example\nlog_level: info\n"), known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got["cors_origins"]; v.value != "https://a.example,https://b.example" || v.line != 1 {
+		t.Errorf("cors_origins = %+v, want the items joined, line 1", v)
+	}
+	got, err = parseConfig("t.yaml", []byte("cors_origins: https://a.example\n"), known)
+	if err != nil || got["cors_origins"].value != "https://a.example" {
+		t.Errorf("cors_origins as a value = %+v, %v", got, err)
+	}
+	if _, err := parseConfig("t.yaml", []byte("cors_origins: [{a: b}]\n"), known); err == nil || !strings.Contains(err.Error(), "cors_origins") {
+		t.Errorf("cors_origins of mappings: %v, want an error naming the key", err)
+	}
+}
+
+// TestEveryFlagHasItsEnvVar: the layering derives each option's variable
+// from its flag's name; the help text must say the same.
+func TestEveryFlagHasItsEnvVar(t *testing.T) {
+	var help bytes.Buffer
+	parse([]string{"--help"}, envOf(nil), &help)
+	o, err := parse(nil, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.settings) < 10 {
+		t.Fatalf("only %d settings", len(o.settings))
+	}
+	for _, s := range o.settings {
+		if !strings.Contains(help.String(), "(env "+s.env+")") {
+			t.Errorf("the help of --%s does not name %s", s.flag, s.env)
+		}
+	}
+}
+
+// TestConfigCommand: `tokend config` prints every option with its source
+// and no secret.
+func TestConfigCommand(t *testing.T) {
+	const (
+		masterKey  = "mk1:c2VjcmV0LW1hc3Rlci1rZXktYnl0ZXMtMzItbG9uZyEhIQ=="
+		adminToken = "admin-token-do-not-print-0123456789"
+		apiSecret  = "api-secret-do-not-print-abcdef"
+		dbPassword = "db-pass-do-not-print"
+	)
+	path := writeConfig(t, "grpc_addr: 0.0.0.0:9090\nlog_format: json\nmaster_key_file: /run/secrets/master.key\n")
+	env := envOf(map[string]string{
+		"TOKEND_MASTER_KEY":  masterKey,
+		"TOKEND_ADMIN_TOKEN": adminToken,
+		"API_SECRET":         apiSecret,
+		"API_KEY":            "SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+		"ACCOUNT_SID":        apiSecret, // misplaced: must not be shown either
+		"TOKEND_STORE":       "postgres://tokend:" + dbPassword + "@db.internal:5432/tokend?sslmode=require",
+		"TOKEND_CONFIG":      path,
+	})
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"config", "--log-level", "debug"}, env, &stdout, &stderr); err != nil {
+		t.Fatalf("tokend config: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	for _, secret := range []string{masterKey, "c2VjcmV0LW1hc3Rlci1rZXk", adminToken, apiSecret, dbPassword} {
+		if strings.Contains(out+stderr.String(), secret) {
+			t.Errorf("tokend config printed the secret %q:\n%s", secret, out)
+		}
+	}
+	for _, want := range []string{
+		"grpc_addr: 0.0.0.0:9090",
+		"# file (line 1)",
+		"log_format: json",
+		"log_level: debug",
+		"# flag (--log-level)",
+		"http_addr: 127.0.0.1:8080",
+		"# default",
+		"store: postgres://tokend:REDACTED@db.internal:5432/tokend?sslmode=require",
+		"# env (TOKEND_STORE), password redacted",
+		"master_key_file: /run/secrets/master.key",
+		"max_body_bytes: ",
+		"TOKEND_MASTER_KEY: (set, redacted)",
+		"TOKEND_ADMIN_TOKEN: (set, redacted)",
+		"API_SECRET: (set, redacted)",
+		"API_KEY: SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+		"TWIML_APP_SID: (not set)",
+		"config file: " + path + " (env TOKEND_CONFIG)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tokend config output lacks %q:\n%s", want, out)
+		}
+	}
+	// Every option is there, each with its source.
+	o, err := parse(nil, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range o.settings {
+		if !regexp.MustCompile(`(?m)^` + s.key + `: .*  # (default|file|env|flag)`).MatchString(out) {
+			t.Errorf("tokend config output has no line for %s with its source:\n%s", s.key, out)
+		}
+	}
+
+	// Without a store password, the output is itself a valid config file
+	// that gives the same options.
+	stdout.Reset()
+	if err := run(context.Background(), []string{"config", "--config", path, "--default-identity", "bob"}, envOf(nil), &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	again := writeConfig(t, stdout.String())
+	o, err = parse([]string{"--config", again}, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("the output of tokend config is no valid config file: %v\n%s", err, stdout.String())
+	}
+	if o.grpcAddr != "0.0.0.0:9090" || o.defaultIdentity != "bob" || o.logFormat != "json" {
+		t.Errorf("reloaded config: %+v", o)
+	}
+
+	// An invalid configuration is an error, as for serving.
+	if err := run(context.Background(), []string{"config", "--max-body-bytes", "1"}, envOf(nil), &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Error("tokend config with an invalid option = nil, want an error")
+	}
+}
+
+func TestRedactStore(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                  "",
+		"sqlite":                            "sqlite",
+		"postgres://u@h/db":                 "postgres://u@h/db",
+		"postgres://u:p@h:5432/db":          "postgres://u:REDACTED@h:5432/db",
+		"postgresql://u:p%40ss@h/db?x=1":    "postgresql://u:REDACTED@h/db?x=1",
+		"postgres://u@h/db?password=p":      "postgres://u@h/db?password=REDACTED",
+		"postgres://u:p/ss@h/db":            "REDACTED",
+		"host=h user=u password=p dbname=d": "REDACTED",
+	} {
+		if got := redactStore(in); got != want {
+			t.Errorf("redactStore(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

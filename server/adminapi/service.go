@@ -43,24 +43,35 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives admin actions and internal errors.
 	Logger *slog.Logger
+	// OnStoreError, if set, is told of each unexpected store error (not
+	// found, already exists, conflicts and cancellations are not), with
+	// op "admin"; server counts them in a metric.
+	OnStoreError func(op string, err error)
+	// DemoApplicationSID is the placeholder application tokend creates on
+	// an empty store; it is deleted when the first other application is
+	// created, so that requests without an application_sid reach the real
+	// one. Empty: none.
+	DemoApplicationSID string
 }
 
 // Service implements tokenv1.AdminServiceServer.
 type Service struct {
 	tokenv1.UnimplementedAdminServiceServer
-	keys      *keystore.Keystore
-	store     storage.Store
-	tokenHash [sha256.Size]byte
-	enabled   bool
-	now       func() time.Time
-	log       *slog.Logger
+	keys       *keystore.Keystore
+	store      storage.Store
+	tokenHash  [sha256.Size]byte
+	enabled    bool
+	now        func() time.Time
+	log        *slog.Logger
+	onStoreErr func(op string, err error)
+	demoApp    string
 }
 
 var _ tokenv1.AdminServiceServer = (*Service)(nil)
 
 // New returns the service.
 func New(cfg Config) *Service {
-	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger}
+	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -108,6 +119,9 @@ func (s *Service) storeErr(ctx context.Context, op string, err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
+	}
+	if s.onStoreErr != nil {
+		s.onStoreErr("admin", err)
 	}
 	s.log.ErrorContext(ctx, "admin store error", "op", op, "error", err)
 	return status.Error(codes.Unavailable, "the store could not complete "+op+"; try again")
@@ -176,6 +190,13 @@ func (s *Service) CreateApplication(ctx context.Context, req *tokenv1.CreateAppl
 	}
 	if err := s.store.CreateApplication(ctx, app); err != nil {
 		return nil, s.storeErr(ctx, "create application", err)
+	}
+	if s.demoApp != "" && app.SID != s.demoApp {
+		if err := s.store.DeleteApplication(ctx, s.demoApp); err == nil {
+			s.audit(ctx, "delete_application", "application_sid", s.demoApp, "reason", "replaced by a real application")
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, s.storeErr(ctx, "delete the demo application", err)
+		}
 	}
 	if err := s.publish(ctx, "create application"); err != nil {
 		return nil, err

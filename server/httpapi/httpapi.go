@@ -47,6 +47,14 @@ type Config struct {
 	Readyz func(context.Context) (ready bool, detail map[string]string)
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the API from a browser; empty: no CORS headers at all.
+	CORSOrigins []string
+	// Page, if set, serves the browser page at / and its bundle under
+	// /assets/.
+	Page http.Handler
+	// Metrics, if set, records REST latency and is served at GET /metrics.
+	Metrics Metrics
 }
 
 // New returns the REST handler.
@@ -66,6 +74,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithMiddlewares(recordRoute),
 	)
 	if err := tokenv1.RegisterTokenServiceHandlerServer(ctx, gw, cfg.Token); err != nil {
 		return nil, fmt.Errorf("register token gateway: %w", err)
@@ -101,8 +110,16 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		}
 		json.NewEncoder(w).Encode(body)
 	})
-	mux.Handle("/", limitBody(cfg.MaxBodyBytes, gw))
-	return mux, nil
+	if cfg.Page != nil {
+		mux.Handle("GET /{$}", cfg.Page)
+		mux.Handle("GET /assets/", cfg.Page)
+	}
+	mux.Handle("/", CORS(cfg.CORSOrigins, limitBody(cfg.MaxBodyBytes, gw)))
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics.Handler())
+	}
+	// Every request gets a request id, a log line and a latency sample.
+	return observe(cfg.Logger, cfg.Metrics, mux), nil
 }
 
 // limitBody refuses bodies over max bytes (413) and bodies that are not

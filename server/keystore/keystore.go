@@ -86,6 +86,34 @@ type Keystore struct {
 	// loadKeyring reads the keyring again from where it came from (a file
 	// may have gained a new primary key); nil when it cannot change.
 	loadKeyring func() (*secrets.Keyring, error)
+
+	// onStoreError, if set, is told of each store error (for metrics).
+	onStoreError func(op string, err error)
+	// lastReload is when the view was last loaded (unix nanoseconds).
+	lastReload atomic.Int64
+}
+
+// SetStoreErrorHook sets a function told of every store error the
+// keystore meets, with the operation: "reload" (reading the store),
+// "watch" (reading its revision), "flush" (writing key usage) or "rekey".
+// Set it before Watch or FlushUsageEvery start.
+func (ks *Keystore) SetStoreErrorHook(hook func(op string, err error)) {
+	ks.onStoreError = hook
+}
+
+func (ks *Keystore) storeError(op string, err error) {
+	if ks.onStoreError != nil && err != nil {
+		ks.onStoreError(op, err)
+	}
+}
+
+// LastReload returns when the view was last loaded from the store
+// successfully (zero before the first Reload).
+func (ks *Keystore) LastReload() time.Time {
+	if n := ks.lastReload.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // SetKeyringLoader sets how the keyring is read again: on Rekey, and when
@@ -161,6 +189,7 @@ func (ks *Keystore) Reload(ctx context.Context) error {
 func (ks *Keystore) reload(ctx context.Context) error {
 	snap, err := ks.store.Snapshot(ctx)
 	if err != nil {
+		ks.storeError("reload", err)
 		return fmt.Errorf("read store: %w", err)
 	}
 	keyring := ks.keyring.Load()
@@ -206,6 +235,7 @@ func (ks *Keystore) reload(ctx context.Context) error {
 	}
 	ks.loaded = loaded
 	ks.cur.Store(v)
+	ks.lastReload.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -242,7 +272,8 @@ func newApp(a storage.Application) (*App, error) {
 }
 
 // EnsureApplication creates the application if it does not exist, or
-// updates its account SID and name if they differ. It does not reload.
+// updates its account SID if it differs (a name changed through the admin
+// API is kept). It does not reload.
 func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Application) error {
 	err := ks.store.CreateApplication(ctx, app)
 	if !errors.Is(err, storage.ErrAlreadyExists) {
@@ -252,12 +283,11 @@ func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Applicati
 	if err != nil {
 		return err
 	}
-	if old.AccountSID == app.AccountSID && old.FriendlyName == app.FriendlyName {
+	if old.AccountSID == app.AccountSID {
 		return nil
 	}
 	_, err = ks.store.UpdateApplication(ctx, app.SID, func(old storage.Application) (storage.Application, error) {
 		old.AccountSID = app.AccountSID
-		old.FriendlyName = app.FriendlyName
 		return old, nil
 	})
 	return err
@@ -328,6 +358,7 @@ func (ks *Keystore) Watch(ctx context.Context, interval time.Duration) {
 		rev, err := ks.store.Revision(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
+				ks.storeError("watch", err)
 				ks.log.Warn("read store revision", "error", err)
 			}
 			continue
@@ -373,7 +404,9 @@ func (ks *Keystore) FlushUsage(ctx context.Context) error {
 	if len(usage) == 0 {
 		return nil
 	}
-	return ks.store.RecordKeyUsage(ctx, usage)
+	err := ks.store.RecordKeyUsage(ctx, usage)
+	ks.storeError("flush", err)
+	return err
 }
 
 // FlushUsageEvery calls FlushUsage every interval until ctx ends, and once
@@ -410,6 +443,7 @@ func (ks *Keystore) Rekey(ctx context.Context) (int, error) {
 	}
 	snap, err := ks.store.Snapshot(ctx)
 	if err != nil {
+		ks.storeError("rekey", err)
 		return 0, fmt.Errorf("read store: %w", err)
 	}
 	keyring := ks.keyring.Load()
@@ -433,6 +467,7 @@ func (ks *Keystore) Rekey(ctx context.Context) (int, error) {
 	}
 	if len(sealed) > 0 {
 		if err := ks.store.ResealKeys(ctx, sealed); err != nil {
+			ks.storeError("rekey", err)
 			return 0, err
 		}
 	}

@@ -156,3 +156,24 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		Region:         region,
 	}, nil
 }
+
+// ApplicationFor returns the SID of the application a mint request naming
+// applicationSID (empty: none) is for, resolved as Mint resolves it, or ""
+// when that is no application tokend holds. It reads memory only; metrics
+// use it to label failed mints without taking arbitrary caller input.
+func (s *Service) ApplicationFor(applicationSID string) string {
+	switch {
+	case applicationSID != "":
+	case s.cfg.DefaultApplication != "":
+		applicationSID = s.cfg.DefaultApplication
+	default:
+		if app := s.cfg.Keys.Only(); app != nil {
+			return app.SID
+		}
+		return ""
+	}
+	if app := s.cfg.Keys.Lookup(applicationSID); app != nil {
+		return app.SID
+	}
+	return ""
+}

@@ -88,10 +88,18 @@ func (v *Violations) CheckSID(field, s, prefix string, required bool) {
 	switch {
 	case s == "" && !required:
 	case s == "":
-		v.Add(field, "is required: a %s SID (%s followed by 32 hex digits)", sidKind(prefix), prefix)
+		v.Add(field, "is required: %s SID (%s followed by 32 hex digits)", article(sidKind(prefix)), prefix)
 	case !ValidSID(s, prefix):
-		v.Add(field, "must be a %s SID: %s followed by 32 hex digits", sidKind(prefix), prefix)
+		v.Add(field, "must be %s SID: %s followed by 32 hex digits", article(sidKind(prefix)), prefix)
 	}
+}
+
+// article puts "a" or "an" before a word.
+func article(w string) string {
+	if w != "" && strings.ContainsRune("aeiouAEIOU", rune(w[0])) {
+		return "an " + w
+	}
+	return "a " + w
 }
 
 func sidKind(prefix string) string {

@@ -37,7 +37,9 @@ type MintRequest struct {
 	// token. May be omitted when tokend holds exactly one application or has a
 	// default application configured.
 	ApplicationSid string `protobuf:"bytes,2,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
-	// Lifetime of the token in seconds, 1 to 86400. Defaults to 3600.
+	// Lifetime of the token in seconds, 1 to 86400 and at most the
+	// application's max_ttl_seconds. Defaults to 3600, or the application's
+	// maximum when that is lower.
 	TtlSeconds *int32 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
 	// The customer's Twilio home region (such as `us1`, `ie1`, `au1`), sent as
 	// the token's `twr` header. Defaults to the application's region, if any.

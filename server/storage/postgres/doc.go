@@ -35,9 +35,10 @@
 //
 // Writes run in READ COMMITTED transactions (whatever the server's
 // default) that lock what they read: the application row (SELECT ... FOR
-// UPDATE) before its keys, keys in (application SID, key SID) order, the
-// revision row last, so that concurrent writers queue instead of
-// deadlocking. A write that still fails on a deadlock or a serialization
+// UPDATE) before its keys, keys in (application SID, key SID) order and
+// each updated at most once, the revision row last, so that concurrent
+// writers, ResealKeys and RecordKeyUsage batches included, queue instead
+// of deadlocking. A write that still fails on a deadlock or a serialization
 // failure is retried a few times; UpdateApplication may therefore call its
 // update function more than once.
 //

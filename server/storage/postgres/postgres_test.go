@@ -97,14 +97,26 @@ func schemaVersion(t *testing.T, s *Store) (count, version int) {
 
 func TestConcurrentOpen(t *testing.T) {
 	dsn := testDSN(t)
-	schema := newSchema(t, dsn)
+	// Replicas starting at once on a database with no schema yet: each
+	// creates the schema (OpenSchema) or only the tables (Open of an empty
+	// schema) and applies the migrations unless another did.
+	t.Run("NewSchema", func(t *testing.T) {
+		schema := newSchema(t, dsn)
+		testConcurrentOpen(t, func() (*Store, error) { return OpenSchema(t.Context(), dsn, schema) })
+	})
+	t.Run("EmptySchema", func(t *testing.T) {
+		schema := newSchema(t, dsn)
+		createSchema(t, dsn, schema)
+		dsn := withSearchPath(t, dsn, schema)
+		testConcurrentOpen(t, func() (*Store, error) { return Open(t.Context(), dsn) })
+	})
+}
+
+func testConcurrentOpen(t *testing.T, open func() (*Store, error)) {
 	ms, err := loadMigrations()
 	if err != nil {
 		t.Fatalf("loadMigrations() = %v", err)
 	}
-
-	// Replicas starting at once on a database with no schema yet: each
-	// creates the schema and applies the migrations unless another did.
 	const replicas = 8
 	var (
 		wg     sync.WaitGroup
@@ -115,7 +127,7 @@ func TestConcurrentOpen(t *testing.T) {
 	for i := range replicas {
 		wg.Go(func() {
 			<-start
-			stores[i], errs[i] = OpenSchema(t.Context(), dsn, schema)
+			stores[i], errs[i] = open()
 		})
 	}
 	close(start)
@@ -125,7 +137,7 @@ func TestConcurrentOpen(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 		}
 		if errs[i] != nil {
-			t.Errorf("concurrent OpenSchema(%q) #%d = %v, want nil error", schema, i, errs[i])
+			t.Errorf("concurrent open #%d = %v, want nil error", i, errs[i])
 		}
 	}
 	if t.Failed() {
@@ -357,6 +369,19 @@ func TestConcurrentWritersDoNotDeadlock(t *testing.T) {
 	}
 }
 
+// createSchema creates an empty schema.
+func createSchema(t *testing.T, dsn, schema string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatalf("create schema %s: %v", schema, err)
+	}
+}
+
 // withSearchPath returns dsn with its search_path set to schema.
 func withSearchPath(t *testing.T, dsn, schema string) string {
 	t.Helper()
@@ -386,14 +411,7 @@ func TestOpenSearchPath(t *testing.T) {
 		t.Errorf("Open with search_path=%s (missing schema) = %v, want an error about the search_path", schema, err)
 	}
 
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
+	createSchema(t, dsn, schema)
 	s, err := Open(ctx, withSearchPath(t, dsn, schema))
 	if err != nil {
 		t.Fatalf("Open with search_path=%s = %v", schema, err)
@@ -402,8 +420,9 @@ func TestOpenSearchPath(t *testing.T) {
 	if err := s.CreateApplication(ctx, storage.Application{SID: "AP00000000000000000000000000000001"}); err != nil {
 		t.Fatalf("CreateApplication = %v", err)
 	}
+	// The application went to that schema, named in full here.
 	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "applications"}.Sanitize()).Scan(&n); err != nil || n != 1 {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "applications"}.Sanitize()).Scan(&n); err != nil || n != 1 {
 		t.Errorf("applications in schema %s = %d, %v, want 1", schema, n, err)
 	}
 }

@@ -1,0 +1,151 @@
+// Package requestid gives every request tokend serves an id: the caller's
+// x-request-id when it is well formed, otherwise a new random one. The id
+// travels in the context, comes back to the caller (X-Request-Id response
+// header over HTTP, x-request-id response header metadata over gRPC), and
+// is added to every log line written with that context (see Handler).
+package requestid
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+const (
+	// Header is the HTTP header, in request and response.
+	Header = "X-Request-Id"
+	// MetadataKey is the gRPC metadata key, in request and response header.
+	MetadataKey = "x-request-id"
+	// LogKey is the slog attribute that carries the id.
+	LogKey = "request_id"
+	// MaxLen is the longest id accepted from a caller.
+	MaxLen = 64
+)
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying id.
+func NewContext(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// FromContext returns the request id in ctx, or "".
+func FromContext(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// New returns a new id: 16 random bytes as 32 lowercase hex digits.
+func New() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// Valid reports whether a caller's id is acceptable: 1 to MaxLen
+// characters from [A-Za-z0-9._:-], so it cannot forge log lines or bloat
+// them.
+func Valid(id string) bool {
+	if len(id) == 0 || len(id) > MaxLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Ensure returns id when it is Valid, else a New one.
+func Ensure(id string) string {
+	if Valid(id) {
+		return id
+	}
+	return New()
+}
+
+func fromMetadata(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(MetadataKey); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// UnaryServerInterceptor takes the request id from the x-request-id
+// metadata (or makes one), puts it in the context and sends it back in
+// the response header metadata. Put it first in the chain, so that the
+// logging interceptor and the handlers see the id.
+func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		id := Ensure(fromMetadata(ctx))
+		grpc.SetHeader(ctx, metadata.Pairs(MetadataKey, id))
+		return handler(NewContext(ctx, id), req)
+	}
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streams.
+func StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx := ss.Context()
+		id := Ensure(fromMetadata(ctx))
+		ss.SetHeader(metadata.Pairs(MetadataKey, id))
+		return handler(srv, &stream{ServerStream: ss, ctx: NewContext(ctx, id)})
+	}
+}
+
+type stream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stream) Context() context.Context { return s.ctx }
+
+// Handler wraps a slog.Handler so that every record logged with a
+// context that carries a request id gets a request_id attribute (unless
+// the record already has one).
+type Handler struct{ slog.Handler }
+
+// NewHandler wraps h; wrapping a Handler again returns it unchanged.
+func NewHandler(h slog.Handler) slog.Handler {
+	if _, ok := h.(Handler); ok {
+		return h
+	}
+	return Handler{h}
+}
+
+// Handle implements slog.Handler.
+func (h Handler) Handle(ctx context.Context, r slog.Record) error {
+	if id := FromContext(ctx); id != "" && !hasKey(r, LogKey) {
+		r = r.Clone()
+		r.AddAttrs(slog.String(LogKey, id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return Handler{h.Handler.WithAttrs(attrs)}
+}
+
+// WithGroup implements slog.Handler.
+func (h Handler) WithGroup(name string) slog.Handler {
+	return Handler{h.Handler.WithGroup(name)}
+}
+
+func hasKey(r slog.Record, key string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key
+		return !found
+	})
+	return found
+}
