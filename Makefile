@@ -3,7 +3,7 @@ GO ?= go
 GOTEST_FLAGS ?= -race -shuffle=on -count=1
 FUZZTIME ?= 5s
 
-.PHONY: run build test unit lint generate check-generate fuzz clean
+.PHONY: run build test unit lint generate check-generate fuzz clean bench
 
 ## run: start tokend on its embedded store in ./data (REST :8080, gRPC :9090 on loopback)
 run:
@@ -46,3 +46,7 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+## bench: the mint core against its floor and twilio-go's ToJwt, in one run, with the ratios
+bench:
+	cd bench && BENCH_RATIOS=1 $(GO) test -run TestRatios -v -count=1 .

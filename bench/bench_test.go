@@ -1,0 +1,113 @@
+package bench
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	twjwt "github.com/twilio/twilio-go/client/jwt"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/mint"
+)
+
+const (
+	account = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	keySID  = "SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	secret  = "cccccccccccccccccccccccccccccccc"
+	app     = "APdddddddddddddddddddddddddddddddd"
+)
+
+// The seed's token: identity user, outgoing voice through the application.
+
+// BenchmarkTokend is the mint core: claims and signature, as the mint path
+// runs it (grants pre-encoded per application).
+func BenchmarkTokend(b *testing.B) {
+	k := mint.NewKey(account, keySID, []byte(secret))
+	grants := mint.AppendGrants(nil, &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{
+		Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: app},
+	}})
+	c := &mint.Claims{Identity: "user", Grants: grants, IssuedAt: 1700000000, TTL: 3600}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Sign(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFloor appends the same claims into a reused buffer and signs
+// them with a reused HMAC-SHA256: nothing else.
+func BenchmarkFloor(b *testing.B) {
+	m := hmac.New(sha256.New, []byte(secret))
+	buf := make([]byte, 0, 1024)
+	payload := make([]byte, 0, 512)
+	var sum [32]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		p := append(payload[:0], `{"jti":"`+keySID+`-0123456789abcdef0123456789abcdef","grants":{"identity":"user","voice":{"outgoing":{"application_sid":"`+app+`"}}},"iat":`...)
+		p = strconv.AppendInt(p, 1700000000, 10)
+		p = append(p, `,"exp":`...)
+		p = strconv.AppendInt(p, 1700003600, 10)
+		p = append(p, `,"iss":"`+keySID+`","sub":"`+account+`"}`...)
+		o := append(buf[:0], `eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImN0eSI6InR3aWxpby1mcGE7dj0xIn0.`...)
+		o = base64.RawURLEncoding.AppendEncode(o, p)
+		m.Reset()
+		m.Write(o)
+		mac := m.Sum(sum[:0])
+		o = append(o, '.')
+		o = base64.RawURLEncoding.AppendEncode(o, mac)
+		buf = o
+	}
+}
+
+// BenchmarkTwilioGo is twilio-go's AccessToken.ToJwt for the same token.
+func BenchmarkTwilioGo(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		tok := twjwt.CreateAccessToken(twjwt.AccessTokenParams{
+			AccountSid: account, SigningKeySid: keySID, Secret: secret, Identity: "user", Ttl: 3600,
+		})
+		tok.AddGrant(&twjwt.VoiceGrant{Outgoing: twjwt.Outgoing{ApplicationSid: app}})
+		if _, err := tok.ToJwt(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestRatios runs the three benchmarks in this one process and prints the
+// ratios the targets are stated in. With BENCH_ENFORCE=1 it fails when a
+// target is missed (make bench sets it; make test does not run this
+// module, since timings on a shared machine are not a pass/fail test).
+func TestRatios(t *testing.T) {
+	if os.Getenv("BENCH_RATIOS") == "" {
+		t.Skip("set BENCH_RATIOS=1 (make bench) to measure")
+	}
+	run := func(f func(*testing.B)) testing.BenchmarkResult {
+		best := testing.Benchmark(f)
+		for range 4 {
+			if r := testing.Benchmark(f); r.NsPerOp() < best.NsPerOp() {
+				best = r
+			}
+		}
+		return best
+	}
+	floor, tokend, twilio := run(BenchmarkFloor), run(BenchmarkTokend), run(BenchmarkTwilioGo)
+	ns := func(r testing.BenchmarkResult) float64 { return float64(r.T.Nanoseconds()) / float64(r.N) }
+	fmt.Printf("floor     %8.0f ns/op %3d allocs/op\n", ns(floor), floor.AllocsPerOp())
+	fmt.Printf("tokend    %8.0f ns/op %3d allocs/op\n", ns(tokend), tokend.AllocsPerOp())
+	fmt.Printf("twilio-go %8.0f ns/op %3d allocs/op\n", ns(twilio), twilio.AllocsPerOp())
+	overFloor, underTwilio := ns(tokend)/ns(floor), ns(twilio)/ns(tokend)
+	fmt.Printf("tokend / floor     = %.2fx (target <= 2x)\n", overFloor)
+	fmt.Printf("twilio-go / tokend = %.1fx (target >= 10x)\n", underTwilio)
+	fmt.Printf("tokend allocs/op   = %d (target <= 4)\n", tokend.AllocsPerOp())
+	if os.Getenv("BENCH_ENFORCE") != "" {
+		if overFloor > 2 || underTwilio < 10 || tokend.AllocsPerOp() > 4 {
+			t.Errorf("a mint core target is missed")
+		}
+	}
+}
