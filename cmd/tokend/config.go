@@ -28,7 +28,9 @@ import (
 // token come from the environment (TOKEND_MASTER_KEY, TOKEND_ADMIN_TOKEN)
 // or from files the config file names (master_key_file, admin_token_file),
 // and a store DSN in the file must hold no password (put the DSN in
-// TOKEND_STORE, or the password in PGPASSWORD or a PGPASSFILE).
+// TOKEND_STORE, or the password in PGPASSWORD or a PGPASSFILE). Relative
+// paths in the file (data_dir, master_key_file, admin_token_file) are
+// relative to tokend's working directory, as on the command line.
 
 // configFlag is the flag naming the config file; it is not an option of
 // the file itself.
@@ -241,7 +243,7 @@ func layer(fs *flag.FlagSet, o *options, getenv func(string) string) error {
 		case inFile:
 			s.src, s.line = srcFile, fv.line
 			if err := f.Value.Set(fv.value); err != nil {
-				errs = append(errs, fmt.Errorf("config %s line %d: %s: invalid value %q: %v", o.configFile, fv.line, s.key, fv.value, unwrapFlagErr(err)))
+				errs = append(errs, fmt.Errorf("config %s line %d: %s: invalid value %q: %s", o.configFile, fv.line, s.key, fv.value, setError(f.Value, err)))
 			}
 		}
 		o.settings = append(o.settings, s)
@@ -249,14 +251,18 @@ func layer(fs *flag.FlagSet, o *options, getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-// unwrapFlagErr shortens strconv's errors ("strconv.ParseInt: parsing
-// "x": invalid syntax") to their reason.
-func unwrapFlagErr(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 && strings.HasPrefix(msg, "strconv.") {
-		return msg[i+2:]
+// setError explains why a value was refused: the flag package's own
+// errors say only "parse error".
+func setError(v flag.Value, err error) string {
+	if g, ok := v.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case int, int64, uint, uint64:
+			return "not a whole number"
+		case bool:
+			return "not true or false"
+		}
 	}
-	return msg
+	return err.Error()
 }
 
 // setting returns the setting of the named flag.

@@ -48,6 +48,8 @@ type options struct {
 	defaultIdentity, defaultApp   string
 	logLevel, logFormat           string
 	maxBodyBytes                  int
+	corsOriginsRaw                string
+	corsOrigins                   []string // parsed from corsOriginsRaw
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -76,6 +78,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 		return nil, fmt.Errorf("TOKEND_MAX_BODY_BYTES: not a number")
 	}
 	fs.IntVar(&o.maxBodyBytes, "max-body-bytes", maxBody, "largest REST body or gRPC message accepted, in bytes (env TOKEND_MAX_BODY_BYTES)")
+	fs.StringVar(&o.corsOriginsRaw, "cors-origins", env("TOKEND_CORS_ORIGINS", ""), "comma-separated origins (scheme://host[:port]) whose web pages may call the REST API from a browser; empty: no CORS (env TOKEND_CORS_ORIGINS)")
+	// --help shows the defaults, which come from the environment: never
+	// the store's password.
+	fs.Lookup("store").DefValue = redactStore(fs.Lookup("store").DefValue)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -104,6 +110,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, o.invalid("log-format", "must be text or json")
+	}
+	if o.corsOrigins, err = httpapi.ParseOrigins(o.corsOriginsRaw); err != nil {
+		return nil, o.invalid("cors-origins", "%v", err)
 	}
 	return o, nil
 }
@@ -217,6 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AdminToken:         adminToken,
 		MaxBodyBytes:       o.maxBodyBytes,
 		Logger:             log,
+		CORSOrigins:        o.corsOrigins,
 	})
 	if err != nil {
 		return err

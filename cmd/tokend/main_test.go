@@ -421,3 +421,41 @@ func TestRedactStore(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigCORSOrigins: cors_origins may be a YAML list in the file, and
+// tokend config prints it as one.
+func TestConfigCORSOrigins(t *testing.T) {
+	path := writeConfig(t, "cors_origins:\n  - https://app.example.com\n  - http://localhost:3000\n")
+	o, err := parse([]string{"--config", path}, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://app.example.com", "http://localhost:3000"}; !slices.Equal(o.corsOrigins, want) {
+		t.Errorf("cors origins = %q, want %q", o.corsOrigins, want)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"config", "--config", path}, envOf(nil), &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "cors_origins: ['https://app.example.com', 'http://localhost:3000']"; !strings.Contains(out.String(), want) {
+		t.Errorf("tokend config output lacks %q:\n%s", want, out.String())
+	}
+	again, err := parse([]string{"--config", writeConfig(t, out.String())}, envOf(nil), &bytes.Buffer{})
+	if err != nil || !slices.Equal(again.corsOrigins, o.corsOrigins) {
+		t.Errorf("tokend config output reloaded: %v, %v; want the same origins", again, err)
+	}
+	bad := writeConfig(t, "log_level: info\ncors_origins: [ftp://x]\n")
+	if _, err := parse([]string{"--config", bad}, envOf(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "cors_origins") || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad cors_origins: %v, want an error naming the key and line 2", err)
+	}
+}
+
+// TestHelpHidesStorePassword: --help prints the defaults, which come from
+// the environment, without the store's password.
+func TestHelpHidesStorePassword(t *testing.T) {
+	var help bytes.Buffer
+	parse([]string{"--help"}, envOf(map[string]string{"TOKEND_STORE": "postgres://u:help-pw-secret@db/tokend"}), &help)
+	if strings.Contains(help.String(), "help-pw-secret") || !strings.Contains(help.String(), "postgres://u:REDACTED@db/tokend") {
+		t.Errorf("--help with TOKEND_STORE set:\n%s", help.String())
+	}
+}
