@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,16 @@ type view struct {
 	apps     map[string]*App
 	only     *App // the application, when there is exactly one
 	revision int64
+	// byKey indexes every key by API key SID, sorted by application SID.
+	byKey map[string][]KeyRef
+}
+
+// KeyRef is a key tokend holds and the application that holds it.
+type KeyRef struct {
+	App *App
+	Key *mint.Key
+	// Active reports whether Key is App's active key (else it is retired).
+	Active bool
 }
 
 // loadedKey remembers what a mint.Key was opened from, so a reload reuses
@@ -169,6 +180,11 @@ func (ks *Keystore) Len() int { return len(ks.cur.Load().apps) }
 // Revision returns the store revision of the published view.
 func (ks *Keystore) Revision() int64 { return ks.cur.Load().revision }
 
+// FindKey returns every key with that API key SID, one per application
+// that holds it, ordered by application SID; nil if none. The slice is
+// shared: do not modify it.
+func (ks *Keystore) FindKey(keySID string) []KeyRef { return ks.cur.Load().byKey[keySID] }
+
 // Reload reads the whole store and publishes a new view. Secrets that did
 // not change are not opened again. If any secret cannot be opened (a wrong
 // or missing master key), Reload fails and the previous view stays.
@@ -232,6 +248,15 @@ func (ks *Keystore) reload(ctx context.Context) error {
 		for _, a := range v.apps {
 			v.only = a
 		}
+	}
+	v.byKey = make(map[string][]KeyRef, len(snap.Keys))
+	for _, app := range v.apps {
+		for sid, k := range app.Keys {
+			v.byKey[sid] = append(v.byKey[sid], KeyRef{App: app, Key: k, Active: app.Active == k})
+		}
+	}
+	for _, refs := range v.byKey {
+		slices.SortFunc(refs, func(a, b KeyRef) int { return strings.Compare(a.App.SID, b.App.SID) })
 	}
 	ks.loaded = loaded
 	ks.cur.Store(v)

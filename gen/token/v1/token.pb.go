@@ -46,7 +46,11 @@ type MintRequest struct {
 	Region string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
 	// The grants the token carries. Omitted: the application's default grants.
 	// Given (even `{}`): exactly these grants, validated, never widened.
-	Grants        *Grants `protobuf:"bytes,5,opt,name=grants,proto3" json:"grants,omitempty"`
+	Grants *Grants `protobuf:"bytes,5,opt,name=grants,proto3" json:"grants,omitempty"`
+	// Explain only: validate the request and decide it against the caller
+	// policy, and return the decision, the claims that would be signed and
+	// the token's size, without signing (no token is returned).
+	ValidateOnly  bool `protobuf:"varint,6,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -116,6 +120,13 @@ func (x *MintRequest) GetGrants() *Grants {
 	return nil
 }
 
+func (x *MintRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
+}
+
 // MintResponse carries the signed token and what it says.
 type MintResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -136,7 +147,9 @@ type MintResponse struct {
 	// When the token expires (the `exp` claim).
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// The home region in the token's `twr` header, if any.
-	Region        string `protobuf:"bytes,9,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,9,opt,name=region,proto3" json:"region,omitempty"`
+	// The policy decision behind this token (always set with validate_only).
+	Decision      *Decision `protobuf:"bytes,10,opt,name=decision,proto3" json:"decision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +247,274 @@ func (x *MintResponse) GetRegion() string {
 	return ""
 }
 
+func (x *MintResponse) GetDecision() *Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+// Decision explains why a mint was allowed.
+type Decision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the caller may mint this token.
+	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// The policy rule that decided, or a built-in reason such as
+	// `anonymous-default-identity`.
+	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	// The principal the caller was authenticated as.
+	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The JWT header that would be (or was) signed.
+	Header *structpb.Struct `protobuf:"bytes,4,opt,name=header,proto3" json:"header,omitempty"`
+	// The claims that would be (or were) signed.
+	Claims *structpb.Struct `protobuf:"bytes,5,opt,name=claims,proto3" json:"claims,omitempty"`
+	// The size of the compact token in bytes.
+	TokenSize     int32 `protobuf:"varint,6,opt,name=token_size,json=tokenSize,proto3" json:"token_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Decision) Reset() {
+	*x = Decision{}
+	mi := &file_token_v1_token_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Decision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Decision) ProtoMessage() {}
+
+func (x *Decision) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_token_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Decision.ProtoReflect.Descriptor instead.
+func (*Decision) Descriptor() ([]byte, []int) {
+	return file_token_v1_token_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Decision) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *Decision) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *Decision) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *Decision) GetHeader() *structpb.Struct {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *Decision) GetClaims() *structpb.Struct {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+func (x *Decision) GetTokenSize() int32 {
+	if x != nil {
+		return x.TokenSize
+	}
+	return 0
+}
+
+// VerifyRequest carries a token to check.
+type VerifyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The compact JWT, as a Twilio SDK would send it; at most 16 KiB.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_token_v1_token_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_token_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_token_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *VerifyRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// VerifyResponse says whether Twilio would accept the token and, if not,
+// why.
+type VerifyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the token is well formed, signed by a key tokend holds, within
+	// its times and carries valid grants.
+	Valid bool `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
+	// The Twilio error code Twilio would answer (20101 invalid token, 20102
+	// bad header, 20103 bad issuer or subject, 20104 expired, 20105 not yet
+	// valid, 20106 invalid grants, 20107 bad signature, 20157 lifetime over
+	// 24 h); 0 when valid.
+	TwilioErrorCode int32 `protobuf:"varint,2,opt,name=twilio_error_code,json=twilioErrorCode,proto3" json:"twilio_error_code,omitempty"`
+	// Why, in words; empty when valid.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The decoded header, when it decodes.
+	Header *structpb.Struct `protobuf:"bytes,4,opt,name=header,proto3" json:"header,omitempty"`
+	// The decoded claims, when they decode.
+	Claims *structpb.Struct `protobuf:"bytes,5,opt,name=claims,proto3" json:"claims,omitempty"`
+	// The application whose key signed the token, when tokend holds it.
+	ApplicationSid string `protobuf:"bytes,6,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// The API key SID from the token's iss.
+	ApiKeySid string `protobuf:"bytes,7,opt,name=api_key_sid,json=apiKeySid,proto3" json:"api_key_sid,omitempty"`
+	// That key's state in tokend (`active`, `retired`), or empty if unknown.
+	KeyState string `protobuf:"bytes,8,opt,name=key_state,json=keyState,proto3" json:"key_state,omitempty"`
+	// The token's exp.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_token_v1_token_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_token_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_token_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VerifyResponse) GetValid() bool {
+	if x != nil {
+		return x.Valid
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetTwilioErrorCode() int32 {
+	if x != nil {
+		return x.TwilioErrorCode
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *VerifyResponse) GetHeader() *structpb.Struct {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetClaims() *structpb.Struct {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *VerifyResponse) GetApiKeySid() string {
+	if x != nil {
+		return x.ApiKeySid
+	}
+	return ""
+}
+
+func (x *VerifyResponse) GetKeyState() string {
+	if x != nil {
+		return x.KeyState
+	}
+	return ""
+}
+
+func (x *VerifyResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // Grants mirrors the `grants` object of a Twilio access token. Each grant
 // that is set is emitted; a grant set with no fields is emitted as `{}`.
 type Grants struct {
@@ -257,7 +538,7 @@ type Grants struct {
 
 func (x *Grants) Reset() {
 	*x = Grants{}
-	mi := &file_token_v1_token_proto_msgTypes[2]
+	mi := &file_token_v1_token_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +550,7 @@ func (x *Grants) String() string {
 func (*Grants) ProtoMessage() {}
 
 func (x *Grants) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[2]
+	mi := &file_token_v1_token_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +563,7 @@ func (x *Grants) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grants.ProtoReflect.Descriptor instead.
 func (*Grants) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{2}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Grants) GetVoice() *VoiceGrant {
@@ -344,7 +625,7 @@ type VoiceGrant struct {
 
 func (x *VoiceGrant) Reset() {
 	*x = VoiceGrant{}
-	mi := &file_token_v1_token_proto_msgTypes[3]
+	mi := &file_token_v1_token_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +637,7 @@ func (x *VoiceGrant) String() string {
 func (*VoiceGrant) ProtoMessage() {}
 
 func (x *VoiceGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[3]
+	mi := &file_token_v1_token_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +650,7 @@ func (x *VoiceGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoiceGrant.ProtoReflect.Descriptor instead.
 func (*VoiceGrant) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{3}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VoiceGrant) GetIncoming() *VoiceGrant_Incoming {
@@ -412,7 +693,7 @@ type VideoGrant struct {
 
 func (x *VideoGrant) Reset() {
 	*x = VideoGrant{}
-	mi := &file_token_v1_token_proto_msgTypes[4]
+	mi := &file_token_v1_token_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +705,7 @@ func (x *VideoGrant) String() string {
 func (*VideoGrant) ProtoMessage() {}
 
 func (x *VideoGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[4]
+	mi := &file_token_v1_token_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +718,7 @@ func (x *VideoGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VideoGrant.ProtoReflect.Descriptor instead.
 func (*VideoGrant) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{4}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VideoGrant) GetRoom() string {
@@ -464,7 +745,7 @@ type ChatGrant struct {
 
 func (x *ChatGrant) Reset() {
 	*x = ChatGrant{}
-	mi := &file_token_v1_token_proto_msgTypes[5]
+	mi := &file_token_v1_token_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +757,7 @@ func (x *ChatGrant) String() string {
 func (*ChatGrant) ProtoMessage() {}
 
 func (x *ChatGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[5]
+	mi := &file_token_v1_token_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +770,7 @@ func (x *ChatGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatGrant.ProtoReflect.Descriptor instead.
 func (*ChatGrant) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{5}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ChatGrant) GetServiceSid() string {
@@ -533,7 +814,7 @@ type SyncGrant struct {
 
 func (x *SyncGrant) Reset() {
 	*x = SyncGrant{}
-	mi := &file_token_v1_token_proto_msgTypes[6]
+	mi := &file_token_v1_token_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +826,7 @@ func (x *SyncGrant) String() string {
 func (*SyncGrant) ProtoMessage() {}
 
 func (x *SyncGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[6]
+	mi := &file_token_v1_token_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +839,7 @@ func (x *SyncGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncGrant.ProtoReflect.Descriptor instead.
 func (*SyncGrant) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{6}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SyncGrant) GetServiceSid() string {
@@ -590,7 +871,7 @@ type TaskRouterGrant struct {
 
 func (x *TaskRouterGrant) Reset() {
 	*x = TaskRouterGrant{}
-	mi := &file_token_v1_token_proto_msgTypes[7]
+	mi := &file_token_v1_token_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +883,7 @@ func (x *TaskRouterGrant) String() string {
 func (*TaskRouterGrant) ProtoMessage() {}
 
 func (x *TaskRouterGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[7]
+	mi := &file_token_v1_token_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +896,7 @@ func (x *TaskRouterGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRouterGrant.ProtoReflect.Descriptor instead.
 func (*TaskRouterGrant) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{7}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskRouterGrant) GetWorkspaceSid() string {
@@ -650,7 +931,7 @@ type VoiceGrant_Incoming struct {
 
 func (x *VoiceGrant_Incoming) Reset() {
 	*x = VoiceGrant_Incoming{}
-	mi := &file_token_v1_token_proto_msgTypes[8]
+	mi := &file_token_v1_token_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +943,7 @@ func (x *VoiceGrant_Incoming) String() string {
 func (*VoiceGrant_Incoming) ProtoMessage() {}
 
 func (x *VoiceGrant_Incoming) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[8]
+	mi := &file_token_v1_token_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +956,7 @@ func (x *VoiceGrant_Incoming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoiceGrant_Incoming.ProtoReflect.Descriptor instead.
 func (*VoiceGrant_Incoming) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{3, 0}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{6, 0}
 }
 
 func (x *VoiceGrant_Incoming) GetAllow() bool {
@@ -700,7 +981,7 @@ type VoiceGrant_Outgoing struct {
 
 func (x *VoiceGrant_Outgoing) Reset() {
 	*x = VoiceGrant_Outgoing{}
-	mi := &file_token_v1_token_proto_msgTypes[9]
+	mi := &file_token_v1_token_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +993,7 @@ func (x *VoiceGrant_Outgoing) String() string {
 func (*VoiceGrant_Outgoing) ProtoMessage() {}
 
 func (x *VoiceGrant_Outgoing) ProtoReflect() protoreflect.Message {
-	mi := &file_token_v1_token_proto_msgTypes[9]
+	mi := &file_token_v1_token_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +1006,7 @@ func (x *VoiceGrant_Outgoing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoiceGrant_Outgoing.ProtoReflect.Descriptor instead.
 func (*VoiceGrant_Outgoing) Descriptor() ([]byte, []int) {
-	return file_token_v1_token_proto_rawDescGZIP(), []int{3, 1}
+	return file_token_v1_token_proto_rawDescGZIP(), []int{6, 1}
 }
 
 func (x *VoiceGrant_Outgoing) GetApplicationSid() string {
@@ -746,16 +1027,17 @@ var File_token_v1_token_proto protoreflect.FileDescriptor
 
 const file_token_v1_token_proto_rawDesc = "" +
 	"\n" +
-	"\x14token/v1/token.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n" +
+	"\x14token/v1/token.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n" +
 	"\vMintRequest\x12\x1f\n" +
 	"\bidentity\x18\x01 \x01(\tH\x00R\bidentity\x88\x01\x01\x12'\n" +
 	"\x0fapplication_sid\x18\x02 \x01(\tR\x0eapplicationSid\x12$\n" +
 	"\vttl_seconds\x18\x03 \x01(\x05H\x01R\n" +
 	"ttlSeconds\x88\x01\x01\x12\x16\n" +
 	"\x06region\x18\x04 \x01(\tR\x06region\x12(\n" +
-	"\x06grants\x18\x05 \x01(\v2\x10.token.v1.GrantsR\x06grantsB\v\n" +
+	"\x06grants\x18\x05 \x01(\v2\x10.token.v1.GrantsR\x06grants\x12#\n" +
+	"\rvalidate_only\x18\x06 \x01(\bR\fvalidateOnlyB\v\n" +
 	"\t_identityB\x0e\n" +
-	"\f_ttl_seconds\"\xc8\x02\n" +
+	"\f_ttl_seconds\"\xf8\x02\n" +
 	"\fMintResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12'\n" +
@@ -767,7 +1049,30 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"\tissued_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
 	"\n" +
 	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x16\n" +
-	"\x06region\x18\t \x01(\tR\x06region\"\xa8\x02\n" +
+	"\x06region\x18\t \x01(\tR\x06region\x12.\n" +
+	"\bdecision\x18\n" +
+	" \x01(\v2\x12.token.v1.DecisionR\bdecision\"\xd7\x01\n" +
+	"\bDecision\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\x12/\n" +
+	"\x06header\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06header\x12/\n" +
+	"\x06claims\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x06claims\x12\x1d\n" +
+	"\n" +
+	"token_size\x18\x06 \x01(\x05R\ttokenSize\"%\n" +
+	"\rVerifyRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xed\x02\n" +
+	"\x0eVerifyResponse\x12\x14\n" +
+	"\x05valid\x18\x01 \x01(\bR\x05valid\x12*\n" +
+	"\x11twilio_error_code\x18\x02 \x01(\x05R\x0ftwilioErrorCode\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12/\n" +
+	"\x06header\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06header\x12/\n" +
+	"\x06claims\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x06claims\x12'\n" +
+	"\x0fapplication_sid\x18\x06 \x01(\tR\x0eapplicationSid\x12\x1e\n" +
+	"\vapi_key_sid\x18\a \x01(\tR\tapiKeySid\x12\x1b\n" +
+	"\tkey_state\x18\b \x01(\tR\bkeyState\x129\n" +
+	"\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa8\x02\n" +
 	"\x06Grants\x12*\n" +
 	"\x05voice\x18\x01 \x01(\v2\x14.token.v1.VoiceGrantR\x05voice\x12*\n" +
 	"\x05video\x18\x02 \x01(\v2\x14.token.v1.VideoGrantR\x05video\x12'\n" +
@@ -810,9 +1115,10 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"\rworkspace_sid\x18\x01 \x01(\tR\fworkspaceSid\x12\x1d\n" +
 	"\n" +
 	"worker_sid\x18\x02 \x01(\tR\tworkerSid\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role2b\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role2\xbd\x01\n" +
 	"\fTokenService\x12R\n" +
-	"\x04Mint\x12\x15.token.v1.MintRequest\x1a\x16.token.v1.MintResponse\"\x1b\x82\xd3\xe4\x93\x02\x15Z\v:\x01*\"\x06/token\x12\x06/tokenB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
+	"\x04Mint\x12\x15.token.v1.MintRequest\x1a\x16.token.v1.MintResponse\"\x1b\x82\xd3\xe4\x93\x02\x15Z\v:\x01*\"\x06/token\x12\x06/token\x12Y\n" +
+	"\x06Verify\x12\x17.token.v1.VerifyRequest\x1a\x18.token.v1.VerifyResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verifyB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_token_v1_token_proto_rawDescOnce sync.Once
@@ -826,42 +1132,53 @@ func file_token_v1_token_proto_rawDescGZIP() []byte {
 	return file_token_v1_token_proto_rawDescData
 }
 
-var file_token_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_token_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_token_v1_token_proto_goTypes = []any{
 	(*MintRequest)(nil),           // 0: token.v1.MintRequest
 	(*MintResponse)(nil),          // 1: token.v1.MintResponse
-	(*Grants)(nil),                // 2: token.v1.Grants
-	(*VoiceGrant)(nil),            // 3: token.v1.VoiceGrant
-	(*VideoGrant)(nil),            // 4: token.v1.VideoGrant
-	(*ChatGrant)(nil),             // 5: token.v1.ChatGrant
-	(*SyncGrant)(nil),             // 6: token.v1.SyncGrant
-	(*TaskRouterGrant)(nil),       // 7: token.v1.TaskRouterGrant
-	(*VoiceGrant_Incoming)(nil),   // 8: token.v1.VoiceGrant.Incoming
-	(*VoiceGrant_Outgoing)(nil),   // 9: token.v1.VoiceGrant.Outgoing
-	nil,                           // 10: token.v1.VoiceGrant.Outgoing.ParamsEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
+	(*Decision)(nil),              // 2: token.v1.Decision
+	(*VerifyRequest)(nil),         // 3: token.v1.VerifyRequest
+	(*VerifyResponse)(nil),        // 4: token.v1.VerifyResponse
+	(*Grants)(nil),                // 5: token.v1.Grants
+	(*VoiceGrant)(nil),            // 6: token.v1.VoiceGrant
+	(*VideoGrant)(nil),            // 7: token.v1.VideoGrant
+	(*ChatGrant)(nil),             // 8: token.v1.ChatGrant
+	(*SyncGrant)(nil),             // 9: token.v1.SyncGrant
+	(*TaskRouterGrant)(nil),       // 10: token.v1.TaskRouterGrant
+	(*VoiceGrant_Incoming)(nil),   // 11: token.v1.VoiceGrant.Incoming
+	(*VoiceGrant_Outgoing)(nil),   // 12: token.v1.VoiceGrant.Outgoing
+	nil,                           // 13: token.v1.VoiceGrant.Outgoing.ParamsEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
 }
 var file_token_v1_token_proto_depIdxs = []int32{
-	2,  // 0: token.v1.MintRequest.grants:type_name -> token.v1.Grants
-	11, // 1: token.v1.MintResponse.issued_at:type_name -> google.protobuf.Timestamp
-	11, // 2: token.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
-	3,  // 3: token.v1.Grants.voice:type_name -> token.v1.VoiceGrant
-	4,  // 4: token.v1.Grants.video:type_name -> token.v1.VideoGrant
-	5,  // 5: token.v1.Grants.chat:type_name -> token.v1.ChatGrant
-	6,  // 6: token.v1.Grants.data_sync:type_name -> token.v1.SyncGrant
-	7,  // 7: token.v1.Grants.task_router:type_name -> token.v1.TaskRouterGrant
-	12, // 8: token.v1.Grants.player:type_name -> google.protobuf.Struct
-	8,  // 9: token.v1.VoiceGrant.incoming:type_name -> token.v1.VoiceGrant.Incoming
-	9,  // 10: token.v1.VoiceGrant.outgoing:type_name -> token.v1.VoiceGrant.Outgoing
-	10, // 11: token.v1.VoiceGrant.Outgoing.params:type_name -> token.v1.VoiceGrant.Outgoing.ParamsEntry
-	0,  // 12: token.v1.TokenService.Mint:input_type -> token.v1.MintRequest
-	1,  // 13: token.v1.TokenService.Mint:output_type -> token.v1.MintResponse
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 0: token.v1.MintRequest.grants:type_name -> token.v1.Grants
+	14, // 1: token.v1.MintResponse.issued_at:type_name -> google.protobuf.Timestamp
+	14, // 2: token.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 3: token.v1.MintResponse.decision:type_name -> token.v1.Decision
+	15, // 4: token.v1.Decision.header:type_name -> google.protobuf.Struct
+	15, // 5: token.v1.Decision.claims:type_name -> google.protobuf.Struct
+	15, // 6: token.v1.VerifyResponse.header:type_name -> google.protobuf.Struct
+	15, // 7: token.v1.VerifyResponse.claims:type_name -> google.protobuf.Struct
+	14, // 8: token.v1.VerifyResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 9: token.v1.Grants.voice:type_name -> token.v1.VoiceGrant
+	7,  // 10: token.v1.Grants.video:type_name -> token.v1.VideoGrant
+	8,  // 11: token.v1.Grants.chat:type_name -> token.v1.ChatGrant
+	9,  // 12: token.v1.Grants.data_sync:type_name -> token.v1.SyncGrant
+	10, // 13: token.v1.Grants.task_router:type_name -> token.v1.TaskRouterGrant
+	15, // 14: token.v1.Grants.player:type_name -> google.protobuf.Struct
+	11, // 15: token.v1.VoiceGrant.incoming:type_name -> token.v1.VoiceGrant.Incoming
+	12, // 16: token.v1.VoiceGrant.outgoing:type_name -> token.v1.VoiceGrant.Outgoing
+	13, // 17: token.v1.VoiceGrant.Outgoing.params:type_name -> token.v1.VoiceGrant.Outgoing.ParamsEntry
+	0,  // 18: token.v1.TokenService.Mint:input_type -> token.v1.MintRequest
+	3,  // 19: token.v1.TokenService.Verify:input_type -> token.v1.VerifyRequest
+	1,  // 20: token.v1.TokenService.Mint:output_type -> token.v1.MintResponse
+	4,  // 21: token.v1.TokenService.Verify:output_type -> token.v1.VerifyResponse
+	20, // [20:22] is the sub-list for method output_type
+	18, // [18:20] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_token_v1_token_proto_init() }
@@ -876,7 +1193,7 @@ func file_token_v1_token_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_token_v1_token_proto_rawDesc), len(file_token_v1_token_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenService_Mint_FullMethodName = "/token.v1.TokenService/Mint"
+	TokenService_Mint_FullMethodName   = "/token.v1.TokenService/Mint"
+	TokenService_Verify_FullMethodName = "/token.v1.TokenService/Verify"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -33,6 +34,11 @@ type TokenServiceClient interface {
 	// grants gets the application's default grants; a request with grants
 	// (even an empty object) gets exactly those grants.
 	Mint(ctx context.Context, in *MintRequest, opts ...grpc.CallOption) (*MintResponse, error)
+	// Verify decodes a token, checks its signature against the keys tokend
+	// holds, its times and its grants, and names the Twilio error code
+	// Twilio would answer for it, so a developer can learn why a call was
+	// rejected.
+	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -53,6 +59,16 @@ func (c *tokenServiceClient) Mint(ctx context.Context, in *MintRequest, opts ...
 	return out, nil
 }
 
+func (c *tokenServiceClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyResponse)
+	err := c.cc.Invoke(ctx, TokenService_Verify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -64,6 +80,11 @@ type TokenServiceServer interface {
 	// grants gets the application's default grants; a request with grants
 	// (even an empty object) gets exactly those grants.
 	Mint(context.Context, *MintRequest) (*MintResponse, error)
+	// Verify decodes a token, checks its signature against the keys tokend
+	// holds, its times and its grants, and names the Twilio error code
+	// Twilio would answer for it, so a developer can learn why a call was
+	// rejected.
+	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -76,6 +97,9 @@ type UnimplementedTokenServiceServer struct{}
 
 func (UnimplementedTokenServiceServer) Mint(context.Context, *MintRequest) (*MintResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Mint not implemented")
+}
+func (UnimplementedTokenServiceServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Verify not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -116,6 +140,24 @@ func _TokenService_Mint_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_Verify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).Verify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_Verify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).Verify(ctx, req.(*VerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -126,6 +168,10 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Mint",
 			Handler:    _TokenService_Mint_Handler,
+		},
+		{
+			MethodName: "Verify",
+			Handler:    _TokenService_Verify_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
