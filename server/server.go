@@ -19,6 +19,8 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -30,8 +32,11 @@ import (
 	"github.com/tokend/tokend/server/adminapi"
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/keystore"
+	"github.com/tokend/tokend/server/metrics"
+	"github.com/tokend/tokend/server/requestid"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/telemetry"
 	"github.com/tokend/tokend/server/tokenapi"
 	"github.com/tokend/tokend/server/web"
 )
@@ -125,6 +130,11 @@ type Server struct {
 
 	// storeDown is set while the store does not answer (see monitorStore).
 	storeDown atomic.Bool
+
+	// metrics are the Prometheus metrics, served at /metrics.
+	metrics *metrics.Metrics
+	// stopTracing flushes and stops tracing (a no-op when it is off).
+	stopTracing func(context.Context) error
 }
 
 // New opens the store and the keyring, applies the seed credentials (or
@@ -134,6 +144,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// Every line logged with a request's context carries its request_id.
+	cfg.Logger = slog.New(requestid.NewHandler(cfg.Logger.Handler()))
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = httpapi.DefaultMaxBodyBytes
 	}
@@ -155,7 +167,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, store: store}
+	s := &Server{cfg: cfg, log: log, store: store, metrics: metrics.New()}
 	if err := checkMasterKeys(ctx, store, keyring); err != nil {
 		store.Close()
 		if created {
@@ -169,6 +181,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := s.init(ctx, keyring); err != nil {
 		store.Close()
+		if s.stopTracing != nil {
+			s.stopTracing(ctx)
+		}
 		return nil, err
 	}
 	log.Info("store opened", "store", storeDesc, "applications", s.keys.Len())
@@ -181,6 +196,8 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		kr, _, _, err := secrets.Load(s.cfg.MasterKey, s.cfg.MasterKeyFile, s.cfg.DataDir)
 		return kr, err
 	})
+	s.keys.SetStoreErrorHook(s.metrics.StoreError)
+	s.metrics.ObserveKeystore(s.keys)
 	defaultApp, err := applySeed(ctx, s.keys, s.cfg.Seed, s.log)
 	if err != nil {
 		return err
@@ -201,23 +218,43 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		Logger:             s.log,
 	})
 
-	s.grpc = grpc.NewServer(
+	// Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT is set; off, no
+	// instrumentation is added and no exporter endpoint is ever contacted.
+	var tracing bool
+	s.stopTracing, tracing, err = telemetry.Setup(ctx, "tokend")
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	grpcOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes),
+		// The request id comes first so that everything after it (and
+		// every log line) has it; metrics come before recovery so that a
+		// recovered panic is counted as Internal.
 		grpc.ChainUnaryInterceptor(
+			requestid.UnaryServerInterceptor(),
+			s.metrics.GRPC.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 			logging.UnaryServerInterceptor(grpcLogger(s.log),
 				logging.WithLogOnEvents(logging.FinishCall),
-				logging.WithLevels(grpcLevel)),
+				logging.WithLevels(grpcLevel),
+				logging.WithFieldsFromContext(requestIDField)),
 		),
 		grpc.ChainStreamInterceptor(
+			requestid.StreamServerInterceptor(),
+			s.metrics.GRPC.StreamServerInterceptor(),
 			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 		),
-	)
-	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID})
+	}
+	if tracing {
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
+	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError})
 	if s.cfg.AdminToken == "" {
 		s.log.Info("admin API off: no admin credential configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
 	}
-	tokenv1.RegisterTokenServiceServer(s.grpc, s.token)
+	// Both paths mint through the metrics wrapper: it counts each mint once.
+	tokenv1.RegisterTokenServiceServer(s.grpc, s.metrics.TokenService(s.token, metrics.PathGRPC, s.token.ApplicationFor))
 	tokenv1.RegisterAdminServiceServer(s.grpc, s.admin)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -225,9 +262,11 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	s.health.SetServingStatus(tokenv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(tokenv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(s.grpc)
+	s.metrics.GRPC.InitializeMetrics(s.grpc)
 
 	s.http, err = httpapi.New(ctx, httpapi.Config{
-		Token:        s.token,
+		Token:        s.metrics.TokenService(s.token, metrics.PathREST, s.token.ApplicationFor),
+		Metrics:      s.metrics,
 		Admin:        s.admin,
 		MaxBodyBytes: int64(s.cfg.MaxBodyBytes),
 		Readyz:       s.readyz,
@@ -235,7 +274,13 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		CORSOrigins:  s.cfg.CORSOrigins,
 		Page:         web.Handler(),
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if tracing {
+		s.http = otelhttp.NewHandler(s.http, "tokend.http")
+	}
+	return nil
 }
 
 func (s *Server) recovered(ctx context.Context, p any) error {
@@ -252,6 +297,14 @@ func grpcLevel(c codes.Code) logging.Level {
 	default:
 		return logging.LevelInfo
 	}
+}
+
+// requestIDField puts the request id into the gRPC call's log line.
+func requestIDField(ctx context.Context) logging.Fields {
+	if id := requestid.FromContext(ctx); id != "" {
+		return logging.Fields{requestid.LogKey, id}
+	}
+	return nil
 }
 
 func grpcLogger(l *slog.Logger) logging.Logger {
@@ -293,6 +346,9 @@ func (s *Server) monitorStore(ctx context.Context, interval time.Duration) {
 			return
 		}
 		down := err != nil
+		if down {
+			s.metrics.StoreError("ping", err)
+		}
 		if s.storeDown.Swap(down) == down {
 			continue
 		}
@@ -316,6 +372,10 @@ func (s *Server) HTTPHandler() http.Handler { return s.http }
 
 // Keystore returns the in-memory keystore.
 func (s *Server) Keystore() *keystore.Keystore { return s.keys }
+
+// Metrics returns the Prometheus metrics, served at /metrics (a rate
+// limiter counts its refusals in Metrics().RateLimited).
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Serve serves gRPC on grpcLn and REST on httpLn until ctx ends, then
 // shuts down gracefully: HTTP first (in-flight requests finish, up to 10
@@ -369,6 +429,9 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	stopBG() // the usage flusher writes once more on its way out
 	<-bgDone
 	<-bgDone
+	if err := s.stopTracing(sctx); err != nil {
+		s.log.Warn("flush traces at shutdown", "error", err)
+	}
 	return errors.Join(serveErr, s.Close())
 }
 

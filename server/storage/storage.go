@@ -9,15 +9,19 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors returned by every backend, wrapped with context. Test
 // with errors.Is.
 var (
-	// ErrNotFound: the application or key does not exist.
+	// ErrNotFound: the application, key or credential does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrAlreadyExists: an application or key with that SID exists.
+	// ErrAlreadyExists: an application or key with that SID exists, or a
+	// credential with that name or hash.
 	ErrAlreadyExists = errors.New("already exists")
 	// ErrConflict: the write contradicts the current state (for example,
 	// deleting the active key).
@@ -100,19 +104,70 @@ type KeyUsage struct {
 	OutstandingUntil time.Time
 }
 
+// CredentialHashSize is the length of Credential.Hash: a SHA-256 digest.
+const CredentialHashSize = 32
+
+// Credential is a named bearer API credential. The store keeps only the
+// SHA-256 of the bearer token, never the token itself.
+type Credential struct {
+	// Name identifies the credential; the primary key. It must not be
+	// empty and, like every string of a credential, must be valid UTF-8
+	// without NUL bytes.
+	Name string
+	// Hash is the SHA-256 of the bearer token (CredentialHashSize bytes).
+	// No two credentials have the same hash.
+	Hash []byte
+	// Groups are the groups the credential belongs to, kept in the order
+	// given, duplicates included. Empty (nil or not) reads back as nil.
+	Groups []string
+	// CreatedAt is set by the store.
+	CreatedAt time.Time
+}
+
+// Validate reports whether every backend can store c as it is: a name that
+// is not empty, a name and groups of valid UTF-8 without NUL bytes, and a
+// hash of CredentialHashSize bytes. The error names the field, never the
+// hash; it is none of the sentinel errors.
+func (c Credential) Validate() error {
+	if c.Name == "" {
+		return errors.New("credential: empty name")
+	}
+	if !validText(c.Name) {
+		return fmt.Errorf("credential %q: name is not valid UTF-8 without NUL", c.Name)
+	}
+	if len(c.Hash) != CredentialHashSize {
+		return fmt.Errorf("credential %s: hash is %d bytes, want %d (SHA-256)", c.Name, len(c.Hash), CredentialHashSize)
+	}
+	for i, g := range c.Groups {
+		if !validText(g) {
+			return fmt.Errorf("credential %s: group %d is not valid UTF-8 without NUL", c.Name, i)
+		}
+	}
+	return nil
+}
+
+// validText reports whether s can be stored in a text column of every
+// backend (PostgreSQL refuses NUL and invalid UTF-8).
+func validText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 // Snapshot is the whole content of a store at one revision, read in one
 // consistent transaction.
 type Snapshot struct {
 	Applications []Application
 	Keys         []Key
+	// Credentials are ordered by name.
+	Credentials []Credential
 	// Revision is the store's revision when the snapshot was read.
 	Revision int64
 }
 
-// Store keeps applications and keys. Every write is durable when it
-// returns nil and is atomic: it happens whole or not at all. Every write
-// that changes what a mint would sign advances the revision. All methods
-// are safe for concurrent use.
+// Store keeps applications, keys and bearer API credentials. Every write is
+// durable when it returns nil and is atomic: it happens whole or not at
+// all. Every write that changes what a mint would sign, or who may call
+// tokend (credential writes), advances the revision, so that replicas
+// reload. All methods are safe for concurrent use.
 type Store interface {
 	// CreateApplication adds an application; ErrAlreadyExists if its SID
 	// is taken. CreatedAt and UpdatedAt are set by the store.
@@ -158,7 +213,20 @@ type Store interface {
 	// longer exist are skipped. It does not advance the revision.
 	RecordKeyUsage(ctx context.Context, usage []KeyUsage) error
 
-	// Snapshot reads every application and key in one consistent view.
+	// CreateCredential adds a credential: ErrAlreadyExists if its name is
+	// taken or another credential has the same hash (error texts name the
+	// credential, never its hash). CreatedAt is set by the store. A
+	// credential that fails Credential.Validate is refused with its error
+	// (none of the sentinels) and nothing is written.
+	CreateCredential(ctx context.Context, cred Credential) error
+	// ListCredentials returns all credentials ordered by name (bytewise).
+	ListCredentials(ctx context.Context) ([]Credential, error)
+	// DeleteCredential removes a credential; ErrNotFound if it does not
+	// exist.
+	DeleteCredential(ctx context.Context, name string) error
+
+	// Snapshot reads every application, key and credential in one
+	// consistent view.
 	Snapshot(ctx context.Context) (Snapshot, error)
 	// Revision returns the current revision, a counter that every write
 	// (but RecordKeyUsage) advances. Replicas poll it to notice changes.

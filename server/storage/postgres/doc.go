@@ -54,4 +54,11 @@
 // replicas with skewed clocks still agree on their order. Text columns
 // cannot hold NUL bytes or invalid UTF-8 (PostgreSQL refuses them); byte
 // fields (DefaultGrants, SealedSecret) are bytea and hold anything.
+//
+// Credentials (migration 0002) keep their name (COLLATE "C") as the primary
+// key, their SHA-256 hash as a 32-byte bytea under a UNIQUE constraint, and
+// their groups as a text[]. CreateCredential inserts with ON CONFLICT DO
+// NOTHING, so a name or hash taken, even by a concurrent replica, is
+// storage.ErrAlreadyExists; credential writes lock no application or key
+// and advance the revision like every other write.
 package postgres

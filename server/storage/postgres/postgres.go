@@ -751,9 +751,9 @@ func (s *Store) RecordKeyUsage(ctx context.Context, usage []storage.KeyUsage) er
 	return nil
 }
 
-// Snapshot reads every application and key, and the revision, in one
-// REPEATABLE READ transaction. Applications are ordered by SID, keys by
-// application SID, CreatedAt and SID.
+// Snapshot reads every application, key and credential, and the revision,
+// in one REPEATABLE READ transaction. Applications are ordered by SID, keys
+// by application SID, CreatedAt and SID, credentials by name.
 func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 	var snap storage.Snapshot
 	err := s.readTx(ctx, func(tx pgx.Tx) error {
@@ -766,6 +766,9 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 		}
 		if snap.Keys, err = queryKeys(ctx, tx, `SELECT `+keyColumns+` FROM keys ORDER BY application_sid, created_at, sid`); err != nil {
 			return fmt.Errorf("read keys: %w", err)
+		}
+		if snap.Credentials, err = queryCredentials(ctx, tx); err != nil {
+			return fmt.Errorf("read credentials: %w", err)
 		}
 		return nil
 	})
@@ -783,4 +786,98 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("read revision: %w", err)
 	}
 	return rev, nil
+}
+
+const credentialColumns = `name, hash, groups, created_at`
+
+func scanCredential(row pgx.Row) (storage.Credential, error) {
+	var c storage.Credential
+	if err := row.Scan(&c.Name, &c.Hash, &c.Groups, &c.CreatedAt); err != nil {
+		return storage.Credential{}, err
+	}
+	if len(c.Groups) == 0 {
+		c.Groups = nil
+	}
+	c.CreatedAt = c.CreatedAt.UTC()
+	return c, nil
+}
+
+func queryCredentials(ctx context.Context, q querier) ([]storage.Credential, error) {
+	rows, err := q.Query(ctx, `SELECT `+credentialColumns+` FROM credentials ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.Credential, error) { return scanCredential(row) })
+}
+
+// CreateCredential adds a credential; it fails with
+// storage.ErrAlreadyExists if its name is taken or another credential has
+// the same hash (both enforced by the database, so concurrent creations
+// from several replicas agree), and with the error of Credential.Validate
+// if the store cannot keep it. Groups are a text[]; CreatedAt is set to the
+// server's time.
+func (s *Store) CreateCredential(ctx context.Context, cred storage.Credential) error {
+	if err := cred.Validate(); err != nil {
+		return fmt.Errorf("create %w", err)
+	}
+	groups := cred.Groups
+	if groups == nil {
+		groups = []string{} // an empty array, not NULL
+	}
+	err := s.writeTx(ctx, func(tx pgx.Tx) (bool, error) {
+		// DO NOTHING on a conflict with either unique constraint, the name
+		// or the hash: a concurrent insert of either waits for the other
+		// transaction and then does nothing if it committed.
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO credentials (`+credentialColumns+`)
+			VALUES ($1::text, $2::bytea, $3::text[], `+nowSQL+`)
+			ON CONFLICT DO NOTHING`,
+			cred.Name, cred.Hash, groups)
+		if err != nil {
+			return false, err
+		}
+		if tag.RowsAffected() > 0 {
+			return true, nil
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM credentials WHERE name = $1)`, cred.Name).Scan(&exists); err != nil {
+			return false, err
+		}
+		if exists {
+			return false, fmt.Errorf("credential %w", storage.ErrAlreadyExists)
+		}
+		return false, fmt.Errorf("credential with the same hash %w", storage.ErrAlreadyExists)
+	})
+	if err != nil {
+		return fmt.Errorf("create credential %s: %w", cred.Name, err)
+	}
+	return nil
+}
+
+// ListCredentials returns all credentials ordered by name (bytewise).
+func (s *Store) ListCredentials(ctx context.Context) ([]storage.Credential, error) {
+	creds, err := queryCredentials(ctx, s.pool)
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	return creds, nil
+}
+
+// DeleteCredential removes a credential; it fails with storage.ErrNotFound
+// if the credential does not exist.
+func (s *Store) DeleteCredential(ctx context.Context, name string) error {
+	err := s.writeTx(ctx, func(tx pgx.Tx) (bool, error) {
+		tag, err := tx.Exec(ctx, `DELETE FROM credentials WHERE name = $1`, name)
+		if err != nil {
+			return false, err
+		}
+		if tag.RowsAffected() == 0 {
+			return false, fmt.Errorf("credential %w", storage.ErrNotFound)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete credential %q: %w", name, err)
+	}
+	return nil
 }

@@ -18,4 +18,8 @@
 // Times are stored as INTEGER milliseconds since the Unix epoch, UTC; a
 // zero time.Time is stored as NULL and read back as time.Time{}. Times read
 // back are in UTC and truncated to the millisecond.
+//
+// Credentials (migration 0002) keep their name as the primary key, their
+// SHA-256 hash as a 32-byte BLOB under a UNIQUE constraint, and their
+// groups as a JSON array of strings in TEXT.
 package sqlite

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -694,9 +695,9 @@ func (s *Store) RecordKeyUsage(ctx context.Context, usage []storage.KeyUsage) er
 	return nil
 }
 
-// Snapshot reads every application and key, and the revision, in one read
-// transaction. Applications are ordered by SID, keys by application SID,
-// CreatedAt and SID.
+// Snapshot reads every application, key and credential, and the revision,
+// in one read transaction. Applications are ordered by SID, keys by
+// application SID, CreatedAt and SID, credentials by name.
 func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 	var snap storage.Snapshot
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
@@ -709,6 +710,9 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 		}
 		if snap.Keys, err = queryKeys(ctx, tx, `SELECT `+keyColumns+` FROM keys ORDER BY application_sid, created_at, sid`); err != nil {
 			return fmt.Errorf("read keys: %w", err)
+		}
+		if snap.Credentials, err = queryCredentials(ctx, tx); err != nil {
+			return fmt.Errorf("read credentials: %w", err)
 		}
 		return nil
 	})
@@ -726,4 +730,122 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("read revision: %w", err)
 	}
 	return rev, nil
+}
+
+const credentialColumns = `name, hash, groups, created_at`
+
+func scanCredential(row scanner) (storage.Credential, error) {
+	var (
+		c       storage.Credential
+		groups  string
+		created int64
+	)
+	if err := row.Scan(&c.Name, &c.Hash, &groups, &created); err != nil {
+		return storage.Credential{}, err
+	}
+	if err := json.Unmarshal([]byte(groups), &c.Groups); err != nil {
+		return storage.Credential{}, fmt.Errorf("credential %s: groups: %w", c.Name, err)
+	}
+	if len(c.Groups) == 0 {
+		c.Groups = nil
+	}
+	c.CreatedAt = fromMillis(created)
+	return c, nil
+}
+
+func queryCredentials(ctx context.Context, q queryer) ([]storage.Credential, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+credentialColumns+` FROM credentials ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var creds []storage.Credential
+	for rows.Next() {
+		c, err := scanCredential(rows)
+		if err != nil {
+			return nil, err
+		}
+		creds = append(creds, c)
+	}
+	return creds, rows.Err()
+}
+
+// CreateCredential adds a credential; it fails with
+// storage.ErrAlreadyExists if its name is taken or another credential has
+// the same hash, and with the error of Credential.Validate if the store
+// cannot keep it. Groups are stored as a JSON array; CreatedAt is set to
+// now.
+func (s *Store) CreateCredential(ctx context.Context, cred storage.Credential) error {
+	if err := cred.Validate(); err != nil {
+		return fmt.Errorf("create %w", err)
+	}
+	groups := cred.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	// Valid UTF-8 strings round-trip through encoding/json exactly.
+	groupsJSON, err := json.Marshal(groups)
+	if err != nil {
+		return fmt.Errorf("create credential %s: groups: %w", cred.Name, err)
+	}
+	now := millis(time.Now())
+	err = s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {
+		// DO NOTHING on a conflict with either unique constraint, the
+		// name or the hash; the error says which, not the hash.
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO credentials (`+credentialColumns+`)
+			VALUES (?, ?, ?, ?)
+			ON CONFLICT DO NOTHING`,
+			cred.Name, cred.Hash, string(groupsJSON), now)
+		if err != nil {
+			return false, err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return false, err
+		} else if n > 0 {
+			return true, nil
+		}
+		var one int
+		switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM credentials WHERE name = ?`, cred.Name).Scan(&one); {
+		case err == nil:
+			return false, fmt.Errorf("credential %w", storage.ErrAlreadyExists)
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, err
+		}
+		return false, fmt.Errorf("credential with the same hash %w", storage.ErrAlreadyExists)
+	})
+	if err != nil {
+		return fmt.Errorf("create credential %s: %w", cred.Name, err)
+	}
+	return nil
+}
+
+// ListCredentials returns all credentials ordered by name (bytewise).
+func (s *Store) ListCredentials(ctx context.Context) ([]storage.Credential, error) {
+	creds, err := queryCredentials(ctx, s.read)
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	return creds, nil
+}
+
+// DeleteCredential removes a credential; it fails with storage.ErrNotFound
+// if the credential does not exist.
+func (s *Store) DeleteCredential(ctx context.Context, name string) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM credentials WHERE name = ?`, name)
+		if err != nil {
+			return false, err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return false, err
+		} else if n == 0 {
+			return false, fmt.Errorf("credential %w", storage.ErrNotFound)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete credential %q: %w", name, err)
+	}
+	return nil
 }

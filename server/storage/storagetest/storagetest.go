@@ -15,7 +15,9 @@
 // The suite checks every documented rule of storage.Store: sentinel errors,
 // exact round-trips of bytes and times (to the millisecond), the single
 // active key of an application, atomicity of failed writes, the revision
-// counter and the consistency of snapshots, including under concurrent use.
+// counter and the consistency of snapshots, including under concurrent use,
+// and the same for credentials (credentials.go): unique names and hashes,
+// round-trips of hashes and groups, order by name.
 package storagetest
 
 import (
@@ -90,6 +92,15 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Snapshot", testSnapshot},
 		{"ConcurrentActivateKey", testConcurrentActivateKey},
 		{"ConcurrentSnapshot", testConcurrentSnapshot},
+		{"Credentials", testCredentials},
+		{"CredentialAlreadyExists", testCredentialAlreadyExists},
+		{"CredentialHash", testCredentialHash},
+		{"CredentialGroups", testCredentialGroups},
+		{"CredentialInvalid", testCredentialInvalid},
+		{"ListCredentialsOrder", testListCredentialsOrder},
+		{"CredentialSnapshot", testCredentialSnapshot},
+		{"ConcurrentCreateCredential", testConcurrentCreateCredential},
+		{"ConcurrentCredentialSnapshot", testConcurrentCredentialSnapshot},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -409,17 +420,22 @@ func compareKeys(a, b storage.Key) int {
 	return strings.Compare(a.SID, b.SID)
 }
 
+func compareCredentials(a, b storage.Credential) int { return strings.Compare(a.Name, b.Name) }
+
 // sortedSnapshot returns snap with applications and keys in a canonical
-// order (Snapshot documents none).
+// order (Snapshot documents none for them; credentials are documented to
+// be ordered by name, which checkSnapshot checks).
 func sortedSnapshot(snap storage.Snapshot) storage.Snapshot {
 	snap.Applications = slices.SortedFunc(slices.Values(snap.Applications), compareApplications)
 	snap.Keys = slices.SortedFunc(slices.Values(snap.Keys), compareKeys)
+	snap.Credentials = slices.SortedFunc(slices.Values(snap.Credentials), compareCredentials)
 	return snap
 }
 
-// checkSnapshot checks that Snapshot agrees with Revision, ListApplications
-// and ListKeys, that none of these reads moved the revision and that no
-// application has two active keys. It returns the snapshot.
+// checkSnapshot checks that Snapshot agrees with Revision, ListApplications,
+// ListKeys and ListCredentials, that none of these reads moved the revision,
+// that no application has two active keys and that credentials are ordered
+// by name. It returns the snapshot.
 func checkSnapshot(t *testing.T, s storage.Store) storage.Snapshot {
 	t.Helper()
 	ctx := t.Context()
@@ -439,9 +455,16 @@ func checkSnapshot(t *testing.T, s storage.Store) storage.Snapshot {
 	for _, app := range apps {
 		keys = append(keys, listKeys(t, s, app.SID)...)
 	}
-	want := sortedSnapshot(storage.Snapshot{Applications: apps, Keys: keys, Revision: before})
+	creds, err := s.ListCredentials(ctx)
+	if err != nil {
+		t.Fatalf("ListCredentials() = %v, want nil error", err)
+	}
+	if !slices.IsSortedFunc(snap.Credentials, compareCredentials) {
+		t.Errorf("Snapshot().Credentials not ordered by name: %q", credentialNames(snap.Credentials))
+	}
+	want := sortedSnapshot(storage.Snapshot{Applications: apps, Keys: keys, Credentials: creds, Revision: before})
 	if diff := cmp.Diff(want, sortedSnapshot(snap), cmpOpts); diff != "" {
-		t.Errorf("Snapshot() disagrees with ListApplications and ListKeys (-lists +snapshot):\n%s", diff)
+		t.Errorf("Snapshot() disagrees with ListApplications, ListKeys and ListCredentials (-lists +snapshot):\n%s", diff)
 	}
 	for app, active := range activeKeys(snap.Keys) {
 		if len(active) > 1 {
@@ -491,6 +514,11 @@ func testEmptyStore(t *testing.T, s storage.Store) {
 	checkErr(t, err, storage.ErrNotFound, fmt.Sprintf("ListKeys(%q)", app))
 	checkErr(t, s.ActivateKey(ctx, app, key), storage.ErrNotFound, fmt.Sprintf("ActivateKey(%q, %q)", app, key))
 	checkErr(t, s.DeleteKey(ctx, app, key), storage.ErrNotFound, fmt.Sprintf("DeleteKey(%q, %q)", app, key))
+	creds, err := s.ListCredentials(ctx)
+	if err != nil || len(creds) != 0 {
+		t.Errorf("ListCredentials() = %v, %v, want no credentials", creds, err)
+	}
+	checkErr(t, s.DeleteCredential(ctx, credName(1)), storage.ErrNotFound, fmt.Sprintf("DeleteCredential(%q)", credName(1)))
 	revs.unchanged(t, "reads and failed writes")
 
 	if err := s.RecordKeyUsage(ctx, []storage.KeyUsage{{ApplicationSID: app, SID: key, LastSignedAt: time.Now(), OutstandingUntil: time.Now()}}); err != nil {
@@ -505,8 +533,8 @@ func testEmptyStore(t *testing.T, s storage.Store) {
 	checkErr(t, err, storage.ErrNotFound, fmt.Sprintf("GetKey(%q, %q) after ResealKeys and RecordKeyUsage", app, key))
 
 	snap = checkSnapshot(t, s)
-	if len(snap.Applications) != 0 || len(snap.Keys) != 0 {
-		t.Errorf("Snapshot() = %+v, want no applications and no keys", snap)
+	if len(snap.Applications) != 0 || len(snap.Keys) != 0 || len(snap.Credentials) != 0 {
+		t.Errorf("Snapshot() = %+v, want no applications, no keys and no credentials", snap)
 	}
 }
 

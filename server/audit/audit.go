@@ -1,0 +1,356 @@
+// Package audit writes the audit log: one JSON object per line for every
+// mint, verification and admin action, saying who asked for what and what
+// was decided.
+//
+// A record never holds a token or a secret: Record has no field for one,
+// and a test pins its JSON keys.
+//
+// # Writing
+//
+// Log never waits for the disk. Records go into a bounded queue (4096 by
+// default) that one goroutine drains into a buffered writer, flushed
+// whenever the queue runs empty, so a burst costs one write, not one per
+// record. If the queue is full (the disk or the pipe behind the writer is
+// stalled), the record is dropped and counted (Dropped), and a record with
+// event "audit-dropped" saying how many were lost is written as soon as
+// the writer catches up, so gaps are visible in the log itself.
+//
+// The alternative, a synchronous write flushed per record, loses nothing
+// while the process lives but lets a stalled log destination (a full disk
+// on NFS, a stdout pipe nobody reads) stall every mint indefinitely.
+// tokend's availability matters more than a complete log in that
+// situation, and an operator can alert on Dropped. Close drains the queue,
+// so records logged before Close are written.
+package audit
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+)
+
+// Events.
+const (
+	EventMint   = "mint"
+	EventAdmin  = "admin"
+	EventVerify = "verify"
+	// EventDropped is written by the Logger itself after records were
+	// dropped; Reason says how many.
+	EventDropped = "audit-dropped"
+)
+
+// Decisions.
+const (
+	Allow = "allow"
+	Deny  = "deny"
+)
+
+// DefaultQueueSize is how many records may wait to be written.
+const DefaultQueueSize = 4096
+
+// maxFieldLen bounds each string field of a record, in bytes.
+const maxFieldLen = 1024
+
+// Record is one audit log line. Empty fields are left out.
+type Record struct {
+	// Time of the event; Log sets it to now when zero.
+	Time time.Time `json:"time,omitzero"`
+	// Event is EventMint, EventVerify or EventAdmin.
+	Event string `json:"event,omitempty"`
+	// Principal is the caller's principal name; PrincipalKind how it
+	// authenticated (anonymous, mtls, credential, oidc, proxy).
+	Principal     string `json:"principal,omitempty"`
+	PrincipalKind string `json:"principal_kind,omitempty"`
+	// Identity is the token's identity.
+	Identity string `json:"identity,omitempty"`
+	// ApplicationSID is the TwiML application whose key signs the token.
+	ApplicationSID string `json:"application_sid,omitempty"`
+	// Grants summarizes the token's grants (see GrantsSummary).
+	Grants string `json:"grants,omitempty"`
+	// JTI is the token's id (not a secret: the API key SID and a nonce).
+	JTI string `json:"jti,omitempty"`
+	// Exp is when the token expires.
+	Exp time.Time `json:"exp,omitzero"`
+	// Decision is Allow or Deny; Rule the policy rule that decided and
+	// Reason why, when denied.
+	Decision string `json:"decision,omitempty"`
+	Rule     string `json:"rule,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Action is the admin action (for EventAdmin).
+	Action string `json:"action,omitempty"`
+	// ClientAddr is the caller's network address.
+	ClientAddr string `json:"client_addr,omitempty"`
+	// RequestID is the request's id (see package requestid).
+	RequestID string `json:"request_id,omitempty"`
+	// Code is the outcome as a gRPC code name ("OK", "PermissionDenied").
+	Code string `json:"code,omitempty"`
+}
+
+// Logger writes records as JSON lines. It is safe for concurrent use.
+type Logger struct {
+	mu     sync.RWMutex // guards closed and sending on queue
+	closed bool
+	queue  chan item
+	done   chan struct{}
+
+	out    io.Writer
+	closer io.Closer // the file Open opened, if any
+	bw     *bufio.Writer
+	enc    *json.Encoder
+
+	dropped     atomic.Uint64
+	reported    uint64 // drops already written as EventDropped; writer only
+	writeErrors atomic.Uint64
+	lastErr     atomic.Pointer[error]
+}
+
+type item struct {
+	rec   Record
+	flush chan struct{} // non-nil: a Flush request, not a record
+}
+
+// Option configures a Logger.
+type Option func(*Logger)
+
+// WithQueueSize sets how many records may wait to be written (default
+// DefaultQueueSize).
+func WithQueueSize(n int) Option {
+	return func(l *Logger) {
+		if n > 0 {
+			l.queue = make(chan item, n)
+		}
+	}
+}
+
+// New returns a Logger writing to w. Close it to write what is queued.
+func New(w io.Writer, opts ...Option) *Logger {
+	l := &Logger{out: w, done: make(chan struct{})}
+	for _, o := range opts {
+		o(l)
+	}
+	if l.queue == nil {
+		l.queue = make(chan item, DefaultQueueSize)
+	}
+	l.bw = bufio.NewWriterSize(w, 64<<10)
+	l.enc = json.NewEncoder(l.bw)
+	l.enc.SetEscapeHTML(false)
+	go l.run()
+	return l
+}
+
+// Open returns a Logger appending to the file at path, created with mode
+// 0600 if it does not exist. Close closes the file.
+func Open(path string, opts ...Option) (*Logger, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	l := New(f, opts...)
+	l.closer = f
+	return l, nil
+}
+
+// Log queues r for writing and returns at once. When the queue is full or
+// the Logger is closed, r is dropped and counted.
+func (l *Logger) Log(r Record) {
+	if l == nil {
+		return
+	}
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		l.dropped.Add(1)
+		return
+	}
+	select {
+	case l.queue <- item{rec: r}:
+	default:
+		l.dropped.Add(1)
+	}
+}
+
+// Flush waits until every record queued before it is written to the
+// underlying writer.
+func (l *Logger) Flush() {
+	if l == nil {
+		return
+	}
+	c := make(chan struct{})
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return
+	}
+	l.queue <- item{flush: c}
+	l.mu.RUnlock()
+	<-c
+}
+
+// Close writes what is queued, stops the Logger and closes the file Open
+// opened. It returns the last write error, if any. Records logged after
+// Close are dropped.
+func (l *Logger) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.queue)
+	l.mu.Unlock()
+	<-l.done
+	var err error
+	if p := l.lastErr.Load(); p != nil {
+		err = *p
+	}
+	if l.closer != nil {
+		if f, ok := l.closer.(*os.File); ok {
+			_ = f.Sync()
+		}
+		if cerr := l.closer.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Dropped counts the records dropped because the queue was full or the
+// Logger closed.
+func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
+
+// WriteErrors counts failed writes to the underlying writer. Records
+// buffered when a write fails are lost.
+func (l *Logger) WriteErrors() uint64 { return l.writeErrors.Load() }
+
+// run is the writer goroutine.
+func (l *Logger) run() {
+	defer close(l.done)
+	for it := range l.queue {
+		if it.flush != nil {
+			l.reportDrops()
+			l.flush()
+			close(it.flush)
+			continue
+		}
+		l.reportDrops()
+		l.write(it.rec)
+		if len(l.queue) == 0 {
+			l.flush()
+		}
+	}
+	l.reportDrops()
+	l.flush()
+}
+
+func (l *Logger) reportDrops() {
+	n := l.dropped.Load()
+	if n == l.reported {
+		return
+	}
+	l.write(Record{Time: time.Now(), Event: EventDropped, Reason: fmt.Sprintf("%d audit records dropped", n-l.reported)})
+	l.reported = n
+}
+
+func (l *Logger) write(r Record) {
+	r = clean(r)
+	if err := l.enc.Encode(&r); err != nil {
+		l.fail(err)
+	}
+}
+
+func (l *Logger) flush() {
+	if err := l.bw.Flush(); err != nil {
+		l.fail(err)
+	}
+}
+
+// fail counts a write error and starts over with an empty buffer (a
+// bufio.Writer stays failed after an error).
+func (l *Logger) fail(err error) {
+	l.writeErrors.Add(1)
+	err = fmt.Errorf("audit: write: %w", err)
+	l.lastErr.Store(&err)
+	l.bw.Reset(l.out)
+}
+
+// clean bounds the record's strings and puts its times in UTC.
+func clean(r Record) Record {
+	r.Time = r.Time.UTC()
+	if !r.Exp.IsZero() {
+		r.Exp = r.Exp.UTC()
+	}
+	for _, s := range []*string{&r.Event, &r.Principal, &r.PrincipalKind, &r.Identity, &r.ApplicationSID, &r.Grants, &r.JTI, &r.Decision, &r.Rule, &r.Reason, &r.Action, &r.ClientAddr, &r.RequestID, &r.Code} {
+		*s = clip(*s)
+	}
+	return r
+}
+
+// clip makes s valid UTF-8 of at most maxFieldLen bytes.
+func clip(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= maxFieldLen {
+		return s
+	}
+	cut := maxFieldLen - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// GrantsSummary names the grants g carries, in a fixed order, such as
+// "voice:incoming+outgoing,video,chat": voice lists incoming and outgoing
+// when the token carries them. Empty for no grants.
+func GrantsSummary(g *tokenv1.Grants) string {
+	if g == nil {
+		return ""
+	}
+	var parts []string
+	if v := g.GetVoice(); v != nil {
+		var sub []string
+		if v.GetIncoming().GetAllow() {
+			sub = append(sub, "incoming")
+		}
+		if v.GetOutgoing().GetApplicationSid() != "" {
+			sub = append(sub, "outgoing")
+		}
+		if len(sub) > 0 {
+			parts = append(parts, "voice:"+strings.Join(sub, "+"))
+		} else {
+			parts = append(parts, "voice")
+		}
+	}
+	if g.GetVideo() != nil {
+		parts = append(parts, "video")
+	}
+	if g.GetChat() != nil {
+		parts = append(parts, "chat")
+	}
+	if g.GetDataSync() != nil {
+		parts = append(parts, "data_sync")
+	}
+	if g.GetTaskRouter() != nil {
+		parts = append(parts, "task_router")
+	}
+	if g.GetPlayer() != nil {
+		parts = append(parts, "player")
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,226 @@
+package auth
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// publicGRPCServices are the services IsPublicGRPC lets through.
+var publicGRPCServices = []string{
+	"/grpc.health.v1.Health/",
+	"/grpc.reflection.v1.ServerReflection/",
+	"/grpc.reflection.v1alpha.ServerReflection/",
+}
+
+// IsPublicGRPC is the default Config.PublicGRPC: the health service and
+// server reflection (v1 and v1alpha) need no authentication.
+func IsPublicGRPC(fullMethod string) bool {
+	for _, s := range publicGRPCServices {
+		if strings.HasPrefix(fullMethod, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsPublicHTTP is the default Config.PublicHTTP: GET and HEAD of /healthz,
+// /readyz, /metrics, /openapi.json, the web page (/) and its assets
+// (/assets/…), and CORS preflights (OPTIONS with Origin and
+// Access-Control-Request-Method, which browsers send without credentials and
+// which never reach a service) need no authentication. Everything else, the
+// REST API in particular, does.
+func IsPublicHTTP(r *http.Request) bool {
+	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+		return true
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	switch p := r.URL.Path; p {
+	case "/", "/healthz", "/readyz", "/metrics", "/openapi.json":
+		return true
+	default:
+		return strings.HasPrefix(p, "/assets/") && !strings.Contains(p, "..")
+	}
+}
+
+// UnaryServerInterceptor authenticates every unary call but the public
+// ones (Config.PublicGRPC) and puts the Principal in the handler's context;
+// a refused call fails with the Unauthenticated status.
+//
+// The peer address and TLS state (credentials.TLSInfo) come from
+// grpc/peer, the authorization from the "authorization" metadata. Proxy
+// headers are never honoured on gRPC (see ProxyConfig). A peer whose
+// address is not an IP (bufconn, a pipe) is unknown: never a trusted proxy.
+func (a *Authenticator) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if a.publicGRPC(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		ctx, err := a.authenticateGRPC(ctx, info.FullMethod)
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streaming calls.
+func (a *Authenticator) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if a.publicGRPC(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		ctx, err := a.authenticateGRPC(ss.Context(), info.FullMethod)
+		if err != nil {
+			return err
+		}
+		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
+func (a *Authenticator) authenticateGRPC(ctx context.Context, method string) (context.Context, error) {
+	var req Request
+	if p, ok := peer.FromContext(ctx); ok {
+		req.Peer = addrOf(p.Addr)
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			st := ti.State
+			req.TLS = &st
+		}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	switch v := md.Get("authorization"); len(v) {
+	case 0:
+	case 1:
+		req.Authorization = v[0]
+	default:
+		return nil, a.refused(ctx, "grpc", method, req.Peer, unauthenticated("more than one authorization value"))
+	}
+	req.Header = func(name string) string {
+		if v := md.Get(name); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	p, err := a.Authenticate(ctx, req)
+	if err != nil {
+		return nil, a.refused(ctx, "grpc", method, req.Peer, err)
+	}
+	return NewContext(ctx, p), nil
+}
+
+// HTTPMiddleware authenticates every request but the public ones
+// (Config.PublicHTTP) and passes it on with the Principal in its context.
+// A refused request is answered 401 with "WWW-Authenticate: Bearer" and a
+// google.rpc.Status JSON body, {"code":16,"message":"…"}, as the REST
+// gateway writes its errors.
+//
+// The peer address comes from r.RemoteAddr (the TCP peer: put no header-
+// rewriting middleware before this one), the TLS state from r.TLS, the
+// credentials from r.Header.
+func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.publicHTTP(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx := r.Context()
+		req := Request{
+			Peer:   remoteAddr(r.RemoteAddr),
+			TLS:    r.TLS,
+			Header: r.Header.Get,
+			REST:   true,
+		}
+		authz := r.Header.Values("Authorization")
+		var err error
+		switch len(authz) {
+		case 0:
+		case 1:
+			req.Authorization = authz[0]
+		default:
+			err = unauthenticated("more than one Authorization header")
+		}
+		var p Principal
+		if err == nil {
+			p, err = a.Authenticate(ctx, req)
+		}
+		if err != nil {
+			err = a.refused(ctx, "http", r.Method+" "+r.URL.Path, req.Peer, err)
+			writeError(w, err, len(authz) > 0)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(NewContext(ctx, p)))
+	})
+}
+
+// refused logs a refusal at debug level and returns err.
+func (a *Authenticator) refused(ctx context.Context, transport, what string, peer netip.Addr, err error) error {
+	a.log.DebugContext(ctx, "auth: request refused", "transport", transport, "call", what,
+		"peer", peer.String(), "reason", status.Convert(err).Message())
+	return err
+}
+
+// writeError answers a refused HTTP request.
+func writeError(w http.ResponseWriter, err error, tokenGiven bool) {
+	st := status.Convert(err)
+	code := http.StatusUnauthorized
+	if st.Code() != codes.Unauthenticated {
+		code = http.StatusInternalServerError
+	}
+	body, merr := protojson.Marshal(st.Proto())
+	if merr != nil {
+		body = []byte(`{"code":16,"message":"authentication required"}`)
+	}
+	h := w.Header()
+	challenge := `Bearer realm="tokend"`
+	if tokenGiven {
+		challenge += `, error="invalid_token"`
+	}
+	h.Set("WWW-Authenticate", challenge)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(body)
+}
+
+// remoteAddr parses r.RemoteAddr ("ip:port"); the zero Addr when it is not
+// an IP address.
+func remoteAddr(s string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// addrOf returns the IP of a gRPC peer address; the zero Addr when it has
+// none.
+func addrOf(addr net.Addr) netip.Addr {
+	switch addr := addr.(type) {
+	case nil:
+		return netip.Addr{}
+	case *net.TCPAddr:
+		return addr.AddrPort().Addr().Unmap()
+	}
+	return remoteAddr(addr.String())
+}

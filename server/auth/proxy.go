@@ -1,0 +1,99 @@
+package auth
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+)
+
+// ProxyConfig trusts an authenticating reverse proxy (oauth2-proxy,
+// Pomerium, an ingress with forward auth…) that has already logged the
+// browser user in and names them in request headers.
+//
+// The headers are believed only on REST requests whose TCP peer is inside
+// one of the Trusted prefixes: anyone else could set them. A request that
+// carries the user header from any other address is refused as a spoofing
+// attempt and logged. gRPC calls never authenticate through the proxy
+// headers (browsers reach tokend over REST; a gRPC client is a service that
+// authenticates itself): on gRPC the headers are ignored.
+type ProxyConfig struct {
+	// UserHeader names the user; default "X-Auth-Request-User".
+	UserHeader string
+	// GroupsHeader lists the user's groups, comma-separated; default
+	// "X-Auth-Request-Groups".
+	GroupsHeader string
+	// Trusted are the addresses the proxy connects from. Empty trusts
+	// nobody: every proxy header is refused.
+	Trusted []netip.Prefix
+}
+
+// Default proxy header names, as oauth2-proxy sets them.
+const (
+	DefaultProxyUserHeader   = "X-Auth-Request-User"
+	DefaultProxyGroupsHeader = "X-Auth-Request-Groups"
+)
+
+func (c ProxyConfig) withDefaults() ProxyConfig {
+	if c.UserHeader == "" {
+		c.UserHeader = DefaultProxyUserHeader
+	}
+	if c.GroupsHeader == "" {
+		c.GroupsHeader = DefaultProxyGroupsHeader
+	}
+	c.Trusted = append([]netip.Prefix(nil), c.Trusted...)
+	for i, p := range c.Trusted {
+		c.Trusted[i] = p.Masked()
+	}
+	return c
+}
+
+// trusts reports whether addr is inside a trusted prefix. An unknown
+// address (invalid: a pipe, bufconn) is never trusted.
+func (c ProxyConfig) trusts(addr netip.Addr) bool {
+	if !addr.IsValid() {
+		return false
+	}
+	addr = addr.Unmap().WithZone("")
+	for _, p := range c.Trusted {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticateProxy returns the proxy's user, present false when the
+// request carries no proxy user header (or proxy authentication is off, or
+// the request is gRPC).
+func (a *Authenticator) authenticateProxy(ctx context.Context, req Request) (p Principal, present bool, err error) {
+	if a.proxy == nil || !req.REST || req.Header == nil {
+		return Principal{}, false, nil
+	}
+	user := strings.TrimSpace(req.Header(a.proxy.UserHeader))
+	if user == "" {
+		return Principal{}, false, nil
+	}
+	if !a.proxy.trusts(req.Peer) {
+		peer := "unknown"
+		if req.Peer.IsValid() {
+			peer = req.Peer.String()
+		}
+		a.log.WarnContext(ctx, "auth: proxy identity header from an untrusted address refused (spoofing attempt?)",
+			"peer", peer, "header", a.proxy.UserHeader, "user", user)
+		return Principal{}, true, unauthenticated("proxy header from an untrusted address")
+	}
+	identity := SafeIdentity(user)
+	var groups []string
+	for _, g := range strings.Split(req.Header(a.proxy.GroupsHeader), ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			groups = append(groups, g)
+		}
+	}
+	return Principal{
+		Kind:     KindProxy,
+		Name:     "proxy:" + user,
+		Identity: identity,
+		Groups:   groups,
+		Browser:  true,
+	}, true, nil
+}

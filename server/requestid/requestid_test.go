@@ -1,0 +1,50 @@
+package requestid_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/tokend/tokend/server/requestid"
+)
+
+func TestEnsure(t *testing.T) {
+	hex32 := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	for _, id := range []string{"abc123", "6f1c0b3e-52a4-4d7e-9d41-2a0f7a9b1c33", "a.b_c:d", strings.Repeat("x", requestid.MaxLen)} {
+		if got := requestid.Ensure(id); got != id {
+			t.Errorf("Ensure(%q) = %q, want it kept", id, got)
+		}
+	}
+	for _, id := range []string{"", strings.Repeat("x", requestid.MaxLen+1), "a b", "a\nlevel=ERROR", "é", `"`} {
+		if got := requestid.Ensure(id); !hex32.MatchString(got) {
+			t.Errorf("Ensure(%q) = %q, want a new 32-hex id", id, got)
+		}
+	}
+	if requestid.New() == requestid.New() {
+		t.Error("New() returned the same id twice")
+	}
+}
+
+func TestHandler(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(requestid.NewHandler(slog.NewTextHandler(&buf, nil))).With("k", "v")
+	ctx := requestid.NewContext(context.Background(), "abc123")
+	log.InfoContext(ctx, "one")
+	log.InfoContext(ctx, "two", requestid.LogKey, "abc123")
+	log.Info("three")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines: %q", len(lines), buf.String())
+	}
+	for i, l := range lines[:2] {
+		if n := strings.Count(l, "request_id=abc123"); n != 1 {
+			t.Errorf("line %d %q has request_id %d times, want once", i, l, n)
+		}
+	}
+	if strings.Contains(lines[2], "request_id") {
+		t.Errorf("line without a request context %q has a request_id", lines[2])
+	}
+}
