@@ -31,8 +31,9 @@ type harness struct {
 	token   tokenv1.TokenServiceClient
 	httpURL string
 	dataDir string
-	// authz, if set, is sent as the Authorization header of REST calls.
-	authz string
+	// authz, if set, is sent as the Authorization header of admin API
+	// calls; callerAuthz of the others (mint, verify).
+	authz, callerAuthz string
 }
 
 // testLogger discards logs unless -v is given.
@@ -87,8 +88,11 @@ func (h *harness) do(t *testing.T, method, path, contentType, body string) (int,
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if h.authz != "" {
+	switch {
+	case h.authz != "" && isAdminPath(path):
 		req.Header.Set("Authorization", h.authz)
+	case h.callerAuthz != "" && !isAdminPath(path):
+		req.Header.Set("Authorization", h.callerAuthz)
 	}
 	code, raw := h.doRaw(t, req)
 	var out map[string]any
@@ -142,4 +146,13 @@ func verifyJWT(t *testing.T, tok, secret string) jwt.MapClaims {
 		t.Fatalf("golang-jwt rejects the token: %v", err)
 	}
 	return claims
+}
+
+func isAdminPath(p string) bool {
+	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
+		if strings.HasPrefix(p, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -30,9 +32,13 @@ import (
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/adminapi"
+	"github.com/tokend/tokend/server/audit"
+	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/metrics"
+	"github.com/tokend/tokend/server/policy"
+	"github.com/tokend/tokend/server/ratelimit"
 	"github.com/tokend/tokend/server/requestid"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/storage"
@@ -71,6 +77,27 @@ type Config struct {
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// call the REST API from a browser; empty: no CORS headers.
 	CORSOrigins []string
+
+	// TLSCertFile and TLSKeyFile turn on TLS on both listeners (reloaded
+	// when the files change); TLSClientCAFile verifies client certificates
+	// (mutual TLS) when a client presents one.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	// OIDC verifies browser callers' bearer JWTs; nil: off.
+	OIDC *auth.OIDCConfig
+	// Proxy trusts a user header set by a reverse proxy at these
+	// addresses; nil: off.
+	Proxy *auth.ProxyConfig
+	// PolicyFile is the caller policy (YAML). Empty is development mode:
+	// anonymous callers may mint anything, so tokend must stay on loopback.
+	PolicyFile string
+	// RateLimitPrincipal and RateLimitIdentity are mints per second allowed
+	// per caller and per (application, identity), with RateLimitBurst; 0:
+	// no limit.
+	RateLimitPrincipal, RateLimitIdentity float64
+	RateLimitBurst                        int
+	// AuditLog is where audit records go: a file path, "-" for standard
+	// error, or "" for none.
+	AuditLog string
 }
 
 // checkMasterKeys fails, before anything is written, when secrets in the
@@ -135,6 +162,15 @@ type Server struct {
 	metrics *metrics.Metrics
 	// stopTracing flushes and stops tracing (a no-op when it is off).
 	stopTracing func(context.Context) error
+
+	// Callers (see callers.go).
+	auth                          *auth.Authenticator
+	tls                           *tls.Config
+	policy                        *policy.Holder
+	principalLimit, identityLimit *ratelimit.Limiter
+	audit                         *audit.Logger
+	// stopWatch ends the policy file watcher.
+	stopWatch context.CancelFunc
 }
 
 // New opens the store and the keyring, applies the seed credentials (or
@@ -211,11 +247,19 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	if d := s.cfg.DefaultApplication; d != "" && s.keys.Lookup(d) == nil {
 		return fmt.Errorf("default application %s is not in the store", d)
 	}
+	if err := s.initCallers(); err != nil {
+		return err
+	}
 	s.token = tokenapi.New(tokenapi.Config{
 		Keys:               s.keys,
 		DefaultIdentity:    s.cfg.DefaultIdentity,
 		DefaultApplication: s.cfg.DefaultApplication,
 		Logger:             s.log,
+		Policy:             s.policy,
+		PrincipalLimit:     s.principalLimit,
+		IdentityLimit:      s.identityLimit,
+		OnRateLimited:      func(scope string) { s.metrics.RateLimited.WithLabelValues(scope).Inc() },
+		Audit:              s.audit,
 	})
 
 	// Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT is set; off, no
@@ -238,18 +282,23 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 				logging.WithLogOnEvents(logging.FinishCall),
 				logging.WithLevels(grpcLevel),
 				logging.WithFieldsFromContext(requestIDField)),
+			s.auth.UnaryServerInterceptor(),
 		),
 		grpc.ChainStreamInterceptor(
 			requestid.StreamServerInterceptor(),
 			s.metrics.GRPC.StreamServerInterceptor(),
 			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
+			s.auth.StreamServerInterceptor(),
 		),
+	}
+	if s.tls != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(s.tls)))
 	}
 	if tracing {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	}
 	s.grpc = grpc.NewServer(grpcOpts...)
-	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError})
+	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError, Audit: s.audit})
 	if s.cfg.AdminToken == "" {
 		s.log.Info("admin API off: no admin credential configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
 	}
@@ -273,6 +322,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		Logger:       s.log,
 		CORSOrigins:  s.cfg.CORSOrigins,
 		Page:         web.Handler(),
+		Authenticate: s.auth.HTTPMiddleware,
 	})
 	if err != nil {
 		return err
@@ -402,6 +452,9 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 		}
 	}()
 	go func() {
+		if s.tls != nil {
+			httpLn = tls.NewListener(httpLn, s.tls)
+		}
 		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
@@ -439,4 +492,13 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 func (s *Server) Admin() *adminapi.Service { return s.admin }
 
 // Close closes the store.
-func (s *Server) Close() error { return s.store.Close() }
+func (s *Server) Close() error {
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
+	var err error
+	if s.audit != nil {
+		err = s.audit.Close()
+	}
+	return errors.Join(err, s.store.Close())
+}

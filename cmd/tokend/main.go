@@ -50,6 +50,15 @@ type options struct {
 	maxBodyBytes                  int
 	corsOriginsRaw                string
 	corsOrigins                   []string // parsed from corsOriginsRaw
+
+	// Callers: TLS, authentication, policy, limits, audit.
+	tlsCert, tlsKey, tlsClientCA                  string
+	oidcIssuer, oidcAudience, oidcJWKS, oidcClaim string
+	oidcGroupsClaim                               string
+	trustedProxies, proxyUserHeader               string
+	policyFile, auditLog                          string
+	rateLimitPrincipal, rateLimitIdentity         float64
+	rateLimitBurst                                int
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -79,6 +88,21 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	fs.IntVar(&o.maxBodyBytes, "max-body-bytes", maxBody, "largest REST body or gRPC message accepted, in bytes (env TOKEND_MAX_BODY_BYTES)")
 	fs.StringVar(&o.corsOriginsRaw, "cors-origins", env("TOKEND_CORS_ORIGINS", ""), "comma-separated origins (scheme://host[:port]) whose web pages may call the REST API from a browser; empty: no CORS (env TOKEND_CORS_ORIGINS)")
+	fs.StringVar(&o.tlsCert, "tls-cert", env("TOKEND_TLS_CERT", ""), "PEM certificate for TLS on both listeners, reloaded when it changes (env TOKEND_TLS_CERT)")
+	fs.StringVar(&o.tlsKey, "tls-key", env("TOKEND_TLS_KEY", ""), "PEM private key of --tls-cert (env TOKEND_TLS_KEY)")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", env("TOKEND_TLS_CLIENT_CA", ""), "PEM CA bundle that verifies client certificates (mutual TLS; the principal is the certificate's URI or DNS SAN) (env TOKEND_TLS_CLIENT_CA)")
+	fs.StringVar(&o.oidcIssuer, "oidc-issuer", env("TOKEND_OIDC_ISSUER", ""), "OIDC issuer whose JWTs browsers may present as bearer tokens; empty: off (env TOKEND_OIDC_ISSUER)")
+	fs.StringVar(&o.oidcAudience, "oidc-audience", env("TOKEND_OIDC_AUDIENCE", ""), "audience the OIDC JWTs must carry (env TOKEND_OIDC_AUDIENCE)")
+	fs.StringVar(&o.oidcJWKS, "oidc-jwks-url", env("TOKEND_OIDC_JWKS_URL", ""), "JWKS URL of the issuer; empty: discovered from the issuer (env TOKEND_OIDC_JWKS_URL)")
+	fs.StringVar(&o.oidcClaim, "oidc-identity-claim", env("TOKEND_OIDC_IDENTITY_CLAIM", "sub"), "claim that holds the user's identity (env TOKEND_OIDC_IDENTITY_CLAIM)")
+	fs.StringVar(&o.oidcGroupsClaim, "oidc-groups-claim", env("TOKEND_OIDC_GROUPS_CLAIM", "groups"), "claim that holds the user's groups (env TOKEND_OIDC_GROUPS_CLAIM)")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("TOKEND_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose user header is trusted; empty: off (env TOKEND_TRUSTED_PROXIES)")
+	fs.StringVar(&o.proxyUserHeader, "proxy-user-header", env("TOKEND_PROXY_USER_HEADER", "X-Auth-Request-User"), "header a trusted proxy sets to the user (env TOKEND_PROXY_USER_HEADER)")
+	fs.StringVar(&o.policyFile, "policy-file", env("TOKEND_POLICY_FILE", ""), "caller policy (YAML), reloaded on SIGHUP and on change; empty: development mode, loopback only (env TOKEND_POLICY_FILE)")
+	fs.StringVar(&o.auditLog, "audit-log", env("TOKEND_AUDIT_LOG", ""), "audit log (JSON lines): a path, - for standard error, off for none; empty: audit.log in the data dir (env TOKEND_AUDIT_LOG)")
+	fs.Float64Var(&o.rateLimitPrincipal, "rate-limit-principal", envFloat(getenv, "TOKEND_RATE_LIMIT_PRINCIPAL", 0), "mints per second per caller; 0: no limit (env TOKEND_RATE_LIMIT_PRINCIPAL)")
+	fs.Float64Var(&o.rateLimitIdentity, "rate-limit-identity", envFloat(getenv, "TOKEND_RATE_LIMIT_IDENTITY", 0), "mints per second per application and identity; 0: no limit (env TOKEND_RATE_LIMIT_IDENTITY)")
+	fs.IntVar(&o.rateLimitBurst, "rate-limit-burst", int(envFloat(getenv, "TOKEND_RATE_LIMIT_BURST", 10)), "burst of both rate limits (env TOKEND_RATE_LIMIT_BURST)")
 	// --help shows the defaults, which come from the environment: never
 	// the store's password.
 	fs.Lookup("store").DefValue = redactStore(fs.Lookup("store").DefValue)
@@ -215,6 +239,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	oidc, proxy, err := callerConfig(o)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir:            o.dataDir,
 		Store:              o.store,
@@ -227,6 +255,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxBodyBytes:       o.maxBodyBytes,
 		Logger:             log,
 		CORSOrigins:        o.corsOrigins,
+		TLSCertFile:        o.tlsCert,
+		TLSKeyFile:         o.tlsKey,
+		TLSClientCAFile:    o.tlsClientCA,
+		OIDC:               oidc,
+		Proxy:              proxy,
+		PolicyFile:         o.policyFile,
+		RateLimitPrincipal: o.rateLimitPrincipal,
+		RateLimitIdentity:  o.rateLimitIdentity,
+		RateLimitBurst:     o.rateLimitBurst,
+		AuditLog:           auditPath(o),
 	})
 	if err != nil {
 		return err
@@ -244,9 +282,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("http-addr: %w", err)
 	}
 	for _, ln := range []net.Listener{grpcLn, httpLn} {
-		if !isLoopback(ln.Addr()) {
-			log.Warn("listening beyond loopback with no caller authentication: anyone who can reach this address can mint tokens",
-				"addr", ln.Addr().String())
+		if !isLoopback(ln.Addr()) && o.policyFile == "" {
+			grpcLn.Close()
+			httpLn.Close()
+			srv.Close()
+			return fmt.Errorf("refusing to listen on %s beyond loopback without caller authentication: anyone reaching it could mint any identity; set --policy-file (and TLS, OIDC, a trusted proxy or credentials), or listen on 127.0.0.1", ln.Addr())
 		}
 	}
 	return srv.Serve(ctx, grpcLn, httpLn)

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -21,8 +22,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/audit"
+	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/requestid"
 	"github.com/tokend/tokend/server/storage"
 	"github.com/tokend/tokend/server/tokenapi"
 )
@@ -52,6 +56,8 @@ type Config struct {
 	// created, so that requests without an application_sid reach the real
 	// one. Empty: none.
 	DemoApplicationSID string
+	// Audit receives one record per admin action; nil: none.
+	Audit *audit.Logger
 }
 
 // Service implements tokenv1.AdminServiceServer.
@@ -65,13 +71,14 @@ type Service struct {
 	log        *slog.Logger
 	onStoreErr func(op string, err error)
 	demoApp    string
+	auditLog   *audit.Logger
 }
 
 var _ tokenv1.AdminServiceServer = (*Service)(nil)
 
 // New returns the service.
 func New(cfg Config) *Service {
-	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID}
+	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID, auditLog: cfg.Audit}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -136,8 +143,29 @@ func (s *Service) publish(ctx context.Context, op string) error {
 	return nil
 }
 
+// audit logs an admin action and writes its audit record; attrs are
+// key-value pairs (application_sid, api_key_sid, ...), never secrets.
 func (s *Service) audit(ctx context.Context, action string, attrs ...any) {
 	s.log.InfoContext(ctx, "admin action", append([]any{"action", action}, attrs...)...)
+	if s.auditLog == nil {
+		return
+	}
+	r := audit.Record{
+		Event: audit.EventAdmin, Action: action, Principal: "admin-token", Decision: audit.Allow, Code: "OK",
+		ClientAddr: auth.ClientAddr(ctx), RequestID: requestid.FromContext(ctx),
+	}
+	var details []string
+	for i := 0; i+1 < len(attrs); i += 2 {
+		k, _ := attrs[i].(string)
+		v := fmt.Sprint(attrs[i+1])
+		if k == "application_sid" {
+			r.ApplicationSID = v
+			continue
+		}
+		details = append(details, k+"="+v)
+	}
+	r.Reason = strings.Join(details, " ")
+	s.auditLog.Log(r)
 }
 
 func checkAppSID(v *tokenapi.Violations, sid string) {

@@ -65,6 +65,9 @@ func IsPublicHTTP(r *http.Request) bool {
 // address is not an IP (bufconn, a pipe) is unknown: never a trusted proxy.
 func (a *Authenticator) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if p, ok := peer.FromContext(ctx); ok {
+			ctx = withClientAddr(ctx, p.Addr.String())
+		}
 		if a.publicGRPC(info.FullMethod) {
 			return handler(ctx, req)
 		}
@@ -138,6 +141,7 @@ func (a *Authenticator) authenticateGRPC(ctx context.Context, method string) (co
 // credentials from r.Header.
 func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(withClientAddr(r.Context(), r.RemoteAddr))
 		if a.publicHTTP(r) {
 			next.ServeHTTP(w, r)
 			return
@@ -223,4 +227,17 @@ func addrOf(addr net.Addr) netip.Addr {
 		return addr.AddrPort().Addr().Unmap()
 	}
 	return remoteAddr(addr.String())
+}
+
+type clientAddrKey struct{}
+
+func withClientAddr(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, clientAddrKey{}, addr)
+}
+
+// ClientAddr returns the caller's network address (host:port) recorded by
+// the interceptor or middleware, or "".
+func ClientAddr(ctx context.Context) string {
+	s, _ := ctx.Value(clientAddrKey{}).(string)
+	return s
 }

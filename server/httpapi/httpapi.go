@@ -50,6 +50,9 @@ type Config struct {
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// call the API from a browser; empty: no CORS headers at all.
 	CORSOrigins []string
+	// Authenticate, if set, wraps the API handler: it authenticates each
+	// request and puts the caller in its context (auth.HTTPMiddleware).
+	Authenticate func(http.Handler) http.Handler
 	// Page, if set, serves the browser page at / and its bundle under
 	// /assets/.
 	Page http.Handler
@@ -66,6 +69,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.Default()
 	}
 	gw := runtime.NewServeMux(
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -114,7 +118,11 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		mux.Handle("GET /{$}", cfg.Page)
 		mux.Handle("GET /assets/", cfg.Page)
 	}
-	mux.Handle("/", CORS(cfg.CORSOrigins, limitBody(cfg.MaxBodyBytes, gw)))
+	var api http.Handler = limitBody(cfg.MaxBodyBytes, gw)
+	if cfg.Authenticate != nil {
+		api = cfg.Authenticate(api)
+	}
+	mux.Handle("/", CORS(cfg.CORSOrigins, api))
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
@@ -294,4 +302,14 @@ func snakeCase(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// outgoingHeader passes gRPC response headers to HTTP: retry-after as
+// Retry-After (with a 429 from ResourceExhausted), the others as the
+// gateway does by default (Grpc-Metadata-*).
+func outgoingHeader(key string) (string, bool) {
+	if key == "retry-after" {
+		return "Retry-After", true
+	}
+	return runtime.MetadataHeaderPrefix + key, true
 }

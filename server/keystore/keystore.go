@@ -61,6 +61,13 @@ type view struct {
 	revision int64
 	// byKey indexes every key by API key SID, sorted by application SID.
 	byKey map[string][]KeyRef
+	// credentials maps the SHA-256 of each bearer credential to it.
+	credentials map[[32]byte]credential
+}
+
+type credential struct {
+	name   string
+	groups []string
 }
 
 // KeyRef is a key tokend holds and the application that holds it.
@@ -170,6 +177,13 @@ func (ks *Keystore) Keyring() *secrets.Keyring { return ks.keyring.Load() }
 // Lookup returns the application with that SID, or nil.
 func (ks *Keystore) Lookup(sid string) *App { return ks.cur.Load().apps[sid] }
 
+// LookupCredential returns the credential whose token hashes to hash, from
+// memory (auth.CredentialLookup).
+func (ks *Keystore) LookupCredential(hash [32]byte) (name string, groups []string, ok bool) {
+	c, ok := ks.cur.Load().credentials[hash]
+	return c.name, c.groups, ok
+}
+
 // Only returns the application when the keystore holds exactly one, or
 // nil.
 func (ks *Keystore) Only() *App { return ks.cur.Load().only }
@@ -209,7 +223,13 @@ func (ks *Keystore) reload(ctx context.Context) error {
 		return fmt.Errorf("read store: %w", err)
 	}
 	keyring := ks.keyring.Load()
-	v := &view{apps: make(map[string]*App, len(snap.Applications)), revision: snap.Revision}
+	v := &view{apps: make(map[string]*App, len(snap.Applications)), revision: snap.Revision,
+		credentials: make(map[[32]byte]credential, len(snap.Credentials))}
+	for _, c := range snap.Credentials {
+		if len(c.Hash) == 32 {
+			v.credentials[[32]byte(c.Hash)] = credential{name: c.Name, groups: c.Groups}
+		}
+	}
 	for _, a := range snap.Applications {
 		app, err := newApp(a)
 		if err != nil {

@@ -138,21 +138,8 @@ func (k *Key) Sign(c *Claims) (Token, error) {
 	}
 	exp := c.IssuedAt + c.TTL
 
-	p := s.payload[:0]
-	p = append(p, `{"jti":"`...)
-	jtiStart := len(p)
-	p = append(p, k.sid...)
-	p = append(p, '-')
-	p = hex.AppendEncode(p, s.rnd[:])
-	jti := string(p[jtiStart:])
-	p = append(p, `","grants":{"identity":`...)
-	p = AppendString(p, c.Identity)
-	p = append(p, c.Grants...)
-	p = append(p, `},"iat":`...)
-	p = strconv.AppendInt(p, c.IssuedAt, 10)
-	p = append(p, `,"exp":`...)
-	p = strconv.AppendInt(p, exp, 10)
-	p = append(p, k.tail...)
+	p, jtiEnd := k.appendPayload(s.payload[:0], &s.rnd, c, exp)
+	jti := string(p[len(`{"jti":"`):jtiEnd])
 	s.payload = p
 
 	o := s.out[:0]
@@ -171,6 +158,37 @@ func (k *Key) Sign(c *Claims) (Token, error) {
 	raise(&k.lastSigned, c.IssuedAt)
 	raise(&k.outstandingUntil, exp)
 	return Token{JWT: string(o), ID: jti, IssuedAt: c.IssuedAt, ExpiresAt: exp}, nil
+}
+
+// appendPayload appends the claims JSON and returns it with the offset
+// where the jti ends.
+func (k *Key) appendPayload(p []byte, rnd *[16]byte, c *Claims, exp int64) ([]byte, int) {
+	p = append(p, `{"jti":"`...)
+	p = append(p, k.sid...)
+	p = append(p, '-')
+	p = hex.AppendEncode(p, rnd[:])
+	jtiEnd := len(p)
+	p = append(p, `","grants":{"identity":`...)
+	p = AppendString(p, c.Identity)
+	p = append(p, c.Grants...)
+	p = append(p, `},"iat":`...)
+	p = strconv.AppendInt(p, c.IssuedAt, 10)
+	p = append(p, `,"exp":`...)
+	p = strconv.AppendInt(p, exp, 10)
+	p = append(p, k.tail...)
+	return p, jtiEnd
+}
+
+// Preview returns the header and claims JSON a token for c would carry
+// (with a jti of zeros in place of the random one) and the size of that
+// token in bytes, without signing.
+func (k *Key) Preview(c *Claims) (header, claims []byte, size int) {
+	var rnd [16]byte
+	claims, _ = k.appendPayload(nil, &rnd, c, c.IssuedAt+c.TTL)
+	header = headerJSON(c.Region)
+	b64 := base64.RawURLEncoding
+	size = b64.EncodedLen(len(header)) + 1 + b64.EncodedLen(len(claims)) + 1 + b64.EncodedLen(sha256.Size)
+	return header, claims, size
 }
 
 // plainHeader is the base64url header of a token without a region.
@@ -203,11 +221,14 @@ func header(region string) string {
 }
 
 func encodeHeader(region string) string {
+	return base64.RawURLEncoding.EncodeToString(headerJSON(region))
+}
+
+func headerJSON(region string) []byte {
 	h := []byte(`{"alg":"HS256","typ":"JWT","cty":"twilio-fpa;v=1"`)
 	if region != "" {
 		h = append(h, `,"twr":`...)
 		h = AppendString(h, region)
 	}
-	h = append(h, '}')
-	return base64.RawURLEncoding.EncodeToString(h)
+	return append(h, '}')
 }

@@ -14,8 +14,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/audit"
+	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/policy"
+	"github.com/tokend/tokend/server/ratelimit"
 )
 
 // DefaultIdentity is the identity of a request that names none, as the
@@ -36,6 +40,18 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
+	// Policy decides which caller may mint what. Nil is development mode:
+	// any caller (anonymous on loopback) may mint anything, as the seed's
+	// Twilio Function allowed.
+	Policy *policy.Holder
+	// PrincipalLimit and IdentityLimit are token buckets per caller and per
+	// (application, identity); nil: no limit.
+	PrincipalLimit, IdentityLimit *ratelimit.Limiter
+	// OnRateLimited is told the scope ("principal", "identity") of each
+	// refusal; optional.
+	OnRateLimited func(scope string)
+	// Audit receives one record per mint decision; nil: none.
+	Audit *audit.Logger
 }
 
 // Service implements tokenv1.TokenServiceServer.
@@ -117,13 +133,26 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		grantsJSON = app.DefaultGrantsJSON
 	}
 
+	caller, _ := auth.FromContext(ctx)
 	identity := s.cfg.DefaultIdentity
 	if req.Identity != nil {
 		identity = req.GetIdentity()
+	} else if caller.Browser && caller.Identity != "" {
+		identity = caller.Identity // a browser user mints for itself
 	}
 	v.CheckIdentity(identity, grants)
 
 	if err := v.Err("mint request"); err != nil {
+		return nil, err
+	}
+
+	decision := s.decide(caller, req, grants, identity, app.SID, ttl)
+	if !decision.Allowed {
+		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.PermissionDenied)
+		return nil, status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, decision.Reason, decision.Rule)
+	}
+	if err := s.limit(ctx, caller, app.SID, identity); err != nil {
+		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.ResourceExhausted)
 		return nil, err
 	}
 	key := app.Active
@@ -133,17 +162,22 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	if grantsJSON == nil {
 		grantsJSON = mint.AppendGrants(make([]byte, 0, 256), grants)
 	}
-	tok, err := key.Sign(&mint.Claims{
+	claims := &mint.Claims{
 		Identity: identity,
 		Grants:   grantsJSON,
 		Region:   region,
 		IssuedAt: s.cfg.Now().Unix(),
 		TTL:      ttl,
-	})
+	}
+	if req.GetValidateOnly() {
+		return s.explain(key, app.SID, claims, caller, decision)
+	}
+	tok, err := key.Sign(claims)
 	if err != nil {
 		s.cfg.Logger.ErrorContext(ctx, "sign token", "application_sid", app.SID, "api_key_sid", key.SID(), "error", err)
 		return nil, status.Error(codes.Internal, "cannot sign the token now")
 	}
+	s.audit(ctx, caller, identity, app.SID, grants, tok.ID, tok.ExpiresAt, decision, codes.OK)
 	return &tokenv1.MintResponse{
 		Token:          tok.JWT,
 		Identity:       identity,

@@ -21,6 +21,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -434,7 +436,7 @@ func TestBrowser(t *testing.T) {
 		if out, _ := voice["outgoing"].(map[string]any); out == nil || out["application_sid"] != testAppSID {
 			t.Errorf("voice grant shown %v, want outgoing.application_sid %s", voice, testAppSID)
 		}
-		if s.ExpiresIn.State != "valid" || !regexp.MustCompile(`^(59|60) min \d\d s$`).MatchString(s.ExpiresIn.Text) {
+		if s.ExpiresIn.State != "valid" || !regexp.MustCompile(`^(59 min \d\d s|1 h 00 min 00 s)$`).MatchString(s.ExpiresIn.Text) {
 			t.Errorf("expiry countdown shows %q (%s), want about 60 min", s.ExpiresIn.Text, s.ExpiresIn.State)
 		}
 		if s.Device.State != "ok" || !strings.Contains(s.Device.Text, "Device created") {
@@ -467,8 +469,8 @@ func TestBrowser(t *testing.T) {
 		if mints[0].JTI != first.JTI {
 			t.Errorf("first jti shown %q, want %q", first.JTI, mints[0].JTI)
 		}
-		if mints[1].JTI != s.JTI && (len(mints) < 3 || mints[2].JTI != s.JTI) {
-			t.Errorf("refreshed jti shown %q, want one tokend minted (%q)", s.JTI, mints[1].JTI)
+		if !slices.ContainsFunc(mints[1:], func(m minted) bool { return m.JTI == s.JTI }) {
+			t.Errorf("refreshed jti shown %q, want one tokend minted after the first (%+v)", s.JTI, mints[1:])
 		}
 		if !mints[1].At.Before(mints[0].ExpiresAt) {
 			t.Errorf("the refresh reached tokend at %v, not before the first token expired at %v", mints[1].At, mints[0].ExpiresAt)
@@ -483,9 +485,15 @@ func TestBrowser(t *testing.T) {
 		if s.ExpiresIn.State != "valid" {
 			t.Errorf("countdown %q (%s) after the refresh, want valid", s.ExpiresIn.Text, s.ExpiresIn.State)
 		}
+		if s.Device.State != "ok" || !strings.Contains(s.Device.Text, "has the token "+s.JTI) {
+			t.Errorf("device status %q (%s), want the Device holding the new token", s.Device.Text, s.Device.State)
+		}
 		// And again: the schedule follows each new token.
 		second := s.JTI
-		tb.waitFor("a second refresh", func(s pageState) bool { return s.Refreshes == "2" && s.JTI != second })
+		tb.waitFor("a second refresh", func(s pageState) bool {
+			n, err := strconv.Atoi(s.Refreshes)
+			return err == nil && n >= 2 && s.JTI != second
+		})
 		tb.screenshot("refreshed")
 		tb.checkConsole(twilioNoise)
 	})

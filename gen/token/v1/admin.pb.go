@@ -1319,6 +1319,347 @@ func (x *RekeyResponse) GetPrimaryMasterKeyId() string {
 	return ""
 }
 
+// Credential is a named bearer credential of an internal service.
+type Credential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name; the caller's principal is `credential:<name>`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Groups the policy can select the caller by.
+	Groups []string `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	// When it was issued.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credential) Reset() {
+	*x = Credential{}
+	mi := &file_token_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credential) ProtoMessage() {}
+
+func (x *Credential) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credential.ProtoReflect.Descriptor instead.
+func (*Credential) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Credential) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Credential) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Credential) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// CreateCredentialRequest names a new credential.
+type CreateCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name: letters, digits, `.`, `_` and `-`, 1 to 64 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Groups for the policy, each like a name.
+	Groups        []string `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCredentialRequest) Reset() {
+	*x = CreateCredentialRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCredentialRequest) ProtoMessage() {}
+
+func (x *CreateCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCredentialRequest.ProtoReflect.Descriptor instead.
+func (*CreateCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateCredentialRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// CreateCredentialResponse carries the only copy of the token.
+type CreateCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential.
+	Credential *Credential `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	// The bearer token (`tkd_…`), shown this once: send it as
+	// `authorization: Bearer <token>`.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCredentialResponse) Reset() {
+	*x = CreateCredentialResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCredentialResponse) ProtoMessage() {}
+
+func (x *CreateCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCredentialResponse.ProtoReflect.Descriptor instead.
+func (*CreateCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateCredentialResponse) GetCredential() *Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *CreateCredentialResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// ListCredentialsRequest lists credentials.
+type ListCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsRequest) Reset() {
+	*x = ListCredentialsRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsRequest) ProtoMessage() {}
+
+func (x *ListCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ListCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+// ListCredentialsResponse holds the credentials.
+type ListCredentialsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credentials, by name.
+	Credentials   []*Credential `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsResponse) Reset() {
+	*x = ListCredentialsResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsResponse) ProtoMessage() {}
+
+func (x *ListCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ListCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListCredentialsResponse) GetCredentials() []*Credential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+// DeleteCredentialRequest names the credential to revoke.
+type DeleteCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCredentialRequest) Reset() {
+	*x = DeleteCredentialRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCredentialRequest) ProtoMessage() {}
+
+func (x *DeleteCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCredentialRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// DeleteCredentialResponse confirms the revocation.
+type DeleteCredentialResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCredentialResponse) Reset() {
+	*x = DeleteCredentialResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCredentialResponse) ProtoMessage() {}
+
+func (x *DeleteCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCredentialResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
 var File_token_v1_admin_proto protoreflect.FileDescriptor
 
 const file_token_v1_admin_proto_rawDesc = "" +
@@ -1407,7 +1748,27 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\fRekeyRequest\"^\n" +
 	"\rRekeyResponse\x12\x1a\n" +
 	"\bresealed\x18\x01 \x01(\x05R\bresealed\x121\n" +
-	"\x15primary_master_key_id\x18\x02 \x01(\tR\x12primaryMasterKeyId2\xf3\t\n" +
+	"\x15primary_master_key_id\x18\x02 \x01(\tR\x12primaryMasterKeyId\"s\n" +
+	"\n" +
+	"Credential\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"E\n" +
+	"\x17CreateCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\"f\n" +
+	"\x18CreateCredentialResponse\x124\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x14.token.v1.CredentialR\n" +
+	"credential\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x18\n" +
+	"\x16ListCredentialsRequest\"Q\n" +
+	"\x17ListCredentialsResponse\x126\n" +
+	"\vcredentials\x18\x01 \x03(\v2\x14.token.v1.CredentialR\vcredentials\"-\n" +
+	"\x17DeleteCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x1a\n" +
+	"\x18DeleteCredentialResponse2\xd6\f\n" +
 	"\fAdminService\x12y\n" +
 	"\x11CreateApplication\x12\".token.v1.CreateApplicationRequest\x1a#.token.v1.CreateApplicationResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/applications\x12s\n" +
 	"\x10ListApplications\x12!.token.v1.ListApplicationsRequest\x1a\".token.v1.ListApplicationsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/applications\x12\x7f\n" +
@@ -1417,7 +1778,10 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\x06AddKey\x12\x17.token.v1.AddKeyRequest\x1a\x18.token.v1.AddKeyResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/applications/{application_sid}/keys\x12r\n" +
 	"\bListKeys\x12\x19.token.v1.ListKeysRequest\x1a\x1a.token.v1.ListKeysResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/applications/{application_sid}/keys\x12\x95\x01\n" +
 	"\vActivateKey\x12\x1c.token.v1.ActivateKeyRequest\x1a\x1d.token.v1.ActivateKeyResponse\"I\x82\xd3\xe4\x93\x02C:\x01*\">/v1/applications/{application_sid}/keys/{api_key_sid}:activate\x12\x83\x01\n" +
-	"\tDeleteKey\x12\x1a.token.v1.DeleteKeyRequest\x1a\x1b.token.v1.DeleteKeyResponse\"=\x82\xd3\xe4\x93\x027*5/v1/applications/{application_sid}/keys/{api_key_sid}\x12V\n" +
+	"\tDeleteKey\x12\x1a.token.v1.DeleteKeyRequest\x1a\x1b.token.v1.DeleteKeyResponse\"=\x82\xd3\xe4\x93\x027*5/v1/applications/{application_sid}/keys/{api_key_sid}\x12u\n" +
+	"\x10CreateCredential\x12!.token.v1.CreateCredentialRequest\x1a\".token.v1.CreateCredentialResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/credentials\x12o\n" +
+	"\x0fListCredentials\x12 .token.v1.ListCredentialsRequest\x1a!.token.v1.ListCredentialsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/credentials\x12y\n" +
+	"\x10DeleteCredential\x12!.token.v1.DeleteCredentialRequest\x1a\".token.v1.DeleteCredentialResponse\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/v1/credentials/{name}\x12V\n" +
 	"\x05Rekey\x12\x16.token.v1.RekeyRequest\x1a\x17.token.v1.RekeyResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/keyring:rekeyB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
 
 var (
@@ -1432,7 +1796,7 @@ func file_token_v1_admin_proto_rawDescGZIP() []byte {
 	return file_token_v1_admin_proto_rawDescData
 }
 
-var file_token_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_token_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_token_v1_admin_proto_goTypes = []any{
 	(*Application)(nil),               // 0: token.v1.Application
 	(*Key)(nil),                       // 1: token.v1.Key
@@ -1456,51 +1820,67 @@ var file_token_v1_admin_proto_goTypes = []any{
 	(*DeleteKeyResponse)(nil),         // 19: token.v1.DeleteKeyResponse
 	(*RekeyRequest)(nil),              // 20: token.v1.RekeyRequest
 	(*RekeyResponse)(nil),             // 21: token.v1.RekeyResponse
-	(*Grants)(nil),                    // 22: token.v1.Grants
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*Credential)(nil),                // 22: token.v1.Credential
+	(*CreateCredentialRequest)(nil),   // 23: token.v1.CreateCredentialRequest
+	(*CreateCredentialResponse)(nil),  // 24: token.v1.CreateCredentialResponse
+	(*ListCredentialsRequest)(nil),    // 25: token.v1.ListCredentialsRequest
+	(*ListCredentialsResponse)(nil),   // 26: token.v1.ListCredentialsResponse
+	(*DeleteCredentialRequest)(nil),   // 27: token.v1.DeleteCredentialRequest
+	(*DeleteCredentialResponse)(nil),  // 28: token.v1.DeleteCredentialResponse
+	(*Grants)(nil),                    // 29: token.v1.Grants
+	(*timestamppb.Timestamp)(nil),     // 30: google.protobuf.Timestamp
 }
 var file_token_v1_admin_proto_depIdxs = []int32{
-	22, // 0: token.v1.Application.default_grants:type_name -> token.v1.Grants
-	23, // 1: token.v1.Application.created_at:type_name -> google.protobuf.Timestamp
-	23, // 2: token.v1.Application.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 3: token.v1.Key.added_at:type_name -> google.protobuf.Timestamp
-	23, // 4: token.v1.Key.activated_at:type_name -> google.protobuf.Timestamp
-	23, // 5: token.v1.Key.last_signed_at:type_name -> google.protobuf.Timestamp
-	23, // 6: token.v1.Key.outstanding_until:type_name -> google.protobuf.Timestamp
-	22, // 7: token.v1.CreateApplicationRequest.default_grants:type_name -> token.v1.Grants
+	29, // 0: token.v1.Application.default_grants:type_name -> token.v1.Grants
+	30, // 1: token.v1.Application.created_at:type_name -> google.protobuf.Timestamp
+	30, // 2: token.v1.Application.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 3: token.v1.Key.added_at:type_name -> google.protobuf.Timestamp
+	30, // 4: token.v1.Key.activated_at:type_name -> google.protobuf.Timestamp
+	30, // 5: token.v1.Key.last_signed_at:type_name -> google.protobuf.Timestamp
+	30, // 6: token.v1.Key.outstanding_until:type_name -> google.protobuf.Timestamp
+	29, // 7: token.v1.CreateApplicationRequest.default_grants:type_name -> token.v1.Grants
 	0,  // 8: token.v1.CreateApplicationResponse.application:type_name -> token.v1.Application
 	0,  // 9: token.v1.ListApplicationsResponse.applications:type_name -> token.v1.Application
 	0,  // 10: token.v1.GetApplicationResponse.application:type_name -> token.v1.Application
-	22, // 11: token.v1.UpdateApplicationRequest.default_grants:type_name -> token.v1.Grants
+	29, // 11: token.v1.UpdateApplicationRequest.default_grants:type_name -> token.v1.Grants
 	0,  // 12: token.v1.UpdateApplicationResponse.application:type_name -> token.v1.Application
 	1,  // 13: token.v1.AddKeyResponse.key:type_name -> token.v1.Key
 	1,  // 14: token.v1.ListKeysResponse.keys:type_name -> token.v1.Key
 	1,  // 15: token.v1.ActivateKeyResponse.key:type_name -> token.v1.Key
-	2,  // 16: token.v1.AdminService.CreateApplication:input_type -> token.v1.CreateApplicationRequest
-	4,  // 17: token.v1.AdminService.ListApplications:input_type -> token.v1.ListApplicationsRequest
-	6,  // 18: token.v1.AdminService.GetApplication:input_type -> token.v1.GetApplicationRequest
-	8,  // 19: token.v1.AdminService.UpdateApplication:input_type -> token.v1.UpdateApplicationRequest
-	10, // 20: token.v1.AdminService.DeleteApplication:input_type -> token.v1.DeleteApplicationRequest
-	12, // 21: token.v1.AdminService.AddKey:input_type -> token.v1.AddKeyRequest
-	14, // 22: token.v1.AdminService.ListKeys:input_type -> token.v1.ListKeysRequest
-	16, // 23: token.v1.AdminService.ActivateKey:input_type -> token.v1.ActivateKeyRequest
-	18, // 24: token.v1.AdminService.DeleteKey:input_type -> token.v1.DeleteKeyRequest
-	20, // 25: token.v1.AdminService.Rekey:input_type -> token.v1.RekeyRequest
-	3,  // 26: token.v1.AdminService.CreateApplication:output_type -> token.v1.CreateApplicationResponse
-	5,  // 27: token.v1.AdminService.ListApplications:output_type -> token.v1.ListApplicationsResponse
-	7,  // 28: token.v1.AdminService.GetApplication:output_type -> token.v1.GetApplicationResponse
-	9,  // 29: token.v1.AdminService.UpdateApplication:output_type -> token.v1.UpdateApplicationResponse
-	11, // 30: token.v1.AdminService.DeleteApplication:output_type -> token.v1.DeleteApplicationResponse
-	13, // 31: token.v1.AdminService.AddKey:output_type -> token.v1.AddKeyResponse
-	15, // 32: token.v1.AdminService.ListKeys:output_type -> token.v1.ListKeysResponse
-	17, // 33: token.v1.AdminService.ActivateKey:output_type -> token.v1.ActivateKeyResponse
-	19, // 34: token.v1.AdminService.DeleteKey:output_type -> token.v1.DeleteKeyResponse
-	21, // 35: token.v1.AdminService.Rekey:output_type -> token.v1.RekeyResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	30, // 16: token.v1.Credential.created_at:type_name -> google.protobuf.Timestamp
+	22, // 17: token.v1.CreateCredentialResponse.credential:type_name -> token.v1.Credential
+	22, // 18: token.v1.ListCredentialsResponse.credentials:type_name -> token.v1.Credential
+	2,  // 19: token.v1.AdminService.CreateApplication:input_type -> token.v1.CreateApplicationRequest
+	4,  // 20: token.v1.AdminService.ListApplications:input_type -> token.v1.ListApplicationsRequest
+	6,  // 21: token.v1.AdminService.GetApplication:input_type -> token.v1.GetApplicationRequest
+	8,  // 22: token.v1.AdminService.UpdateApplication:input_type -> token.v1.UpdateApplicationRequest
+	10, // 23: token.v1.AdminService.DeleteApplication:input_type -> token.v1.DeleteApplicationRequest
+	12, // 24: token.v1.AdminService.AddKey:input_type -> token.v1.AddKeyRequest
+	14, // 25: token.v1.AdminService.ListKeys:input_type -> token.v1.ListKeysRequest
+	16, // 26: token.v1.AdminService.ActivateKey:input_type -> token.v1.ActivateKeyRequest
+	18, // 27: token.v1.AdminService.DeleteKey:input_type -> token.v1.DeleteKeyRequest
+	23, // 28: token.v1.AdminService.CreateCredential:input_type -> token.v1.CreateCredentialRequest
+	25, // 29: token.v1.AdminService.ListCredentials:input_type -> token.v1.ListCredentialsRequest
+	27, // 30: token.v1.AdminService.DeleteCredential:input_type -> token.v1.DeleteCredentialRequest
+	20, // 31: token.v1.AdminService.Rekey:input_type -> token.v1.RekeyRequest
+	3,  // 32: token.v1.AdminService.CreateApplication:output_type -> token.v1.CreateApplicationResponse
+	5,  // 33: token.v1.AdminService.ListApplications:output_type -> token.v1.ListApplicationsResponse
+	7,  // 34: token.v1.AdminService.GetApplication:output_type -> token.v1.GetApplicationResponse
+	9,  // 35: token.v1.AdminService.UpdateApplication:output_type -> token.v1.UpdateApplicationResponse
+	11, // 36: token.v1.AdminService.DeleteApplication:output_type -> token.v1.DeleteApplicationResponse
+	13, // 37: token.v1.AdminService.AddKey:output_type -> token.v1.AddKeyResponse
+	15, // 38: token.v1.AdminService.ListKeys:output_type -> token.v1.ListKeysResponse
+	17, // 39: token.v1.AdminService.ActivateKey:output_type -> token.v1.ActivateKeyResponse
+	19, // 40: token.v1.AdminService.DeleteKey:output_type -> token.v1.DeleteKeyResponse
+	24, // 41: token.v1.AdminService.CreateCredential:output_type -> token.v1.CreateCredentialResponse
+	26, // 42: token.v1.AdminService.ListCredentials:output_type -> token.v1.ListCredentialsResponse
+	28, // 43: token.v1.AdminService.DeleteCredential:output_type -> token.v1.DeleteCredentialResponse
+	21, // 44: token.v1.AdminService.Rekey:output_type -> token.v1.RekeyResponse
+	32, // [32:45] is the sub-list for method output_type
+	19, // [19:32] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_token_v1_admin_proto_init() }
@@ -1516,7 +1896,7 @@ func file_token_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_token_v1_admin_proto_rawDesc), len(file_token_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,9 @@ const (
 	AdminService_ListKeys_FullMethodName          = "/token.v1.AdminService/ListKeys"
 	AdminService_ActivateKey_FullMethodName       = "/token.v1.AdminService/ActivateKey"
 	AdminService_DeleteKey_FullMethodName         = "/token.v1.AdminService/DeleteKey"
+	AdminService_CreateCredential_FullMethodName  = "/token.v1.AdminService/CreateCredential"
+	AdminService_ListCredentials_FullMethodName   = "/token.v1.AdminService/ListCredentials"
+	AdminService_DeleteCredential_FullMethodName  = "/token.v1.AdminService/DeleteCredential"
 	AdminService_Rekey_FullMethodName             = "/token.v1.AdminService/Rekey"
 )
 
@@ -61,6 +64,15 @@ type AdminServiceClient interface {
 	// DeleteKey removes a retired key. Refused for the active key, and while
 	// tokens it signed are outstanding unless force is set.
 	DeleteKey(ctx context.Context, in *DeleteKeyRequest, opts ...grpc.CallOption) (*DeleteKeyResponse, error)
+	// CreateCredential issues a named bearer credential for an internal
+	// service. The token is returned once, in this response; tokend keeps
+	// only its SHA-256 hash.
+	CreateCredential(ctx context.Context, in *CreateCredentialRequest, opts ...grpc.CallOption) (*CreateCredentialResponse, error)
+	// ListCredentials lists the credentials (names and groups, never tokens).
+	ListCredentials(ctx context.Context, in *ListCredentialsRequest, opts ...grpc.CallOption) (*ListCredentialsResponse, error)
+	// DeleteCredential revokes a credential at once, on every replica within
+	// a second.
+	DeleteCredential(ctx context.Context, in *DeleteCredentialRequest, opts ...grpc.CallOption) (*DeleteCredentialResponse, error)
 	// Rekey re-encrypts every secret under the primary master key, while
 	// tokend keeps serving. Older master keys can leave the keyring after.
 	Rekey(ctx context.Context, in *RekeyRequest, opts ...grpc.CallOption) (*RekeyResponse, error)
@@ -164,6 +176,36 @@ func (c *adminServiceClient) DeleteKey(ctx context.Context, in *DeleteKeyRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateCredential(ctx context.Context, in *CreateCredentialRequest, opts ...grpc.CallOption) (*CreateCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListCredentials(ctx context.Context, in *ListCredentialsRequest, opts ...grpc.CallOption) (*ListCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCredentialsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteCredential(ctx context.Context, in *DeleteCredentialRequest, opts ...grpc.CallOption) (*DeleteCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) Rekey(ctx context.Context, in *RekeyRequest, opts ...grpc.CallOption) (*RekeyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RekeyResponse)
@@ -204,6 +246,15 @@ type AdminServiceServer interface {
 	// DeleteKey removes a retired key. Refused for the active key, and while
 	// tokens it signed are outstanding unless force is set.
 	DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error)
+	// CreateCredential issues a named bearer credential for an internal
+	// service. The token is returned once, in this response; tokend keeps
+	// only its SHA-256 hash.
+	CreateCredential(context.Context, *CreateCredentialRequest) (*CreateCredentialResponse, error)
+	// ListCredentials lists the credentials (names and groups, never tokens).
+	ListCredentials(context.Context, *ListCredentialsRequest) (*ListCredentialsResponse, error)
+	// DeleteCredential revokes a credential at once, on every replica within
+	// a second.
+	DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error)
 	// Rekey re-encrypts every secret under the primary master key, while
 	// tokend keeps serving. Older master keys can leave the keyring after.
 	Rekey(context.Context, *RekeyRequest) (*RekeyResponse, error)
@@ -243,6 +294,15 @@ func (UnimplementedAdminServiceServer) ActivateKey(context.Context, *ActivateKey
 }
 func (UnimplementedAdminServiceServer) DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteKey not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateCredential(context.Context, *CreateCredentialRequest) (*CreateCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateCredential not implemented")
+}
+func (UnimplementedAdminServiceServer) ListCredentials(context.Context, *ListCredentialsRequest) (*ListCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCredentials not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteCredential not implemented")
 }
 func (UnimplementedAdminServiceServer) Rekey(context.Context, *RekeyRequest) (*RekeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rekey not implemented")
@@ -430,6 +490,60 @@ func _AdminService_DeleteKey_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateCredential(ctx, req.(*CreateCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListCredentials(ctx, req.(*ListCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteCredential(ctx, req.(*DeleteCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_Rekey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RekeyRequest)
 	if err := dec(in); err != nil {
@@ -490,6 +604,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteKey",
 			Handler:    _AdminService_DeleteKey_Handler,
+		},
+		{
+			MethodName: "CreateCredential",
+			Handler:    _AdminService_CreateCredential_Handler,
+		},
+		{
+			MethodName: "ListCredentials",
+			Handler:    _AdminService_ListCredentials_Handler,
+		},
+		{
+			MethodName: "DeleteCredential",
+			Handler:    _AdminService_DeleteCredential_Handler,
 		},
 		{
 			MethodName: "Rekey",

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/tokend/tokend/server/auth"
+)
+
+// envFloat reads a number from the environment, or def.
+func envFloat(getenv func(string) string, name string, def float64) float64 {
+	if v := getenv(name); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return def
+}
+
+// callerConfig turns the OIDC and proxy options into their configs (nil
+// when off); errors name the option.
+func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
+	var oidc *auth.OIDCConfig
+	if o.oidcIssuer != "" {
+		if o.oidcAudience == "" {
+			return nil, nil, fmt.Errorf("oidc-audience: required with --oidc-issuer")
+		}
+		oidc = &auth.OIDCConfig{
+			Issuer: o.oidcIssuer, Audience: o.oidcAudience, JWKSURL: o.oidcJWKS,
+			IdentityClaim: o.oidcClaim, GroupsClaim: o.oidcGroupsClaim,
+		}
+	} else if o.oidcAudience != "" || o.oidcJWKS != "" {
+		return nil, nil, fmt.Errorf("oidc-issuer: required with --oidc-audience or --oidc-jwks-url")
+	}
+	var proxy *auth.ProxyConfig
+	if o.trustedProxies != "" {
+		proxy = &auth.ProxyConfig{UserHeader: o.proxyUserHeader}
+		for _, part := range strings.Split(o.trustedProxies, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			if !strings.Contains(part, "/") {
+				a, err := netip.ParseAddr(part)
+				if err != nil {
+					return nil, nil, fmt.Errorf("trusted-proxies: %q is not an address or CIDR", part)
+				}
+				proxy.Trusted = append(proxy.Trusted, netip.PrefixFrom(a, a.BitLen()))
+				continue
+			}
+			p, err := netip.ParsePrefix(part)
+			if err != nil {
+				return nil, nil, fmt.Errorf("trusted-proxies: %q is not an address or CIDR", part)
+			}
+			proxy.Trusted = append(proxy.Trusted, p.Masked())
+		}
+	}
+	if o.rateLimitPrincipal < 0 || o.rateLimitIdentity < 0 {
+		return nil, nil, fmt.Errorf("rate-limit-principal, rate-limit-identity: must not be negative")
+	}
+	return oidc, proxy, nil
+}
+
+// auditPath resolves --audit-log: empty is audit.log in the data dir,
+// "off" is none.
+func auditPath(o *options) string {
+	switch o.auditLog {
+	case "":
+		return filepath.Join(o.dataDir, "audit.log")
+	case "off":
+		return ""
+	}
+	return o.auditLog
+}

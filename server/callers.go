@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/tokend/tokend/server/audit"
+	"github.com/tokend/tokend/server/auth"
+	"github.com/tokend/tokend/server/policy"
+	"github.com/tokend/tokend/server/ratelimit"
+)
+
+// MaxRateLimitKeys bounds the token buckets kept per limiter.
+const MaxRateLimitKeys = 100_000
+
+// Authenticated reports whether cfg makes callers authenticate (a policy
+// is configured); without, tokend runs in development mode and must stay
+// on loopback.
+func (cfg Config) Authenticated() bool { return cfg.PolicyFile != "" }
+
+// initCallers builds caller authentication, the policy, rate limits,
+// TLS and the audit log from the configuration.
+func (s *Server) initCallers() error {
+	cfg := s.cfg
+	var err error
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+			return fmt.Errorf("tls: both a certificate and a key file are needed")
+		}
+		clientAuth := tls.NoClientCert
+		if cfg.TLSClientCAFile != "" {
+			// Browsers have no client certificate: verify one when given.
+			clientAuth = tls.VerifyClientCertIfGiven
+		}
+		if s.tls, err = auth.NewTLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile, clientAuth); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	} else if cfg.TLSClientCAFile != "" {
+		return fmt.Errorf("tls: a client CA needs a server certificate and key")
+	}
+
+	if cfg.PolicyFile != "" {
+		wctx, stop := context.WithCancel(context.Background())
+		s.stopWatch = stop
+		s.policy, err = policy.Watch(wctx, cfg.PolicyFile, func(err error) {
+			s.log.Error("policy file not reloaded: keeping the previous policy", "path", cfg.PolicyFile, "error", err)
+		})
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		s.log.Info("caller policy loaded: callers must authenticate", "path", cfg.PolicyFile)
+	} else {
+		s.log.Warn("DEVELOPMENT MODE: no caller policy configured, so ANY caller that reaches tokend may mint ANY identity, anonymously; keep it on loopback (set --policy-file to require authentication)")
+	}
+
+	s.auth, err = auth.New(auth.Config{
+		Credentials: s.keys.LookupCredential,
+		OIDC:        cfg.OIDC,
+		Proxy:       cfg.Proxy,
+		Anonymous:   !cfg.Authenticated(),
+		Logger:      s.log,
+		// The admin API checks its own credential (the admin token).
+		PublicGRPC: func(m string) bool {
+			return auth.IsPublicGRPC(m) || strings.HasPrefix(m, "/token.v1.AdminService/")
+		},
+		PublicHTTP: func(r *http.Request) bool { return auth.IsPublicHTTP(r) || isAdminPath(r.URL.Path) },
+	})
+	if err != nil {
+		return fmt.Errorf("caller authentication: %w", err)
+	}
+
+	burst := max(cfg.RateLimitBurst, 1)
+	if cfg.RateLimitPrincipal > 0 {
+		s.principalLimit = ratelimit.New(cfg.RateLimitPrincipal, burst, MaxRateLimitKeys)
+	}
+	if cfg.RateLimitIdentity > 0 {
+		s.identityLimit = ratelimit.New(cfg.RateLimitIdentity, burst, MaxRateLimitKeys)
+	}
+
+	switch cfg.AuditLog {
+	case "":
+	case "-":
+		s.audit = audit.New(os.Stderr)
+	default:
+		if s.audit, err = audit.Open(cfg.AuditLog); err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+	}
+	return nil
+}
+
+// isAdminPath reports whether an HTTP path belongs to the admin API.
+func isAdminPath(p string) bool {
+	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") || strings.HasPrefix(p, prefix+":") {
+			return true
+		}
+	}
+	return false
+}
