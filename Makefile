@@ -3,7 +3,7 @@ GO ?= go
 GOTEST_FLAGS ?= -race -shuffle=on -count=1
 FUZZTIME ?= 5s
 
-.PHONY: run build test unit lint generate check-generate fuzz clean bench
+.PHONY: run build test unit lint generate check-generate fuzz fuzz-short clean bench
 
 ## run: start tokend on its embedded store in ./data (REST :8080, gRPC :9090 on loopback)
 run:
@@ -14,7 +14,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
 
 ## test: generated code up to date, lint, then the whole suite under -race
-test: check-generate lint unit
+test: check-generate lint check-web web-test unit interop-test fuzz-short
 
 unit:
 	$(GO) test $(GOTEST_FLAGS) ./...
@@ -37,6 +37,10 @@ check-generate:
 	  if ! diff -r gen "$$tmp/gen"; then echo "gen/ is stale: run make generate and commit"; exit 1; fi && \
 	  echo "gen/ is up to date"
 
+## fuzz-short: every fuzz target for a few seconds (part of make test)
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s
+
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
@@ -50,3 +54,33 @@ clean:
 ## bench: the mint core against its floor and twilio-go's ToJwt, in one run, with the ratios
 bench:
 	cd bench && BENCH_RATIOS=1 $(GO) test -run TestRatios -v -count=1 .
+
+## web: install the page's pinned npm packages and build it into server/web/assets (commit the result)
+web:
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	cd web && node build.mjs ../server/web/assets
+
+## check-web: fail if rebuilding the page would change server/web/assets
+check-web:
+	@cd web && npm ci --no-audit --no-fund --loglevel=error
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd web && node build.mjs "$$tmp/assets") && \
+	  if ! diff -rq server/web/assets "$$tmp/assets"; then echo "server/web/assets is stale: run make web and commit"; exit 1; fi && \
+	  echo "server/web/assets is up to date"
+
+## web-test: the page's own unit tests (token arithmetic; node only, no npm packages)
+web-test:
+	node --test web/test/
+
+## browser-test: the page's unit tests, then the page in headless Chromium against a real tokend
+## (Chromium from TOKEND_TEST_CHROMIUM or the PATH; scripts/browser-deps.sh installs it)
+browser-test: web-test
+	@chromium="$${TOKEND_TEST_CHROMIUM:-$$(command -v chromium || true)}"; \
+	  if [ -z "$$chromium" ]; then echo "no Chromium: run scripts/browser-deps.sh (as root) and set TOKEND_TEST_CHROMIUM to the path it prints"; exit 1; fi; \
+	  TOKEND_TEST_CHROMIUM="$$chromium" $(GO) test $(GOTEST_FLAGS) -v -run '^TestBrowser$$' ./server/web/
+
+## interop-test: tokens from a running tokend checked with the twilio and jsonwebtoken npm packages
+interop-test:
+	GO="$(GO)" bash interop/run.sh
+
+.PHONY: web check-web web-test browser-test interop-test

@@ -134,6 +134,9 @@ type Decision struct {
 	// Reason says, when denied, which check failed, naming the rule that
 	// came closest to allowing the request. Empty when allowed.
 	Reason string
+	// MaxTTLSeconds is the allowing rule's max_ttl_seconds: the lifetime
+	// of a request that named none is capped to it.
+	MaxTTLSeconds int64
 }
 
 // Policy is a parsed, validated policy. It is immutable and safe for
@@ -189,7 +192,8 @@ type grantRule struct {
 // Decide decides whether c may mint a token for identity, signed by the
 // application applicationSID, carrying effectiveGrants (the grants that
 // will be signed: the request's, or the application's defaults; when nil,
-// req's grants are used) and living ttl seconds.
+// req's grants are used) and living ttl seconds; ttl 0 means the request
+// named no lifetime, which any rule permits (capped to its MaxTTLSeconds).
 //
 // The first rule that selects c and permits the application, identity,
 // every requested grant and ttl allows the request. Otherwise the request
@@ -216,7 +220,7 @@ func (p *Policy) Decide(c Caller, req *tokenv1.MintRequest, effectiveGrants *tok
 		selected = true
 		stage, reason := r.permits(c, g, identity, applicationSID, ttl)
 		if reason == "" {
-			return Decision{Allowed: true, Rule: r.Name}
+			return Decision{Allowed: true, Rule: r.Name, MaxTTLSeconds: r.MaxTTLSeconds}
 		}
 		if stage > bestStage {
 			bestStage, best = stage, "rule "+r.Name+": "+reason
@@ -270,7 +274,7 @@ func (r *Rule) permits(c Caller, g *tokenv1.Grants, identity, app string, ttl in
 	if why := r.grants.check(g); why != "" {
 		return 2, why
 	}
-	if ttl < 1 {
+	if ttl < 0 {
 		return 3, fmt.Sprintf("ttl %d is not positive", ttl)
 	}
 	if ttl > r.MaxTTLSeconds {

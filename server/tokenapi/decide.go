@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,8 +31,11 @@ func (s *Service) decide(caller auth.Principal, req *tokenv1.MintRequest, grants
 	if s.cfg.Policy == nil {
 		return policy.Decision{Allowed: true, Rule: RuleDevelopment}
 	}
+	kind := caller.Kind.String()
 	return s.cfg.Policy.Decide(policy.Caller{
-		Kind: caller.Kind.String(), Name: caller.Name, Identity: caller.Identity,
+		// The policy names callers "kind:name"; auth's names of browser
+		// users already carry that prefix.
+		Kind: kind, Name: strings.TrimPrefix(caller.Name, kind+":"), Identity: caller.Identity,
 		Groups: caller.Groups, Browser: caller.Browser,
 	}, req, grants, identity, appSID, ttl)
 }

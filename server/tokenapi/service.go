@@ -146,7 +146,14 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		return nil, err
 	}
 
-	decision := s.decide(caller, req, grants, identity, app.SID, ttl)
+	askedTTL := int64(0) // a request naming no lifetime gets the rule's cap
+	if req.TtlSeconds != nil {
+		askedTTL = ttl
+	}
+	decision := s.decide(caller, req, grants, identity, app.SID, askedTTL)
+	if decision.MaxTTLSeconds > 0 && askedTTL == 0 {
+		ttl = min(ttl, decision.MaxTTLSeconds)
+	}
 	if !decision.Allowed {
 		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.PermissionDenied)
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, decision.Reason, decision.Rule)

@@ -14,17 +14,11 @@
 // status line and in the log list.
 import { Device } from '@twilio/voice-sdk';
 
+import { decodeJwt, formatSeconds, refreshDelayMs, tokenTiming } from './token.js';
+
 /* global __VOICE_SDK_PACKAGE__ */
 
 const $ = (id) => document.getElementById(id);
-
-// How long after receiving a token to fetch the next one: at 80% of its
-// lifetime or 10 s before it expires, whichever comes first, but never
-// before half of its lifetime (a 4 s token is refreshed after 2 s, not
-// immediately and in a loop).
-export function refreshDelayMs(lifetimeMs) {
-  return Math.max(Math.min(0.8 * lifetimeMs, lifetimeMs - 10_000), 0.5 * lifetimeMs);
-}
 
 // Twilio error codes that mean the Device cannot reach Twilio's servers.
 const UNREACHABLE_CODES = new Set([31000, 31003, 31005, 31009, 53000, 53001, 53405]);
@@ -48,8 +42,9 @@ function log(level, text) {
   const time = document.createElement('time');
   time.textContent = new Date().toISOString().slice(11, 19);
   li.append(time, document.createTextNode(text));
-  $('log').append(li);
-  li.scrollIntoView({ block: 'nearest' });
+  const ol = $('log');
+  ol.append(li);
+  ol.scrollTop = ol.scrollHeight;
 }
 
 function setStatus(id, stateName, text) {
@@ -93,38 +88,7 @@ function readConfig() {
   return { tokenUrl, body, crossOrigin: new URL(tokenUrl).origin !== window.location.origin };
 }
 
-function decodePart(part) {
-  const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
-  const bin = atob(b64 + '==='.slice((b64.length + 3) % 4));
-  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-}
-
-// decodeJwt reads a JWT's header and claims without checking the signature
-// (the page has no secret; Twilio checks it).
-export function decodeJwt(token) {
-  const parts = token.split('.');
-  if (parts.length !== 3) {
-    throw new Error(`the token has ${parts.length} parts, not 3`);
-  }
-  let header;
-  let claims;
-  try {
-    header = decodePart(parts[0]);
-    claims = decodePart(parts[1]);
-  } catch (e) {
-    throw new Error(`the token is not base64url JSON: ${e.message}`);
-  }
-  if (typeof claims.exp !== 'number') {
-    throw new Error('the token has no exp claim');
-  }
-  return { header, claims };
-}
-
-// fetchToken asks tokend for a token and decodes it. The lifetime and the
-// local expiry time come from the token's own iat and exp, measured from
-// when it arrived, so a clock difference between the browser and tokend
-// does not shift the refresh.
+// fetchToken asks tokend for a token and decodes it.
 async function fetchToken(cfg) {
   let resp;
   try {
@@ -159,29 +123,8 @@ async function fetchToken(cfg) {
     throw new Error('tokend answered without a token');
   }
   const { header, claims } = decodeJwt(data.token);
-  const iat = typeof claims.iat === 'number' ? claims.iat : null;
-  // Without iat, fall back on the local clock.
-  const lifetimeMs = iat !== null ? (claims.exp - iat) * 1000 : claims.exp * 1000 - receivedAt;
-  return {
-    token: data.token,
-    response: data,
-    header,
-    claims,
-    receivedAt,
-    lifetimeMs,
-    expiresAtLocal: receivedAt + lifetimeMs,
-  };
-}
-
-function formatSeconds(totalSeconds) {
-  const s = Math.max(0, totalSeconds);
-  if (s < 60) {
-    return `${s} s`;
-  }
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h} h ${String(m).padStart(2, '0')} min ${sec} s` : `${m} min ${sec} s`;
+  const { lifetimeMs, expiresAtLocal } = tokenTiming(claims, receivedAt);
+  return { token: data.token, response: data, header, claims, receivedAt, lifetimeMs, expiresAtLocal };
 }
 
 function renderGrants(grants) {
@@ -272,7 +215,10 @@ async function refresh() {
   if (state.device) {
     try {
       state.device.updateToken(t.token);
-      deviceNote = state.device.token === t.token ? ' The Device has the new token.' : ' The Device did not take the new token.';
+      const took = state.device.token === t.token;
+      deviceNote = took ? ' The Device has the new token.' : ' The Device did not take the new token.';
+      setStatus('device-status', took ? 'ok' : 'error',
+        `Device (state: ${state.device.state}) ${took ? 'has' : 'did not take'} the token ${t.claims.jti}: Device.updateToken called ${state.refreshes} time${state.refreshes === 1 ? '' : 's'}.`);
     } catch (e) {
       deviceNote = ` Device.updateToken failed: ${e.message}`;
       log('error', `Device.updateToken: ${e.message}`);
@@ -281,7 +227,7 @@ async function refresh() {
   setStatus('token-status', 'ok',
     `Token refreshed (${state.refreshes}) with ${formatSeconds(Math.max(0, Math.round(leftMs / 1000)))} left on the previous one: new jti ${t.claims.jti}.${deviceNote}`);
   log('info', `refreshed: jti ${prev.claims.jti} → ${t.claims.jti}${deviceNote}`);
-  scheduleRefresh(refreshDelayMs(t.lifetimeMs));
+  scheduleRefresh(refreshDelayMs(t, Date.now()));
   tick();
 }
 
@@ -378,7 +324,7 @@ async function main() {
   showToken(t);
   setStatus('token-status', 'ok', `Token minted by tokend for ${t.claims.grants && t.claims.grants.identity}: jti ${t.claims.jti}.`);
   log('info', `token: jti ${t.claims.jti}, lifetime ${Math.round(t.lifetimeMs / 1000)} s`);
-  scheduleRefresh(refreshDelayMs(t.lifetimeMs));
+  scheduleRefresh(refreshDelayMs(t, Date.now()));
   setInterval(tick, 250);
   tick();
   startDevice(t);
