@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/tokend/tokend/client"
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
@@ -122,7 +121,8 @@ type replica struct {
 	grpcAddr string
 	cmd      *exec.Cmd
 	log      *syncBuffer
-	client   *client.Client
+	client   *client.Client // mints, anonymously (development mode)
+	admin    *client.Client // calls the admin API with the admin token
 }
 
 type syncBuffer struct {
@@ -180,12 +180,16 @@ func startReplica(t *testing.T, name, store string) *replica {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c, err := client.New(r.grpcAddr, client.WithBearerToken(adminToken))
+	c, err := client.New(r.grpcAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	r.client = c
+	a, err := client.New(r.grpcAddr, client.WithBearerToken(adminToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); a.Close() })
+	r.client, r.admin = c, a
 	return r
 }
 
@@ -198,10 +202,6 @@ func getJSON(url string) (int, map[string]any) {
 	var m map[string]any
 	json.NewDecoder(resp.Body).Decode(&m)
 	return resp.StatusCode, m
-}
-
-func adminCtx(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+adminToken)
 }
 
 // TestReplicasShareChanges: two tokend processes on one PostgreSQL; a key
@@ -221,10 +221,10 @@ func TestReplicasShareChanges(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	if _, err := a.client.Admin().AddKey(ctx, &tokenv1.AddKeyRequest{ApplicationSid: app, ApiKeySid: key2, Secret: secret2}); err != nil {
+	if _, err := a.admin.Admin().AddKey(ctx, &tokenv1.AddKeyRequest{ApplicationSid: app, ApiKeySid: key2, Secret: secret2}); err != nil {
 		t.Fatalf("AddKey via a = %v", err)
 	}
-	if _, err := a.client.Admin().ActivateKey(ctx, &tokenv1.ActivateKeyRequest{ApplicationSid: app, ApiKeySid: key2}); err != nil {
+	if _, err := a.admin.Admin().ActivateKey(ctx, &tokenv1.ActivateKeyRequest{ApplicationSid: app, ApiKeySid: key2}); err != nil {
 		t.Fatalf("ActivateKey via a = %v", err)
 	}
 	activated := time.Now()
@@ -244,10 +244,10 @@ func TestReplicasShareChanges(t *testing.T) {
 	}
 
 	const app2 = "AP22222222222222222222222222222222"
-	if _, err := b.client.Admin().CreateApplication(ctx, &tokenv1.CreateApplicationRequest{ApplicationSid: app2, AccountSid: account}); err != nil {
+	if _, err := b.admin.Admin().CreateApplication(ctx, &tokenv1.CreateApplicationRequest{ApplicationSid: app2, AccountSid: account}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.client.Admin().AddKey(ctx, &tokenv1.AddKeyRequest{ApplicationSid: app2, ApiKeySid: key1, Secret: secret1}); err != nil {
+	if _, err := b.admin.Admin().AddKey(ctx, &tokenv1.AddKeyRequest{ApplicationSid: app2, ApiKeySid: key1, Secret: secret1}); err != nil {
 		t.Fatal(err)
 	}
 	created := time.Now()
@@ -387,14 +387,14 @@ func TestPostgresOutage(t *testing.T) {
 	time.Sleep(time.Second)
 	pg.stop(t)
 	waitFor("both replicas report the store unreachable and still ready to mint", 10*time.Second, storeIs("unreachable"))
-	_, err := a.client.Admin().AddKey(context.Background(), &tokenv1.AddKeyRequest{ApplicationSid: app, ApiKeySid: key2, Secret: secret2})
+	_, err := a.admin.Admin().AddKey(context.Background(), &tokenv1.AddKeyRequest{ApplicationSid: app, ApiKeySid: key2, Secret: secret2})
 	if err == nil {
 		t.Errorf("AddKey with PostgreSQL down succeeded")
 	}
 	time.Sleep(2 * time.Second)
 	pg.start(t)
 	waitFor("both replicas report the store reachable again", 20*time.Second, storeIs("ok"))
-	if _, err := a.client.Admin().AddKey(context.Background(), &tokenv1.AddKeyRequest{ApplicationSid: app, ApiKeySid: key2, Secret: secret2, Activate: true}); err != nil {
+	if _, err := a.admin.Admin().AddKey(context.Background(), &tokenv1.AddKeyRequest{ApplicationSid: app, ApiKeySid: key2, Secret: secret2, Activate: true}); err != nil {
 		t.Fatalf("AddKey after PostgreSQL returned = %v", err)
 	}
 	waitFor("b signs with the key activated through a after the outage", 5*time.Second, func() bool {
