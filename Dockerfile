@@ -49,5 +49,8 @@ USER 65532:65532
 # TOKEND_MASTER_KEY, as deploy/kubernetes does).
 WORKDIR /
 EXPOSE 8080 9090
+# Listening beyond loopback needs a caller policy: mount one and add
+# --policy-file=/path/policy.yaml (tokend refuses to start without it, so
+# that no anonymous caller can mint on a reachable address).
 ENTRYPOINT ["/tokend"]
 CMD ["--http-addr=0.0.0.0:8080", "--grpc-addr=0.0.0.0:9090"]
