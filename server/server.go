@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -271,6 +272,12 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	}
 	grpcOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes),
+		// Limits that keep one caller from holding the server: a slow
+		// handshake, idle connections, too many streams, pings.
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.MaxConcurrentStreams(1000),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// The request id comes first so that everything after it (and
 		// every log line) has it; metrics come before recovery so that a
 		// recovered panic is counted as Internal.
