@@ -76,10 +76,14 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg}
 }
 
-// Mint validates the request and signs a token with the application's
-// active key. Errors: InvalidArgument with google.rpc.BadRequest details
-// for bad input, NotFound for an unknown application, FailedPrecondition
-// when the application has no active key.
+// Mint validates the request, decides it against the caller policy and
+// rate limits, and signs a token with the application's active key (or,
+// with validate_only, explains the decision without signing). Errors:
+// InvalidArgument with google.rpc.BadRequest details for bad input,
+// NotFound for an unknown application, PermissionDenied when the policy
+// denies it (naming the rule), ResourceExhausted past a rate limit (with
+// a retry-after header), FailedPrecondition when the application has no
+// active key.
 func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.MintResponse, error) {
 	var v Violations
 
