@@ -459,3 +459,13 @@ func TestHelpHidesStorePassword(t *testing.T) {
 		t.Errorf("--help with TOKEND_STORE set:\n%s", help.String())
 	}
 }
+
+// TestRefusesNonLoopbackWithoutPolicy: in development mode (no caller
+// policy) tokend will not listen beyond loopback.
+func TestRefusesNonLoopbackWithoutPolicy(t *testing.T) {
+	env := envOf(map[string]string{"TOKEND_DATA_DIR": t.TempDir(), "TOKEND_AUDIT_LOG": "off"})
+	err := run(context.Background(), []string{"--http-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0"}, env, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "beyond loopback") || !strings.Contains(err.Error(), "policy") {
+		t.Fatalf("run on 0.0.0.0 without a policy = %v, want a refusal naming the policy", err)
+	}
+}
