@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -34,7 +35,7 @@ func adminCall[R any](ctx context.Context, c *cli, cl *client.Client, call func(
 	resp, err := call(ctx, cl.Admin())
 	if err != nil {
 		var zero R
-		return zero, &rpcError{st: status.Convert(err)}
+		return zero, c.rpcError(err)
 	}
 	return resp, nil
 }
@@ -54,6 +55,20 @@ func dialAndCall[R any](ctx context.Context, c *cli, call func(context.Context, 
 // rpcError is a failed call: it prints as "<code>: <message>" and keeps
 // the status for status.Code.
 type rpcError struct{ st *status.Status }
+
+// rpcError converts the error of a call, with any token tokenctl sent
+// blanked out of its message.
+func (c *cli) rpcError(err error) *rpcError {
+	st := status.Convert(err)
+	msg := st.Message()
+	for _, tok := range c.redact {
+		msg = strings.ReplaceAll(msg, tok, "[REDACTED]")
+	}
+	if msg != st.Message() {
+		st = status.New(st.Code(), msg)
+	}
+	return &rpcError{st: st}
+}
 
 func (e *rpcError) Error() string              { return fmt.Sprintf("%s: %s", e.st.Code(), e.st.Message()) }
 func (e *rpcError) GRPCStatus() *status.Status { return e.st }

@@ -1,7 +1,10 @@
 // Command tokenctl talks to tokend: `tokenctl mint` prints a token with its
-// decoded header and claims; `tokenctl apps`, `tokenctl keys` and
-// `tokenctl rekey` manage applications and their API keys through the
-// admin API. `tokenctl -h` lists every command and flag. See README.md.
+// decoded header and claims (or, with --explain, the policy decision and
+// what would be signed); `tokenctl verify` says whether Twilio would accept
+// a token, and why not; `tokenctl apps`, `tokenctl keys`,
+// `tokenctl credentials` and `tokenctl rekey` manage applications, their
+// API keys and the callers' credentials through the admin API.
+// `tokenctl -h` lists every command and flag. See README.md.
 package main
 
 import (
@@ -34,6 +37,11 @@ type cli struct {
 	timeout        time.Duration
 	json           bool
 	adminTokenFile string
+	credentialFile string
+
+	// redact holds the bearer tokens loaded so far (the admin token, the
+	// caller credential): no error tokenctl prints carries them.
+	redact []string
 
 	getenv func(string) string
 	stdin  io.Reader
@@ -53,13 +61,15 @@ type command struct {
 
 // groups are the commands that take a subcommand.
 var groups = map[string]string{
-	"apps": "create, list, show, update, delete",
-	"keys": "add, list, activate, delete",
+	"apps":        "create, list, show, update, delete",
+	"keys":        "add, list, activate, delete",
+	"credentials": "create, list, delete",
 }
 
 func commands() []command {
 	return []command{
-		{"mint", "", "mint a token and print it with its decoded header and claims", defineMint},
+		{"mint", "", "mint a token and print it with its decoded header and claims; with --explain, print the policy decision and what would be signed instead", defineMint},
+		{"verify", "[TOKEN]", "say whether Twilio would accept a token (else its error code and why), and print its key, application, expiry and decoded header and claims; the token is read from stdin when not given, which is better: it is a bearer credential", defineVerify},
 		{"apps create", "--application AP.. --account AC..", "add a TwiML application", defineAppsCreate},
 		{"apps list", "", "list the applications", defineAppsList},
 		{"apps show", "AP..", "show one application", defineAppsShow},
@@ -69,6 +79,9 @@ func commands() []command {
 		{"keys list", "--application AP..", "list the keys of an application", defineKeysList},
 		{"keys activate", "--application AP.. --key SK..", "make a key the application's only active key", defineKeysActivate},
 		{"keys delete", "--application AP.. --key SK..", "delete a retired key", defineKeysDelete},
+		{"credentials create", "NAME", "issue a caller credential; its token is printed once, alone on stdout (the details go to stderr), and cannot be shown again", defineCredentialsCreate},
+		{"credentials list", "", "list the caller credentials (names and groups, never tokens)", defineCredentialsList},
+		{"credentials delete", "NAME", "revoke a caller credential at once", defineCredentialsDelete},
 		{"rekey", "", "re-encrypt every secret under the primary master key", defineRekey},
 	}
 }
@@ -83,15 +96,28 @@ func globalFlags(c *cli) *flag.FlagSet {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "time limit of the call")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "",
 		"read the admin token from the file at `path` (else env TOKEND_ADMIN_TOKEN holds the token itself, or env TOKEND_ADMIN_TOKEN_FILE names its file)")
+	fs.StringVar(&c.credentialFile, "credential-file", "",
+		"read the caller credential that mint and verify send (a tkd_… token or an OIDC JWT) from the file at `path` (else env TOKEND_CREDENTIAL holds it, or env TOKEND_CREDENTIAL_FILE names its file; with none they call anonymously)")
 	fs.BoolVar(&c.json, "json", false, "print the response as JSON (protojson) instead of a table; may also follow the command")
 	return fs
 }
 
 const usageFooter = `
-The admin commands (apps, keys, rekey) send the admin token as
-"authorization: Bearer <token>". tokenctl connects without TLS, so keep
---addr on loopback. Global flags go before the command; a command's flags
-may come before or after its arguments.
+The admin commands (apps, keys, credentials, rekey) send the admin token as
+"authorization: Bearer <token>". mint and verify send the caller credential
+the same way when there is one: from --credential-file, else env
+TOKEND_CREDENTIAL (the token itself), else the file env
+TOKEND_CREDENTIAL_FILE names; tokend in policy mode requires it. Neither
+token is ever taken as a flag value, nor printed.
+
+verify reads the token from stdin (a hidden prompt on a terminal) when no
+argument is given. Prefer that: an access token is a bearer credential for
+Twilio, and a command line ends up in shell history and process listings.
+verify exits with status 1 when the token is not valid.
+
+tokenctl connects without TLS, so keep --addr on loopback. Global flags go
+before the command; a command's flags may come before or after its
+arguments.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {

@@ -20,29 +20,59 @@ const maxSecretBytes = 64 << 10
 // TOKEND_ADMIN_TOKEN_FILE names. Surrounding whitespace is trimmed. No
 // error ever quotes the token.
 func (c *cli) adminToken() (string, error) {
-	if path := c.adminTokenFile; path != "" {
-		return readTokenFile("--admin-token-file", path)
+	tok, err := c.bearerToken("admin token", "--admin-token-file", c.adminTokenFile, "TOKEND_ADMIN_TOKEN")
+	if err == nil && tok == "" {
+		err = errors.New("no admin token: give --admin-token-file, or set TOKEND_ADMIN_TOKEN or TOKEND_ADMIN_TOKEN_FILE")
 	}
-	if tok := c.getenv("TOKEND_ADMIN_TOKEN"); tok != "" {
-		if tok = strings.TrimSpace(tok); tok == "" {
-			return "", errors.New("TOKEND_ADMIN_TOKEN is blank")
-		}
-		return tok, nil
-	}
-	if path := c.getenv("TOKEND_ADMIN_TOKEN_FILE"); path != "" {
-		return readTokenFile("TOKEND_ADMIN_TOKEN_FILE", path)
-	}
-	return "", errors.New("no admin token: give --admin-token-file, or set TOKEND_ADMIN_TOKEN or TOKEND_ADMIN_TOKEN_FILE")
+	return tok, err
 }
 
-func readTokenFile(source, path string) (string, error) {
+// callerCredential returns the credential mint and verify authenticate
+// with (a tkd_… service credential or an OIDC JWT): from
+// --credential-file, else env TOKEND_CREDENTIAL (the token itself), else
+// the file env TOKEND_CREDENTIAL_FILE names; "" when none is given (the
+// calls are then anonymous). Surrounding whitespace is trimmed. No error
+// ever quotes the credential.
+func (c *cli) callerCredential() (string, error) {
+	return c.bearerToken("credential", "--credential-file", c.credentialFile, "TOKEND_CREDENTIAL")
+}
+
+// bearerToken reads a token from the file at flagPath (given as flagName),
+// else from env envName, else from the file env envName_FILE names; "" if
+// none is set. A token found is remembered, so that no error prints it.
+func (c *cli) bearerToken(what, flagName, flagPath, envName string) (string, error) {
+	var tok string
+	var err error
+	switch {
+	case flagPath != "":
+		tok, err = readTokenFile(what, flagName, flagPath)
+	case c.getenv(envName) != "":
+		if tok = strings.TrimSpace(c.getenv(envName)); tok == "" {
+			err = fmt.Errorf("%s is blank", envName)
+		}
+	case c.getenv(envName+"_FILE") != "":
+		tok, err = readTokenFile(what, envName+"_FILE", c.getenv(envName+"_FILE"))
+	}
+	if tok != "" {
+		c.redact = append(c.redact, tok)
+	}
+	return tok, err
+}
+
+// readTokenFile reads a token from a file. Its errors do not quote the
+// path: it may be the token itself, typed in its place.
+func readTokenFile(what, source, path string) (string, error) {
 	b, err := readFileLimited(path)
 	if err != nil {
-		return "", fmt.Errorf("admin token (%s): %w", source, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("%s (%s): %w", what, source, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("admin token (%s): %s is empty", source, path)
+		return "", fmt.Errorf("%s (%s): the file is empty", what, source)
 	}
 	return tok, nil
 }
