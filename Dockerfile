@@ -5,16 +5,15 @@
 #
 #   docker build -t tokend .
 #   docker run --rm -p 127.0.0.1:8080:8080 -p 127.0.0.1:9090:9090 \
-#     -v tokend-data:/data tokend
+#     -v tokend-data:/data -v $PWD/policy.yaml:/etc/tokend/policy.yaml:ro \
+#     tokend --http-addr=0.0.0.0:8080 --grpc-addr=0.0.0.0:9090 \
+#     --policy-file=/etc/tokend/policy.yaml
 #
-# SECURITY: the default arguments below make tokend listen on 0.0.0.0, which
-# a container needs to be reachable at all. Minting has no caller
-# authentication: tokend logs a warning at startup (and may refuse, in
-# versions that enforce it) when it listens beyond loopback without it,
-# because anyone who can reach port 8080 or 9090 can mint Twilio tokens.
-# Publish the ports to loopback or a private network only (as above), or put
-# an authenticating proxy / a Kubernetes NetworkPolicy in front of it. The
-# admin API stays off unless TOKEND_ADMIN_TOKEN (or --admin-token-file) is set.
+# SECURITY: a container must listen on 0.0.0.0 to be reachable at all, and
+# tokend refuses to listen beyond loopback without a caller policy
+# (--policy-file): with one, every caller must authenticate (credentials,
+# mutual TLS, OIDC or a trusted proxy) and is held to the policy. The admin
+# API stays off unless TOKEND_ADMIN_TOKEN (or --admin-token-file) is set.
 #
 # Configuration: flags > TOKEND_* environment > config file (--config or
 # TOKEND_CONFIG) > defaults. The default arguments are flags, so they win

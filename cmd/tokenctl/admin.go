@@ -136,7 +136,7 @@ func defineAppsCreate(c *cli, fs *flag.FlagSet) func(context.Context, []string) 
 	name := fs.String("name", "", "friendly `name`")
 	grants := fs.String("default-grants", "", "default grants of a mint request that names none, "+grantsHelp+" (default: outgoing voice through this application)")
 	maxTTL := &int32Flag{}
-	fs.Var(maxTTL, "max-ttl", "longest token lifetime in `seconds`, 1 to 86400; 0 means 86400")
+	fs.Var(maxTTL, "max-ttl", "longest token lifetime in `seconds`, 0 to 86400; 0 (the default) means 86400")
 	region := fs.String("region", "", "default home `region` of its tokens, such as ie1")
 	return func(ctx context.Context, args []string) error {
 		const cmd = "apps create"

@@ -10,7 +10,8 @@ import (
 	"github.com/tokend/tokend/server/auth"
 )
 
-// envFloat reads a number from the environment, or def.
+// envFloat reads a number from the environment, or def. A value that is
+// not a number is reported by checkNumericEnv.
 func envFloat(getenv func(string) string, name string, def float64) float64 {
 	if v := getenv(name); v != "" {
 		if f, err := strconv.ParseFloat(v, 64); err == nil {
@@ -18,6 +19,24 @@ func envFloat(getenv func(string) string, name string, def float64) float64 {
 		}
 	}
 	return def
+}
+
+// checkNumericEnv fails on numeric environment variables that do not parse
+// (instead of silently falling back to their defaults).
+func checkNumericEnv(getenv func(string) string) error {
+	for _, name := range []string{"TOKEND_RATE_LIMIT_PRINCIPAL", "TOKEND_RATE_LIMIT_IDENTITY"} {
+		if v := getenv(name); v != "" {
+			if _, err := strconv.ParseFloat(v, 64); err != nil {
+				return fmt.Errorf("%s: %q is not a number", name, v)
+			}
+		}
+	}
+	if v := getenv("TOKEND_RATE_LIMIT_BURST"); v != "" {
+		if _, err := strconv.Atoi(v); err != nil {
+			return fmt.Errorf("TOKEND_RATE_LIMIT_BURST: %q is not a whole number", v)
+		}
+	}
+	return nil
 }
 
 // callerConfig turns the OIDC and proxy options into their configs (nil
@@ -60,6 +79,9 @@ func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
 	}
 	if o.rateLimitPrincipal < 0 || o.rateLimitIdentity < 0 {
 		return nil, nil, fmt.Errorf("rate-limit-principal, rate-limit-identity: must not be negative")
+	}
+	if o.rateLimitBurst < 1 {
+		return nil, nil, fmt.Errorf("rate-limit-burst: must be at least 1")
 	}
 	return oidc, proxy, nil
 }

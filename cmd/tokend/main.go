@@ -112,6 +112,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := checkNumericEnv(getenv); err != nil {
+		return nil, err
+	}
 	if err := layer(fs, o, getenv); err != nil {
 		return nil, err
 	}

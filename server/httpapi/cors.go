@@ -44,6 +44,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 		if !preflight {
 			if ok {
 				h.Set("Access-Control-Allow-Origin", origin)
+				h.Set("Access-Control-Expose-Headers", "Retry-After, X-Request-Id")
 			}
 			next.ServeHTTP(w, r)
 			return
@@ -54,7 +55,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 		}
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Methods", "GET, POST")
-		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Request-Id")
 		h.Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
 	})

@@ -92,7 +92,7 @@ func TestCORSPreflightAllowed(t *testing.T) {
 	want := map[string]string{
 		"Access-Control-Allow-Origin":  "https://app.example.com",
 		"Access-Control-Allow-Methods": "GET, POST",
-		"Access-Control-Allow-Headers": "Content-Type, Authorization",
+		"Access-Control-Allow-Headers": "Content-Type, Authorization, X-Request-Id",
 		"Access-Control-Max-Age":       "600",
 	}
 	for k, v := range want {

@@ -30,10 +30,8 @@
 //	tokend_applications
 //	    Applications in the keystore.
 //	tokend_rate_limited_total{scope}
-//	    Requests refused by rate limiting, by scope (such as "application",
-//	    "client" or "global"). Nothing increments it yet: it is exported
-//	    for the rate limiter to use (Metrics.RateLimited), so dashboards
-//	    and alerts can be written against a stable name.
+//	    Mints refused by rate limiting, by scope: "principal" (per caller)
+//	    or "identity" (per application and identity).
 //	tokend_store_errors_total{op}
 //	    Store errors, by operation: reload (reading the store into memory),
 //	    watch (reading its revision), flush (writing key usage), ping

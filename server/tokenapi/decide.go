@@ -17,6 +17,7 @@ import (
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/audit"
 	"github.com/tokend/tokend/server/auth"
+	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
 	"github.com/tokend/tokend/server/policy"
 	"github.com/tokend/tokend/server/requestid"
@@ -71,21 +72,29 @@ func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, iden
 	return nil
 }
 
-// explain answers a validate_only request: the decision, the claims that
-// would be signed and the token's size; nothing is signed.
-func (s *Service) explain(key *mint.Key, appSID string, c *mint.Claims, caller auth.Principal, d policy.Decision) (*tokenv1.MintResponse, error) {
+// explain answers a validate_only request: the decision (allowed or not),
+// the claims that would be signed and the token's size; nothing is signed
+// and no rate limit is charged.
+func (s *Service) explain(app *keystore.App, ttl int64, region, identity string, grants *tokenv1.Grants, grantsJSON []byte, caller auth.Principal, d policy.Decision) (*tokenv1.MintResponse, error) {
+	key := app.Active
+	if key == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "application %s has no active API key", app.SID)
+	}
+	if grantsJSON == nil {
+		grantsJSON = mint.AppendGrants(nil, grants)
+	}
+	c := &mint.Claims{Identity: identity, Grants: grantsJSON, Region: region, IssuedAt: s.cfg.Now().Unix(), TTL: ttl}
 	header, claims, size := key.Preview(c)
-	resp := &tokenv1.MintResponse{
-		Identity: c.Identity, ApplicationSid: appSID, AccountSid: key.AccountSID(), ApiKeySid: key.SID(),
+	return &tokenv1.MintResponse{
+		Identity: c.Identity, ApplicationSid: app.SID, AccountSid: key.AccountSID(), ApiKeySid: key.SID(),
 		IssuedAt:  &timestamppb.Timestamp{Seconds: c.IssuedAt},
 		ExpiresAt: &timestamppb.Timestamp{Seconds: c.IssuedAt + c.TTL},
 		Region:    c.Region,
 		Decision: &tokenv1.Decision{
-			Allowed: d.Allowed, Rule: d.Rule, Principal: caller.String(), TokenSize: int32(size),
+			Allowed: d.Allowed, Rule: d.Rule, Reason: d.Reason, Principal: caller.String(), TokenSize: int32(size),
 			Header: toStruct(header), Claims: toStruct(claims),
 		},
-	}
-	return resp, nil
+	}, nil
 }
 
 func toStruct(raw []byte) *structpb.Struct {

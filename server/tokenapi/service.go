@@ -158,6 +158,9 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	if decision.MaxTTLSeconds > 0 && askedTTL == 0 {
 		ttl = min(ttl, decision.MaxTTLSeconds)
 	}
+	if req.GetValidateOnly() {
+		return s.explain(app, ttl, region, identity, grants, grantsJSON, caller, decision)
+	}
 	if !decision.Allowed {
 		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.PermissionDenied)
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, decision.Reason, decision.Rule)
@@ -179,9 +182,6 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		Region:   region,
 		IssuedAt: s.cfg.Now().Unix(),
 		TTL:      ttl,
-	}
-	if req.GetValidateOnly() {
-		return s.explain(key, app.SID, claims, caller, decision)
 	}
 	tok, err := key.Sign(claims)
 	if err != nil {

@@ -18,8 +18,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/audit"
+	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/requestid"
 )
 
 // MaxVerifyTokenBytes is the largest token Verify accepts.
@@ -73,6 +76,19 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 	resp.Valid = code == 0
 	resp.TwilioErrorCode = int32(code)
 	resp.Reason = reason
+	if s.cfg.Audit != nil {
+		caller, _ := auth.FromContext(ctx)
+		r := audit.Record{
+			Event: audit.EventVerify, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
+			ApplicationSID: resp.GetApplicationSid(), Decision: audit.Allow, Code: "OK",
+			Reason:     fmt.Sprintf("valid=%t twilio_error_code=%d", resp.GetValid(), code),
+			ClientAddr: auth.ClientAddr(ctx), RequestID: requestid.FromContext(ctx),
+		}
+		if jti, ok := resp.GetClaims().GetFields()["jti"]; ok {
+			r.JTI = jti.GetStringValue()
+		}
+		s.cfg.Audit.Log(r)
+	}
 	return resp, nil
 }
 

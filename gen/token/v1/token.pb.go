@@ -48,8 +48,9 @@ type MintRequest struct {
 	// Given (even `{}`): exactly these grants, validated, never widened.
 	Grants *Grants `protobuf:"bytes,5,opt,name=grants,proto3" json:"grants,omitempty"`
 	// Explain only: validate the request and decide it against the caller
-	// policy, and return the decision, the claims that would be signed and
-	// the token's size, without signing (no token is returned).
+	// policy, and return the decision (allowed or not, the rule, the reason),
+	// the claims that would be signed and the token's size, without signing
+	// (no token is returned, no rate limit is charged).
 	ValidateOnly  bool `protobuf:"varint,6,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -259,8 +260,8 @@ type Decision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Whether the caller may mint this token.
 	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
-	// The policy rule that decided, or a built-in reason such as
-	// `anonymous-default-identity`.
+	// The policy rule that decided, or a built-in one: `development-mode`
+	// (no policy configured), `default-deny`, `browser-own-identity`.
 	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
 	// The principal the caller was authenticated as.
 	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
@@ -269,7 +270,10 @@ type Decision struct {
 	// The claims that would be (or were) signed.
 	Claims *structpb.Struct `protobuf:"bytes,5,opt,name=claims,proto3" json:"claims,omitempty"`
 	// The size of the compact token in bytes.
-	TokenSize     int32 `protobuf:"varint,6,opt,name=token_size,json=tokenSize,proto3" json:"token_size,omitempty"`
+	TokenSize int32 `protobuf:"varint,6,opt,name=token_size,json=tokenSize,proto3" json:"token_size,omitempty"`
+	// Why the request is denied, naming the check that failed; empty when
+	// allowed.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +348,13 @@ func (x *Decision) GetTokenSize() int32 {
 		return x.TokenSize
 	}
 	return 0
+}
+
+func (x *Decision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // VerifyRequest carries a token to check.
@@ -1051,7 +1062,7 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x16\n" +
 	"\x06region\x18\t \x01(\tR\x06region\x12.\n" +
 	"\bdecision\x18\n" +
-	" \x01(\v2\x12.token.v1.DecisionR\bdecision\"\xd7\x01\n" +
+	" \x01(\v2\x12.token.v1.DecisionR\bdecision\"\xef\x01\n" +
 	"\bDecision\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x1c\n" +
@@ -1059,7 +1070,8 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"\x06header\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06header\x12/\n" +
 	"\x06claims\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x06claims\x12\x1d\n" +
 	"\n" +
-	"token_size\x18\x06 \x01(\x05R\ttokenSize\"%\n" +
+	"token_size\x18\x06 \x01(\x05R\ttokenSize\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"%\n" +
 	"\rVerifyRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"\xed\x02\n" +
 	"\x0eVerifyResponse\x12\x14\n" +
