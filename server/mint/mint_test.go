@@ -1,9 +1,6 @@
 package mint_test
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
