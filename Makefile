@@ -55,6 +55,17 @@ clean:
 bench:
 	cd bench && BENCH_RATIOS=1 $(GO) test -run TestRatios -v -count=1 .
 
+## scale: tokend on 100,000 applications and 200,000 keys (SQLite and PostgreSQL: needs TOKEND_TEST_POSTGRES)
+scale:
+	TOKEND_SCALE=1 $(GO) test -count=1 -v -run '^TestScale$$' ./e2e/
+
+## load: the whole service (auth, policy, audit on) under load against bare gRPC and HTTP servers, with the ratios
+## (make load ARGS='-duration 5s -concurrency 64'; ARGS='-enforce' exits 1 on a missed target)
+load:
+	cd bench && GO="$(GO)" $(GO) run ./load $(ARGS)
+
+.PHONY: load scale
+
 ## web: install the page's pinned npm packages and build it into server/web/assets (commit the result)
 web:
 	cd web && npm ci --no-audit --no-fund --loglevel=error

@@ -272,6 +272,9 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	}
 	grpcOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes),
+		// Requests that do not decode are InvalidArgument, not Internal
+		// (see grpccodec.go).
+		grpc.ForceServerCodecV2(newRequestCodec()),
 		// Limits that keep one caller from holding the server: a slow
 		// handshake, idle connections, too many streams, pings.
 		grpc.ConnectionTimeout(10 * time.Second),
@@ -282,6 +285,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		// every log line) has it; metrics come before recovery so that a
 		// recovered panic is counted as Internal.
 		grpc.ChainUnaryInterceptor(
+			unaryDecodeInterceptor(),
 			requestid.UnaryServerInterceptor(),
 			s.metrics.GRPC.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
@@ -292,6 +296,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 			s.auth.UnaryServerInterceptor(),
 		),
 		grpc.ChainStreamInterceptor(
+			streamDecodeInterceptor(),
 			requestid.StreamServerInterceptor(),
 			s.metrics.GRPC.StreamServerInterceptor(),
 			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
@@ -452,6 +457,9 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	go func() { s.keys.Watch(bg, WatchInterval); bgDone <- struct{}{} }()
 	go func() { s.keys.FlushUsageEvery(bg, UsageFlushInterval); bgDone <- struct{}{} }()
 	go s.monitorStore(bg, StorePingInterval)
+	if s.tls != nil {
+		httpLn = tls.NewListener(httpLn, s.tls)
+	}
 	errc := make(chan error, 2)
 	go func() {
 		if err := s.grpc.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -459,9 +467,6 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 		}
 	}()
 	go func() {
-		if s.tls != nil {
-			httpLn = tls.NewListener(httpLn, s.tls)
-		}
 		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}

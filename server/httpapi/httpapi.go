@@ -6,6 +6,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,9 +150,39 @@ func limitBody(max int64, next http.Handler) http.Handler {
 				return
 			}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
+		// Read the (bounded) body once to refuse anything after the first
+		// JSON value: the gateway's decoder would read one value and
+		// silently drop the rest ({"identity":"a"} {"identity":"b"}).
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeStatus(w, http.StatusRequestEntityTooLarge, bodyViolation(fmt.Sprintf("must be at most %d bytes", max)))
+				return
+			}
+			writeStatus(w, http.StatusBadRequest, bodyViolation("could not be read"))
+			return
+		}
+		if trailingData(body) {
+			writeStatus(w, http.StatusBadRequest, bodyViolation("must be a single JSON value: there is data after it"))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// trailingData reports whether body holds more than one JSON value (or
+// bytes after the first one). Malformed JSON is left to the decoder, which
+// names the problem.
+func trailingData(body []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v json.RawMessage
+	if err := dec.Decode(&v); err != nil {
+		return false
+	}
+	_, err := dec.Token()
+	return err != io.EOF
 }
 
 func bodyViolation(desc string) *status.Status {
@@ -200,6 +231,8 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		case errors.As(err, &mbe) || strings.Contains(msg, "http: request body too large"):
 			writeStatus(w, http.StatusRequestEntityTooLarge, bodyViolation("is too large"))
 			return
+		case strings.Contains(msg, "invalid URL escape") || strings.Contains(msg, "invalid semicolon separator"):
+			st = violation("query", "malformed query string: "+msg)
 		case reQueryParam.MatchString(msg):
 			sm := reQueryParam.FindStringSubmatch(msg)
 			st = violation(sm[1], sm[2])

@@ -1,0 +1,291 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"unicode/utf8"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // registers the default "proto" codec wrapped here
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Why this file exists
+//
+// grpc-go decodes a request before any interceptor or handler runs, and
+// wraps every error of the codec's Unmarshal as codes.Internal ("grpc:
+// failed to unmarshal the received message: ..."). A request whose bytes
+// are not a valid message of the method's type is the caller's fault, not
+// the server's, yet the caller sees Internal, metrics and alerts count a
+// server error, and tokend logs nothing (no interceptor saw the call).
+// Callers reach it easily: proto3 string fields must be valid UTF-8 and
+// protobuf-go refuses a message whose identity, params or player strings
+// carry invalid UTF-8; a google.protobuf.Struct (the player grant) nested
+// past protobuf-go's recursion limit (10,000) is refused too; so is any
+// truncated or garbled message.
+//
+// protobuf-go has no option to skip UTF-8 validation (and it should not be
+// skipped: tokend signs these strings into JSON), and grpc-go has no hook
+// to choose the code of a decode error. So:
+//
+//   - requestCodec, installed with grpc.ForceServerCodecV2, is the default
+//     proto codec for everything but one case: when Unmarshal fails, it
+//     resets the message (no handler ever sees half a message), records the
+//     error in decodeFailures keyed by the message pointer, and returns nil;
+//   - unaryDecodeInterceptor, the first unary interceptor, finds the
+//     request's pointer in decodeFailures, deletes the entry and answers
+//     InvalidArgument "request: invalid protobuf: <error>" with a
+//     google.rpc.BadRequest field violation on "request", the same shape as
+//     every other invalid argument tokend returns. No later interceptor and
+//     no handler runs for such a request. For invalid UTF-8 the codec also
+//     walks the wire bytes to name the first offending string field
+//     (protobuf-go's error does not): the message then reads "request:
+//     invalid protobuf: identity: string field contains invalid UTF-8" and
+//     a second violation names that field.
+//   - streamDecodeInterceptor, the first stream interceptor, does the same
+//     for every RecvMsg of a streaming call (health Watch, reflection):
+//     without it a stream handler would be given an empty message, and the
+//     entry would never be deleted.
+//
+// The codec is the server's only: clients (and tokend's in-process REST
+// gateway, which never encodes) are unaffected. Entries live only between
+// the decode and the first interceptor of the same call, so the table stays
+// empty at rest.
+
+// decodeFailures maps a request message that failed to decode (its
+// pointer, as the handler received it) to the decode error.
+var decodeFailures sync.Map
+
+// requestCodec is the server's codec: the default proto codec, but a
+// decode failure is left for the interceptors to answer (see above).
+type requestCodec struct {
+	base encoding.CodecV2
+}
+
+// newRequestCodec wraps the registered "proto" codec.
+func newRequestCodec() encoding.CodecV2 {
+	base := encoding.GetCodecV2("proto")
+	if base == nil {
+		panic("grpc proto codec not registered")
+	}
+	return requestCodec{base: base}
+}
+
+// Name is "proto": the codec replaces the default one for
+// application/grpc and application/grpc+proto.
+func (c requestCodec) Name() string { return "proto" }
+
+func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v) }
+
+func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.base.Unmarshal(data, v)
+	if err == nil {
+		return nil
+	}
+	m := messageOf(v)
+	if m == nil {
+		return err // not a message: nothing to record against; grpc-go answers Internal
+	}
+	f := decodeFailure{err: err}
+	var utf8Err interface{ InvalidUTF8() bool }
+	if errors.As(err, &utf8Err) && utf8Err.InvalidUTF8() {
+		f.field = invalidUTF8Field(m.ProtoReflect().Descriptor(), data.Materialize(), "", 0)
+	}
+	proto.Reset(m)
+	decodeFailures.Store(v, f)
+	return nil
+}
+
+func messageOf(v any) proto.Message {
+	switch v := v.(type) {
+	case protoadapt.MessageV2:
+		return v
+	case protoadapt.MessageV1:
+		return protoadapt.MessageV2Of(v)
+	}
+	return nil
+}
+
+// decodeError returns, and forgets, the decode error recorded for req.
+func decodeError(req any) error {
+	if req == nil {
+		return nil
+	}
+	v, ok := decodeFailures.LoadAndDelete(req)
+	if !ok {
+		return nil
+	}
+	f, _ := v.(decodeFailure)
+	desc := "invalid protobuf: " + f.err.Error()
+	violations := []*errdetails.BadRequest_FieldViolation{{Field: "request", Description: desc}}
+	if f.field != "" {
+		desc = "invalid protobuf: " + f.field + ": " + f.err.Error()
+		violations[0].Description = desc
+		violations = append(violations, &errdetails.BadRequest_FieldViolation{Field: f.field, Description: "must be valid UTF-8"})
+	}
+	st := status.New(codes.InvalidArgument, "request: "+desc)
+	if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: violations}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// decodeFailure is what the codec records of a request it could not
+// decode: the error and, for invalid UTF-8, the path of the first string
+// field that holds it (protobuf-go's error does not name the field).
+type decodeFailure struct {
+	err   error
+	field string
+}
+
+// maxWalkDepth bounds invalidUTF8Field's recursion: the field is named
+// for ordinary requests; a pathological nesting is reported without it.
+const maxWalkDepth = 64
+
+// invalidUTF8Field returns the path of the first string field of the
+// wire-format message b (of type md) that is not valid UTF-8, in the
+// proto names tokend's errors use ("grants.voice.outgoing.params[k]"), or
+// "" if there is none or b cannot be walked.
+func invalidUTF8Field(md protoreflect.MessageDescriptor, b []byte, prefix string, depth int) string {
+	if depth > maxWalkDepth {
+		return ""
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return ""
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		fd := md.Fields().ByNumber(num)
+		if fd == nil {
+			continue
+		}
+		path := prefix + string(fd.Name())
+		switch {
+		case fd.Kind() == protoreflect.StringKind:
+			if !utf8.Valid(v) {
+				return path
+			}
+		case fd.IsMap():
+			if p := invalidUTF8MapEntry(fd, v, path, depth); p != "" {
+				return p
+			}
+		case fd.Message() != nil:
+			if p := invalidUTF8Field(fd.Message(), v, path+".", depth+1); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// invalidUTF8MapEntry checks one map entry of the map field fd at path:
+// an invalid key is reported as the map, an invalid value as map[key].
+func invalidUTF8MapEntry(fd protoreflect.FieldDescriptor, entry []byte, path string, depth int) string {
+	var key, val []byte
+	for len(entry) > 0 {
+		num, typ, n := protowire.ConsumeTag(entry)
+		if n < 0 {
+			return ""
+		}
+		entry = entry[n:]
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, entry); n < 0 {
+				return ""
+			}
+			entry = entry[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(entry)
+		if n < 0 {
+			return ""
+		}
+		entry = entry[n:]
+		switch num {
+		case 1:
+			key = v
+		case 2:
+			val = v
+		}
+	}
+	if fd.MapKey().Kind() == protoreflect.StringKind && !utf8.Valid(key) {
+		return path
+	}
+	at := path + "[" + clipKey(key) + "]"
+	switch vd := fd.MapValue(); {
+	case vd.Kind() == protoreflect.StringKind:
+		if !utf8.Valid(val) {
+			return at
+		}
+	case vd.Message() != nil:
+		return invalidUTF8Field(vd.Message(), val, at+".", depth+1)
+	}
+	return ""
+}
+
+// unaryDecodeInterceptor answers InvalidArgument for a request the codec
+// could not decode. It must be the first unary interceptor.
+func unaryDecodeInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := decodeError(req); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// streamDecodeInterceptor fails a streaming call's RecvMsg with
+// InvalidArgument for a message the codec could not decode. It must be the
+// first stream interceptor.
+func streamDecodeInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, decodeCheckedStream{ss})
+	}
+}
+
+type decodeCheckedStream struct{ grpc.ServerStream }
+
+func (s decodeCheckedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return decodeError(m)
+}
+
+// maxKeyInPath bounds a map key quoted in a field path: the error stays
+// small whatever the request holds.
+const maxKeyInPath = 64
+
+// clipKey returns a valid UTF-8 map key, cut to maxKeyInPath bytes.
+func clipKey(key []byte) string {
+	if len(key) <= maxKeyInPath {
+		return string(key)
+	}
+	cut := maxKeyInPath
+	for cut > 0 && !utf8.RuneStart(key[cut]) {
+		cut--
+	}
+	return string(key[:cut]) + "…"
+}
