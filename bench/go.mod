@@ -7,6 +7,7 @@ replace github.com/tokend/tokend => ../
 require (
 	github.com/tokend/tokend v0.0.0-00010101000000-000000000000
 	github.com/twilio/twilio-go v1.31.0
+	google.golang.org/grpc v1.85.0
 )
 
 require (
@@ -17,6 +18,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261110000943-09e21b237f2c // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c // indirect
-	google.golang.org/grpc v1.85.0 // indirect
 	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e // indirect
 )

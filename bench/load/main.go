@@ -1,0 +1,415 @@
+// Command load measures the whole tokend service under load against bare
+// servers of the same protocols on the same machine, in one run, and
+// prints the ratios the service is held to (make load):
+//
+//   - tokend's gRPC Mint against a bare gRPC server answering
+//     grpc.health.v1.Health/Check: at least 75% of its calls/s;
+//   - tokend's REST GET /token against a bare net/http handler answering a
+//     fixed token-sized (450-byte) JSON body: at least 70% of its req/s;
+//   - each with a p99 at most twice its ceiling's p99;
+//   - tokend's peak RSS under that load at most 64 MiB.
+//
+// tokend runs as it would in production: caller authentication (a service
+// credential, created through the admin API), a policy file and the audit
+// log are on, every request presents the credential (the ceilings get the
+// same header and ignore it). tokend and each ceiling run in processes of
+// their own (the ceilings are this binary re-executed with a hidden flag),
+// and each process's CPU time (/proc/<pid>/stat) and peak RSS (VmHWM) are
+// read around its run.
+//
+// The load is closed-loop: -concurrency workers each send a request, wait
+// for the answer and send the next, for -warmup (not measured) and then
+// -duration. The duration is split into -rounds slices run in turn across
+// the targets, so that other work on the machine weighs on each ratio's
+// two sides alike; the report shows the machine's CPU time no process of
+// the run used ("other") and each round's ratios. The generator shares the
+// machine's cores with the server under test, so the figures are only
+// meaningful as ratios within one run. See BENCHMARKS.md.
+//
+// Exit status: 0 when the harness ran (whatever the figures), 1 when
+// -enforce is set and a target is missed, 2 when the harness itself failed.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The targets.
+const (
+	grpcRateTarget = 0.75 // tokend gRPC Mint calls/s ÷ gRPC ceiling
+	restRateTarget = 0.70 // tokend REST /token req/s ÷ HTTP ceiling
+	p99Target      = 2.0  // tokend p99 ÷ its ceiling's p99, at most
+	rssTargetMiB   = 64.0 // tokend's peak RSS
+)
+
+// Hidden flags: this binary serving a ceiling (see ceiling.go).
+const (
+	serveHTTPFlag = "serve-http-ceiling"
+	serveGRPCFlag = "serve-grpc-ceiling"
+)
+
+type options struct {
+	concurrency      int
+	duration, warmup time.Duration
+	grpcConns        int
+	rounds           int
+	tokendBin        string
+	keep, enforce    bool
+}
+
+func main() {
+	if len(os.Args) == 2 {
+		switch strings.TrimLeft(os.Args[1], "-") {
+		case serveHTTPFlag:
+			exitOn(serveHTTPCeiling())
+		case serveGRPCFlag:
+			exitOn(serveGRPCCeiling())
+		}
+	}
+	var o options
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers per target (1 to 1024)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target (at most 2m)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load per target before -duration (at most 1m)")
+	fs.IntVar(&o.grpcConns, "grpc-conns", 2, "gRPC connections the workers share, for both gRPC targets (1 to 64)")
+	fs.IntVar(&o.rounds, "rounds", 5, "split -duration into this many slices per target, run in turn (http ceiling, REST, grpc ceiling, Mint, again...), so that other work on the machine coming and going weighs on both sides of each ratio alike; each target's first slice comes after -warmup, its others after -warmup/rounds (1 to 20)")
+	fs.StringVar(&o.tokendBin, "tokend", "", "tokend binary to run; empty: build github.com/tokend/tokend/cmd/tokend")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (tokend's data, policy, audit log)")
+	fs.BoolVar(&o.enforce, "enforce", false, "exit 1 when a target is missed")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: go run ./load [flags]   (from bench/; or make load ARGS='...')\n\n"+
+			"Loads tokend (auth, policy, audit on) and bare gRPC and HTTP ceilings, and prints the ratios.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	switch {
+	case fs.NArg() > 0:
+		fatalf("unexpected argument %q", fs.Arg(0))
+	case o.concurrency < 1 || o.concurrency > 1024:
+		fatalf("-concurrency must be 1 to 1024")
+	case o.duration < 100*time.Millisecond || o.duration > 2*time.Minute:
+		fatalf("-duration must be 100ms to 2m")
+	case o.warmup < 0 || o.warmup > time.Minute:
+		fatalf("-warmup must be 0 to 1m")
+	case o.grpcConns < 1 || o.grpcConns > 64:
+		fatalf("-grpc-conns must be 1 to 64")
+	case o.rounds < 1 || o.rounds > 20:
+		fatalf("-rounds must be 1 to 20")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	missed, err := loadAll(ctx, o)
+	stop()
+	if err != nil {
+		fatalf("%v", err)
+	}
+	if missed && o.enforce {
+		os.Exit(1)
+	}
+}
+
+func exitOn(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "load: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+// loadAll starts the servers, runs every target and prints the report. It
+// reports whether a target was missed.
+func loadAll(ctx context.Context, o options) (missed bool, err error) {
+	dir, err := os.MkdirTemp("", "tokend-load-")
+	if err != nil {
+		return false, err
+	}
+	if o.keep {
+		fmt.Fprintf(os.Stderr, "load: keeping %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	bin := o.tokendBin
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "load: building tokend…")
+		if bin, err = buildTokend(ctx, dir); err != nil {
+			return false, err
+		}
+	}
+
+	var children []*child
+	defer func() {
+		for _, c := range children {
+			c.stop(5 * time.Second)
+		}
+	}()
+	httpCeil, httpAddr, err := startCeiling("http ceiling", serveHTTPFlag)
+	if err != nil {
+		return false, err
+	}
+	children = append(children, httpCeil)
+	grpcCeil, grpcAddr, err := startCeiling("grpc ceiling", serveGRPCFlag)
+	if err != nil {
+		return false, err
+	}
+	children = append(children, grpcCeil)
+	tk, err := startTokend(ctx, bin, dir)
+	if err != nil {
+		return false, err
+	}
+	children = append(children, tk.child)
+
+	cred := tk.credential
+	targets := []target{
+		httpTarget("http ceiling", httpCeil, "http://"+httpAddr+"/token", cred, nil),
+		httpTarget("tokend REST /token", tk.child, "http://"+tk.httpAddr+"/token", cred, checkTokenJSON),
+		grpcTarget("grpc ceiling", grpcCeil, grpcAddr, cred, o.grpcConns, grpcCeilingCheck),
+		grpcTarget("tokend gRPC Mint", tk.child, tk.grpcAddr, cred, o.grpcConns, tokendMint),
+	}
+	total := time.Duration(len(targets)) * (o.warmup + o.duration + time.Duration(o.rounds-1)*o.warmup/time.Duration(o.rounds))
+	fmt.Fprintf(os.Stderr, "load: %d targets × (%v warm-up + %v) in %d round(s), %d workers each: about %v\n",
+		len(targets), o.warmup, o.duration, o.rounds, o.concurrency, total.Round(time.Second))
+	withLog := func(err error) error {
+		if tk.stderr.Lines() > 0 {
+			return fmt.Errorf("%w\ntokend's log:\n%s", err, tk.stderr)
+		}
+		return err
+	}
+	results := map[string]*result{}
+	var order []*result
+	for _, t := range targets {
+		r, err := prepare(ctx, t, o.concurrency)
+		if err != nil {
+			return false, withLog(err)
+		}
+		defer t.close()
+		results[t.name] = r
+		order = append(order, r)
+	}
+	dur := o.duration / time.Duration(o.rounds)
+	for round := range o.rounds {
+		warm := o.warmup
+		if round > 0 {
+			warm /= time.Duration(o.rounds)
+		}
+		for i, t := range targets {
+			if o.rounds > 1 {
+				fmt.Fprintf(os.Stderr, "load: round %d/%d: %s…\n", round+1, o.rounds, t.name)
+			} else {
+				fmt.Fprintf(os.Stderr, "load: %s…\n", t.name)
+			}
+			if err := run(ctx, t, order[i], o.concurrency, warm, dur); err != nil {
+				return false, withLog(err)
+			}
+		}
+	}
+	tk.stop(10 * time.Second)
+
+	w := os.Stdout
+	printHeader(w, o, results["tokend REST /token"].size, results["http ceiling"].size)
+	printTable(w, order)
+	fmt.Fprintln(w)
+	checks := []check{
+		rateCheck("gRPC Mint calls/s vs gRPC ceiling", results["tokend gRPC Mint"], results["grpc ceiling"], grpcRateTarget),
+		p99Check("gRPC Mint p99 vs gRPC ceiling p99", results["tokend gRPC Mint"], results["grpc ceiling"]),
+		rateCheck("REST /token req/s vs HTTP ceiling", results["tokend REST /token"], results["http ceiling"], restRateTarget),
+		p99Check("REST /token p99 vs HTTP ceiling p99", results["tokend REST /token"], results["http ceiling"]),
+	}
+	peak := max(results["tokend REST /token"].peakRSSKB, results["tokend gRPC Mint"].peakRSSKB)
+	checks = append(checks, check{
+		what: "tokend peak RSS (VmHWM)", got: fmt.Sprintf("%.1f MiB", float64(peak)/1024),
+		want: fmt.Sprintf("≤ %.0f MiB", rssTargetMiB), ok: float64(peak)/1024 <= rssTargetMiB,
+	})
+	tokendErrs := results["tokend REST /token"].errs + results["tokend gRPC Mint"].errs
+	checks = append(checks, check{
+		what: "tokend errors under load", got: fmt.Sprint(tokendErrs), want: "0", ok: tokendErrs == 0,
+	})
+	for _, c := range checks {
+		mark := "PASS"
+		if !c.ok {
+			mark, missed = "MISS", true
+		}
+		fmt.Fprintf(w, "%-38s %12s   target %-8s %s\n", c.what, c.got, c.want, mark)
+	}
+	if o.rounds > 1 {
+		fmt.Fprintln(w)
+		perRound(w, "gRPC Mint / gRPC ceiling, each round", results["tokend gRPC Mint"], results["grpc ceiling"])
+		perRound(w, "REST /token / HTTP ceiling, each round", results["tokend REST /token"], results["http ceiling"])
+	}
+
+	// What else the run saw: errors by kind, tokend's own log, the audit.
+	for _, r := range order {
+		if r.errs > 0 {
+			fmt.Fprintf(w, "\n%s errors: %s\n", r.name, r.errSummary())
+		}
+	}
+	if n := tk.stderr.Lines(); n > 0 {
+		fmt.Fprintf(w, "\ntokend logged %d lines at warn or above; the last of them:\n%s", n, lastLines(tk.stderr.String(), 10))
+	}
+	mints := results["tokend REST /token"].answered + results["tokend gRPC Mint"].answered
+	a, err := readAudit(tk.auditLog)
+	if err != nil {
+		return missed, err
+	}
+	fmt.Fprintf(w, "\naudit log: %d records (%.1f MiB): %d mints allowed for the %d tokend answered, %d records reported dropped\n",
+		a.records, float64(a.size)/(1<<20), a.mintsAllowed, mints, a.dropped)
+	if a.mintsAllowed+a.dropped != mints {
+		fmt.Fprintf(w, "audit log: MISMATCH: %d mints answered but %d recorded and %d dropped\n", mints, a.mintsAllowed, a.dropped)
+	}
+	return missed, nil
+}
+
+type check struct {
+	what, got, want string
+	ok              bool
+}
+
+func rateCheck(what string, r, ceil *result, target float64) check {
+	ratio := r.rate() / ceil.rate()
+	return check{what: what, got: fmt.Sprintf("%.1f%%", 100*ratio), want: fmt.Sprintf("≥ %.0f%%", 100*target), ok: ratio >= target}
+}
+
+func perRound(w io.Writer, what string, r, ceil *result) {
+	fmt.Fprintf(w, "%-38s", what)
+	for i := range min(len(r.perRound), len(ceil.perRound)) {
+		fmt.Fprintf(w, " %5.1f%%", 100*r.perRound[i]/ceil.perRound[i])
+	}
+	fmt.Fprintln(w)
+}
+
+func p99Check(what string, r, ceil *result) check {
+	ratio := float64(r.ok.quantile(0.99)) / float64(ceil.ok.quantile(0.99))
+	return check{what: what, got: fmt.Sprintf("%.2fx", ratio), want: fmt.Sprintf("≤ %.0fx", p99Target), ok: ratio <= p99Target}
+}
+
+func printHeader(w io.Writer, o options, restSize, ceilSize int) {
+	fmt.Fprintf(w, "\nmachine: %d CPUs (%s), GOMAXPROCS %d, %s %s/%s\n",
+		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "load: closed loop, %d workers, %v warm-up + %v measured per target in %d interleaved round(s), HTTP/1.1 keep-alive, %d gRPC connection(s); generator and servers share the CPUs\n",
+		o.concurrency, o.warmup, o.duration, o.rounds, o.grpcConns)
+	fmt.Fprintf(w, "tokend: credential auth + policy file + audit log on; REST /token answers %d bytes, the HTTP ceiling %d\n\n", restSize, ceilSize)
+}
+
+func printTable(w io.Writer, rs []*result) {
+	fmt.Fprintf(w, "%-20s %10s %9s %9s %9s %7s %7s %9s %9s %7s %7s\n",
+		"target", "req/s", "p50", "p99", "p99.9", "errors", "CPU s", "CPU/req", "RSS MiB", "gen CPU", "other")
+	for _, r := range rs {
+		perReq := "-"
+		if r.ok.n > 0 {
+			perReq = fmtDur(r.srvCPU / time.Duration(r.ok.n))
+		}
+		fmt.Fprintf(w, "%-20s %10.0f %9s %9s %9s %7d %7.2f %9s %9.1f %7.2f %7.2f\n",
+			r.name, r.rate(), fmtDur(r.ok.quantile(0.5)), fmtDur(r.ok.quantile(0.99)), fmtDur(r.ok.quantile(0.999)),
+			r.errs, r.srvCPU.Seconds(), perReq, float64(r.peakRSSKB)/1024, r.genCPU.Seconds(), r.otherCPU.Seconds())
+	}
+	fmt.Fprintf(w, "(CPU s: the server process's user+system time in the measured window; CPU/req: that per answered request;\n"+
+		" RSS MiB: the server's peak RSS (VmHWM), tokend's covering both its APIs; gen CPU: the load generator's own CPU s;\n"+
+		" other: CPU s the rest of the machine kept busy in the window, other processes and steal)\n")
+	var other, avail float64
+	for _, r := range rs {
+		other += r.otherCPU.Seconds()
+		avail += r.window.Seconds() * float64(runtime.NumCPU())
+	}
+	if other > 0.05*avail {
+		fmt.Fprintf(w, "WARNING: other work took %.0f%% of the machine's CPU during the measured windows: the figures are noisy\n", 100*other/avail)
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	us := float64(d) / float64(time.Microsecond)
+	switch {
+	case us < 10:
+		return fmt.Sprintf("%.2fµs", us)
+	case us < 1000:
+		return fmt.Sprintf("%.0fµs", us)
+	case us < 10000:
+		return fmt.Sprintf("%.2fms", us/1000)
+	case us < 100000:
+		return fmt.Sprintf("%.1fms", us/1000)
+	}
+	return fmt.Sprintf("%.0fms", us/1000)
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+type auditCounts struct {
+	records, mintsAllowed, dropped uint64
+	size                           int64
+}
+
+// readAudit counts tokend's audit records: all, allowed mints, and the
+// records its "audit-dropped" records say were lost.
+func readAudit(path string) (auditCounts, error) {
+	var a auditCounts
+	f, err := os.Open(path)
+	if err != nil {
+		return a, fmt.Errorf("audit log: %w", err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		line := s.Bytes()
+		a.records++
+		a.size += int64(len(line)) + 1
+		var r struct {
+			Event, Decision, Reason string
+		}
+		if err := json.Unmarshal(line, &r); err != nil {
+			return a, fmt.Errorf("audit log: record %d: %w", a.records, err)
+		}
+		switch {
+		case r.Event == "mint" && r.Decision == "allow":
+			a.mintsAllowed++
+		case r.Event == "audit-dropped":
+			var n uint64
+			fmt.Sscanf(r.Reason, "%d", &n)
+			a.dropped += n
+		}
+	}
+	if err := s.Err(); err != nil {
+		return a, fmt.Errorf("audit log: %w", err)
+	}
+	return a, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.SplitAfter(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "") + "\n"
+}
