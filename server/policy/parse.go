@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokend/tokend/server/sid"
 )
 
 // maxErrors bounds how many errors one Parse reports.
@@ -356,7 +358,7 @@ func (p *parser) rule(n *yaml.Node, path string) *Rule {
 			switch {
 			case s == "*":
 				r.anyApp = true
-			case validSID(s, "AP"):
+			case sid.Valid(s, "AP"):
 				r.applications = append(r.applications, s)
 			default:
 				p.fail(e, ep, `must be "*" or a TwiML application SID: AP followed by 32 hex digits`)
@@ -486,19 +488,4 @@ func (p *parser) grants(n *yaml.Node, path string, gr *grantRule) {
 func anyPattern(src string) bool {
 	s := strings.TrimSuffix(strings.TrimPrefix(src, "^"), "$")
 	return s == ".*"
-}
-
-// validSID reports whether s is prefix followed by 32 hexadecimal digits
-// (as tokenapi.ValidSID; not imported, since tokenapi uses this package).
-func validSID(s, prefix string) bool {
-	if len(s) != 34 || s[:2] != prefix {
-		return false
-	}
-	for i := 2; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }

@@ -14,6 +14,7 @@ import (
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/sid"
 )
 
 // Limits on what a request may carry. They keep tokens small (a token
@@ -69,18 +70,7 @@ func (v Violations) Err(what string) error {
 
 // ValidSID reports whether s is prefix followed by 32 hexadecimal digits,
 // the shape of every Twilio SID.
-func ValidSID(s, prefix string) bool {
-	if len(s) != 34 || s[:2] != prefix {
-		return false
-	}
-	for i := 2; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
+func ValidSID(s, prefix string) bool { return sid.Valid(s, prefix) }
 
 // CheckSID records a violation unless s is empty (when optional) or a
 // well-formed SID with the prefix.
