@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -289,10 +288,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 			requestid.UnaryServerInterceptor(),
 			s.metrics.GRPC.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
-			logging.UnaryServerInterceptor(grpcLogger(s.log),
-				logging.WithLogOnEvents(logging.FinishCall),
-				logging.WithLevels(grpcLevel),
-				logging.WithFieldsFromContext(requestIDField)),
+			callLogger(s.log),
 			s.auth.UnaryServerInterceptor(),
 		),
 		grpc.ChainStreamInterceptor(
@@ -348,31 +344,6 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 func (s *Server) recovered(ctx context.Context, p any) error {
 	s.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
 	return status.Error(codes.Internal, "internal error")
-}
-
-func grpcLevel(c codes.Code) logging.Level {
-	switch c {
-	case codes.OK:
-		return logging.LevelDebug
-	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable:
-		return logging.LevelError
-	default:
-		return logging.LevelInfo
-	}
-}
-
-// requestIDField puts the request id into the gRPC call's log line.
-func requestIDField(ctx context.Context) logging.Fields {
-	if id := requestid.FromContext(ctx); id != "" {
-		return logging.Fields{requestid.LogKey, id}
-	}
-	return nil
-}
-
-func grpcLogger(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
 }
 
 // readyz: tokend can mint while it holds keys in memory, store or not;
