@@ -95,7 +95,11 @@ async function fetchToken(cfg) {
     resp = await fetch(cfg.tokenUrl, {
       method: 'POST',
       mode: 'cors',
-      credentials: 'omit',
+      // Same-origin requests carry cookies, so an authenticating proxy in
+      // front of tokend (such as oauth2-proxy, trusted with
+      // --trusted-proxies) sees its session; cross-origin ones carry none
+      // (tokend's CORS never allows credentials).
+      credentials: 'same-origin',
       cache: 'no-store',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(cfg.body),
