@@ -52,7 +52,13 @@ func (s *Server) initCallers() error {
 		if err != nil {
 			return fmt.Errorf("policy: %w", err)
 		}
-		s.log.Info("caller policy loaded: callers must authenticate", "path", cfg.PolicyFile)
+		s.policy.OnReload(func(old, cur *policy.Policy) {
+			if old == nil || old.Digest != cur.Digest {
+				s.log.Info("caller policy reloaded", "path", cfg.PolicyFile, "digest", cur.Digest, "rules", len(cur.Rules))
+			}
+		})
+		p := s.policy.Policy()
+		s.log.Info("caller policy loaded: callers must authenticate", "path", cfg.PolicyFile, "digest", p.Digest, "rules", len(p.Rules))
 	} else {
 		s.log.Warn("DEVELOPMENT MODE: no caller policy configured, so ANY caller that reaches tokend may mint ANY identity, anonymously; keep it on loopback (set --policy-file to require authentication)")
 	}

@@ -471,10 +471,8 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	return errors.Join(serveErr, s.Close())
 }
 
-// Admin returns the admin service.
-func (s *Server) Admin() *adminapi.Service { return s.admin }
-
-// Close closes the store.
+// Close stops the policy watcher, flushes and closes the audit log, and
+// closes the store.
 func (s *Server) Close() error {
 	if s.stopWatch != nil {
 		s.stopWatch()

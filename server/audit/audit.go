@@ -278,32 +278,28 @@ func (l *Logger) write(r Record) {
 func appendRecord(b []byte, r *Record) []byte {
 	b = append(b, '{')
 	n := 0
-	str := func(key, v string) {
-		if v == "" {
-			return
-		}
+	key := func(name string) {
 		if n > 0 {
 			b = append(b, ',')
 		}
 		n++
 		b = append(b, '"')
-		b = append(b, key...)
+		b = append(b, name...)
 		b = append(b, '"', ':')
-		b = mint.AppendString(b, v)
 	}
-	tm := func(key string, t time.Time) {
-		if t.IsZero() {
-			return
+	str := func(name, v string) {
+		if v != "" {
+			key(name)
+			b = mint.AppendString(b, v)
 		}
-		if n > 0 {
-			b = append(b, ',')
+	}
+	tm := func(name string, t time.Time) {
+		if !t.IsZero() {
+			key(name)
+			b = append(b, '"')
+			b = t.AppendFormat(b, time.RFC3339Nano)
+			b = append(b, '"')
 		}
-		n++
-		b = append(b, '"')
-		b = append(b, key...)
-		b = append(b, '"', ':', '"')
-		b = t.AppendFormat(b, time.RFC3339Nano)
-		b = append(b, '"')
 	}
 	tm("time", r.Time)
 	str("event", r.Event)

@@ -26,10 +26,11 @@ type Holder struct {
 	path  string
 	onErr func(error)
 
-	mu      sync.Mutex // serializes reloads; guards the fields below
-	last    os.FileInfo
-	failed  bool
-	lastErr string
+	mu       sync.Mutex // serializes reloads; guards the fields below
+	onReload func(old, cur *Policy)
+	last     os.FileInfo
+	failed   bool
+	lastErr  string
 }
 
 // NewHolder returns a Holder of p (which may be nil: deny everything)
@@ -108,6 +109,14 @@ func watch(ctx context.Context, path string, onErr func(error), interval time.Du
 	return h, nil
 }
 
+// OnReload sets a function told of every policy installed from the
+// watched file after the first (old is the policy it replaced).
+func (h *Holder) OnReload(f func(old, cur *Policy)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.onReload = f
+}
+
 // Reload reads the watched file now, whether or not it changed, and
 // installs it if it is valid. It reports an error (also to onErr) and
 // keeps the current policy otherwise.
@@ -132,8 +141,11 @@ func (h *Holder) reload(force bool) error {
 		h.last = fi
 		var p *Policy
 		if p, err = Load(h.path); err == nil {
-			h.cur.Store(p)
+			old := h.cur.Swap(p)
 			h.reloads.Add(1)
+			if h.onReload != nil {
+				h.onReload(old, p)
+			}
 			h.failed, h.lastErr = false, ""
 			return nil
 		}
