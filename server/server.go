@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -278,6 +279,11 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		// handshake, idle connections, too many streams, pings.
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.MaxConcurrentStreams(1000),
+		// A pool of goroutines serves the streams: one goroutine per
+		// call would start on a small stack and grow it (copystack) on
+		// every call, about a tenth of a Mint's CPU under load. A stream
+		// that finds every worker busy still gets a goroutine of its own.
+		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// The request id comes first so that everything after it (and
@@ -410,6 +416,11 @@ func (s *Server) Keystore() *keystore.Keystore { return s.keys }
 // limiter counts its refusals in Metrics().RateLimited).
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
+// streamWorkers is the size of the gRPC server's stream worker pool.
+func streamWorkers() uint32 {
+	return uint32(max(32, 16*runtime.GOMAXPROCS(0)))
+}
+
 // Serve serves gRPC on grpcLn and REST on httpLn until ctx ends, then
 // shuts down gracefully: HTTP first (in-flight requests finish, up to 10
 // s), then gRPC (GracefulStop, falling back to Stop), then the store.
@@ -471,9 +482,13 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	return errors.Join(serveErr, s.Close())
 }
 
-// Close stops the policy watcher, flushes and closes the audit log, and
-// closes the store.
+// Close stops the gRPC server (and its stream workers) if Serve did not,
+// stops the policy watcher, flushes and closes the audit log, and closes
+// the store.
 func (s *Server) Close() error {
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
 	if s.stopWatch != nil {
 		s.stopWatch()
 	}

@@ -9,8 +9,8 @@
 //
 // Log never waits for the disk. Records go into a bounded queue (4096 by
 // default) that one goroutine drains into a buffered writer, flushed
-// whenever the queue runs empty, so a burst costs one write, not one per
-// record. If the queue is full (the disk or the pipe behind the writer is
+// when the queue has stayed empty for a moment (batchDelay, 2 ms), so a
+// burst costs one write, not one per record. If the queue is full (the disk or the pipe behind the writer is
 // stalled), the record is dropped and counted (Dropped), and a record with
 // event "audit-dropped" saying how many were lost is written as soon as
 // the writer catches up, so gaps are visible in the log itself.
@@ -235,21 +235,43 @@ func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
 // buffered when a write fails are lost.
 func (l *Logger) WriteErrors() uint64 { return l.writeErrors.Load() }
 
+// batchDelay is how long the writer lets records gather, once the queue
+// runs empty, before it writes what it has buffered. Under load this turns
+// a write and a goroutine wake-up per record or two into one per batch;
+// records reach the file at most this much later.
+const batchDelay = 2 * time.Millisecond
+
 // run is the writer goroutine.
 func (l *Logger) run() {
 	defer close(l.done)
-	for it := range l.queue {
+	waited := false
+	for {
+		var it item
+		var ok bool
+		select {
+		case it, ok = <-l.queue:
+		default:
+			// The queue is empty: wait once for more records (senders do
+			// not wake a sleeping writer), then write the batch and block.
+			if !waited && l.bw.Buffered() > 0 {
+				waited = true
+				time.Sleep(batchDelay)
+				continue
+			}
+			l.flush()
+			waited = false
+			it, ok = <-l.queue
+		}
+		if !ok {
+			break
+		}
+		l.reportDrops()
 		if it.flush != nil {
-			l.reportDrops()
 			l.flush()
 			close(it.flush)
 			continue
 		}
-		l.reportDrops()
 		l.write(it.rec)
-		if len(l.queue) == 0 {
-			l.flush()
-		}
 	}
 	l.reportDrops()
 	l.flush()

@@ -109,8 +109,9 @@ func (a *Authenticator) authenticateGRPC(ctx context.Context, method string) (co
 			req.TLS = &st
 		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	switch v := md.Get("authorization"); len(v) {
+	// ValueFromIncomingContext copies one value, where FromIncomingContext
+	// would copy the whole metadata map on every call.
+	switch v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) {
 	case 0:
 	case 1:
 		req.Authorization = v[0]
@@ -118,7 +119,7 @@ func (a *Authenticator) authenticateGRPC(ctx context.Context, method string) (co
 		return nil, a.refused(ctx, "grpc", method, req.Peer, unauthenticated("more than one authorization value"))
 	}
 	req.Header = func(name string) string {
-		if v := md.Get(name); len(v) > 0 {
+		if v := metadata.ValueFromIncomingContext(ctx, name); len(v) > 0 {
 			return v[0]
 		}
 		return ""

@@ -71,10 +71,10 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.SetQueryParameterParser(strictQueryParser{}),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),

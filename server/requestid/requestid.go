@@ -73,8 +73,7 @@ func Ensure(id string) string {
 }
 
 func fromMetadata(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(MetadataKey); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, MetadataKey); len(v) > 0 {
 		return v[0]
 	}
 	return ""

@@ -1,0 +1,129 @@
+package httpapi
+
+import (
+	"time"
+	"unicode/utf8"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/mint"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// jsonMarshaler is the gateway's JSON marshaler (protojson with the proto
+// field names) with a hand-written path for the one message on the hot
+// path: a MintResponse without a Decision, the answer to every /token
+// call. protojson walks the message by reflection and was about a tenth
+// of a REST mint's CPU under load; this appends the same JSON (the fields
+// in field-number order, empty ones left out, Timestamps in RFC 3339 UTC
+// with 0, 3, 6 or 9 fractional digits), which a test holds equal to
+// protojson's for generated and edge-case responses. Anything else, and
+// any response with a string that is not valid UTF-8 (protojson's error
+// stays the error), goes to protojson.
+type jsonMarshaler struct {
+	*runtime.JSONPb
+}
+
+func (m jsonMarshaler) Marshal(v any) ([]byte, error) {
+	if r, ok := v.(*tokenv1.MintResponse); ok && r != nil && r.Decision == nil {
+		if b, ok := appendMintResponse(make([]byte, 0, 512+len(r.Token)), r); ok {
+			return b, nil
+		}
+	}
+	return m.JSONPb.Marshal(v)
+}
+
+// appendMintResponse appends r as protojson would (UseProtoNames, no
+// Decision); ok is false when protojson must do it instead.
+func appendMintResponse(b []byte, r *tokenv1.MintResponse) (_ []byte, ok bool) {
+	b = append(b, '{')
+	first := true
+	field := func(name string) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+	}
+	str := func(name, v string) bool {
+		if v == "" {
+			return true
+		}
+		if !utf8.ValidString(v) {
+			return false
+		}
+		field(name)
+		b = mint.AppendString(b, v)
+		return true
+	}
+	ts := func(name string, t *timestamppb.Timestamp) bool {
+		if t == nil {
+			return true
+		}
+		// protojson's range: 0001-01-01 to 9999-12-31, nanos in [0, 1e9).
+		if t.Seconds < -62135596800 || t.Seconds > 253402300799 || t.Nanos < 0 || t.Nanos >= 1e9 {
+			return false
+		}
+		field(name)
+		b = append(b, '"')
+		b = appendTimestamp(b, t.Seconds, t.Nanos)
+		b = append(b, '"')
+		return true
+	}
+	if !str("token", r.Token) || !str("identity", r.Identity) || !str("application_sid", r.ApplicationSid) ||
+		!str("account_sid", r.AccountSid) || !str("api_key_sid", r.ApiKeySid) || !str("jti", r.Jti) ||
+		!ts("issued_at", r.IssuedAt) || !ts("expires_at", r.ExpiresAt) || !str("region", r.Region) {
+		return nil, false
+	}
+	return append(b, '}'), true
+}
+
+// appendTimestamp appends seconds+nanos as protojson formats a
+// google.protobuf.Timestamp: RFC 3339 in UTC, "Z", and the fraction with
+// 0, 3, 6 or 9 digits, the fewest that hold it.
+func appendTimestamp(b []byte, secs int64, nanos int32) []byte {
+	t := time.Unix(secs, 0).UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	if nanos != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		n := nanos
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + n%10)
+			n /= 10
+		}
+		digits := 9
+		switch {
+		case nanos%1e6 == 0:
+			digits = 3
+		case nanos%1e3 == 0:
+			digits = 6
+		}
+		b = append(b, frac[:1+digits]...)
+	}
+	return append(b, 'Z')
+}
+
+// appendDigits appends v (0 <= v < 10^width) as width decimal digits.
+func appendDigits(b []byte, v, width int) []byte {
+	var d [4]byte
+	for i := width - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:width]...)
+}
