@@ -31,9 +31,11 @@ func checkNumericEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	if v := getenv("TOKEND_RATE_LIMIT_BURST"); v != "" {
-		if _, err := strconv.Atoi(v); err != nil {
-			return fmt.Errorf("TOKEND_RATE_LIMIT_BURST: %q is not a whole number", v)
+	for _, name := range []string{"TOKEND_RATE_LIMIT_BURST", "TOKEND_GC_HEADROOM_MIB"} {
+		if v := getenv(name); v != "" {
+			if _, err := strconv.Atoi(v); err != nil {
+				return fmt.Errorf("%s: %q is not a whole number", name, v)
+			}
 		}
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/gctune"
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
@@ -59,6 +60,8 @@ type options struct {
 	policyFile, auditLog                          string
 	rateLimitPrincipal, rateLimitIdentity         float64
 	rateLimitBurst                                int
+
+	gcHeadroomMiB int
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -103,6 +106,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.Float64Var(&o.rateLimitPrincipal, "rate-limit-principal", envFloat(getenv, "TOKEND_RATE_LIMIT_PRINCIPAL", 0), "mints per second per caller; 0: no limit (env TOKEND_RATE_LIMIT_PRINCIPAL)")
 	fs.Float64Var(&o.rateLimitIdentity, "rate-limit-identity", envFloat(getenv, "TOKEND_RATE_LIMIT_IDENTITY", 0), "mints per second per application and identity; 0: no limit (env TOKEND_RATE_LIMIT_IDENTITY)")
 	fs.IntVar(&o.rateLimitBurst, "rate-limit-burst", int(envFloat(getenv, "TOKEND_RATE_LIMIT_BURST", 10)), "burst of both rate limits (env TOKEND_RATE_LIMIT_BURST)")
+	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", int(envFloat(getenv, "TOKEND_GC_HEADROOM_MIB", DefaultGCHeadroomMiB)), "let the heap grow at least this many MiB over the live heap between garbage collections (GOGC is raised for a small heap, never below 100); 0: the Go default; ignored when GOGC is set (env TOKEND_GC_HEADROOM_MIB)")
 	// --help shows the defaults, which come from the environment: never
 	// the store's password.
 	fs.Lookup("store").DefValue = redactStore(fs.Lookup("store").DefValue)
@@ -120,6 +124,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.maxBodyBytes < 1024 || o.maxBodyBytes > 16<<20 {
 		return nil, o.invalid("max-body-bytes", "must be between 1024 and %d", 16<<20)
+	}
+	if o.gcHeadroomMiB < 0 || o.gcHeadroomMiB > 4096 {
+		return nil, o.invalid("gc-headroom-mib", "must be between 0 and 4096")
 	}
 	if o.defaultApp != "" && !tokenapi.ValidSID(o.defaultApp, "AP") {
 		return nil, o.invalid("default-application", "must be AP followed by 32 hex digits")
@@ -292,8 +299,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("refusing to listen on %s beyond loopback without caller authentication: anyone reaching it could mint any identity; set --policy-file (and TLS, OIDC, a trusted proxy or credentials), or listen on 127.0.0.1", ln.Addr())
 		}
 	}
+	// Tune the collector for as long as tokend serves (see gctune).
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	headroom := uint64(o.gcHeadroomMiB) << 20
+	if gctune.Enabled(headroom) {
+		go gctune.Run(gcCtx, headroom)
+	}
 	return srv.Serve(ctx, grpcLn, httpLn)
 }
+
+// DefaultGCHeadroomMiB is --gc-headroom-mib's default: with a live heap of
+// 4 MiB (a small store) it sets GOGC 400, so the collector runs about a
+// quarter as often under load, for about 15 MiB more peak RSS
+// (BENCHMARKS.md has the load figures with and without).
+const DefaultGCHeadroomMiB = 16
 
 // MinAdminTokenLen is the shortest admin token accepted.
 const MinAdminTokenLen = 16
