@@ -518,7 +518,7 @@ func (s *Service) appProto(a storage.Application) *tokenv1.Application {
 		CreatedAt: ts(a.CreatedAt), UpdatedAt: ts(a.UpdatedAt),
 	}
 	if app := s.keys.Lookup(a.SID); app != nil {
-		p.DefaultGrants = app.DefaultGrants
+		p.DefaultGrants, _ = app.DefaultGrants()
 		if app.Active != nil {
 			p.ActiveApiKeySid = app.Active.SID()
 		}

@@ -6,8 +6,8 @@
 package keystore
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +26,8 @@ import (
 )
 
 // App is an application as the mint path sees it. Apps are immutable once
-// published; a change publishes a new App.
+// published (but for the lazily built default grants); a change publishes
+// a new App.
 type App struct {
 	// SID, AccountSID, FriendlyName and Region are as stored.
 	SID          string
@@ -36,15 +37,52 @@ type App struct {
 	// MaxTTL is the longest lifetime allowed, in seconds (at most
 	// mint.MaxTTLSeconds).
 	MaxTTL int64
-	// DefaultGrants are the grants of a request that names none; never nil.
-	DefaultGrants *tokenv1.Grants
-	// DefaultGrantsJSON is mint.AppendGrants(nil, DefaultGrants).
-	DefaultGrantsJSON []byte
 	// Active is the key that signs, or nil when the application has none.
 	Active *mint.Key
-	// Keys holds every key of the application by API key SID, active and
-	// retired.
-	Keys map[string]*mint.Key
+	// Keys holds every key of the application, active and retired, in the
+	// store's order (by creation). An application has a few: Key searches
+	// them in turn, which costs less memory than a map per application.
+	Keys []*mint.Key
+
+	// grants holds the application's own default grants, when the store
+	// has some; nil means the built-in default, built on first use into
+	// builtin (most applications never set their own, and a store of
+	// 100,000 applications should not hold 100,000 copies of it up front).
+	grants  *defaultGrants
+	builtin atomic.Pointer[defaultGrants]
+}
+
+type defaultGrants struct {
+	grants *tokenv1.Grants
+	json   []byte // mint.AppendGrants(nil, grants)
+}
+
+// Key returns the application's key with that API key SID, or nil.
+func (a *App) Key(sid string) *mint.Key {
+	for _, k := range a.Keys {
+		if k.SID() == sid {
+			return k
+		}
+	}
+	return nil
+}
+
+// DefaultGrants returns the grants of a request that names none (never
+// nil) and their JSON, mint.AppendGrants(nil, grants). Both are shared:
+// do not modify them.
+func (a *App) DefaultGrants() (*tokenv1.Grants, []byte) {
+	if a.grants != nil {
+		return a.grants.grants, a.grants.json
+	}
+	d := a.builtin.Load()
+	if d == nil {
+		g := BuiltinDefaultGrants(a.SID)
+		d = &defaultGrants{grants: g, json: mint.AppendGrants(nil, g)}
+		if !a.builtin.CompareAndSwap(nil, d) {
+			d = a.builtin.Load()
+		}
+	}
+	return d.grants, d.json
 }
 
 // BuiltinDefaultGrants returns the grants of the seed's Twilio Function:
@@ -59,8 +97,12 @@ type view struct {
 	apps     map[string]*App
 	only     *App // the application, when there is exactly one
 	revision int64
-	// byKey indexes every key by API key SID, sorted by application SID.
-	byKey map[string][]KeyRef
+	// keys holds every key, sorted by API key SID and then application
+	// SID (FindKey searches it).
+	keys []KeyRef
+	// flushed is the usage last written to the store of each key, in the
+	// order of keys; guarded by Keystore.mu.
+	flushed []flushState
 	// credentials maps the SHA-256 of each bearer credential to it.
 	credentials map[[32]byte]credential
 }
@@ -76,18 +118,27 @@ type KeyRef struct {
 	Key *mint.Key
 	// Active reports whether Key is App's active key (else it is retired).
 	Active bool
+	// sealed is the SHA-256 of the sealed secret Key was opened from, so
+	// a reload reuses Key (and its usage counters) while it has not
+	// changed.
+	sealed [sha256.Size]byte
 }
 
-// loadedKey remembers what a mint.Key was opened from, so a reload reuses
-// it (and its usage counters) when the sealed secret has not changed.
-type loadedKey struct {
-	sealed []byte
-	key    *mint.Key
-	// flushedLast and flushedOut are the usage last written to the store.
-	flushedLast, flushedOut int64
+// flushState is the usage of a key last written to the store.
+type flushState struct{ last, out int64 }
+
+// compareRef orders KeyRefs by API key SID, then application SID.
+func compareRef(keySID, appSID string, r *KeyRef) int {
+	if c := strings.Compare(keySID, r.Key.SID()); c != 0 {
+		return c
+	}
+	return strings.Compare(appSID, r.App.SID)
 }
 
-type keyID struct{ app, key string }
+// find returns the index of the key (keySID, appSID) in v.keys.
+func (v *view) find(keySID, appSID string) (int, bool) {
+	return slices.BinarySearchFunc(v.keys, 0, func(r KeyRef, _ int) int { return -compareRef(keySID, appSID, &r) })
+}
 
 // Keystore is the in-memory view of the store. It is safe for concurrent
 // use.
@@ -98,8 +149,7 @@ type Keystore struct {
 
 	cur atomic.Pointer[view]
 
-	mu     sync.Mutex // serialises reloads and guards loaded
-	loaded map[keyID]loadedKey
+	mu sync.Mutex // serialises reloads and guards the view's flushed
 
 	// loadKeyring reads the keyring again from where it came from (a file
 	// may have gained a new primary key); nil when it cannot change.
@@ -162,7 +212,7 @@ func (ks *Keystore) refreshKeyring() (bool, error) {
 
 // New returns a Keystore over store; call Reload before use.
 func New(store storage.Store, keyring *secrets.Keyring, log *slog.Logger) *Keystore {
-	ks := &Keystore{store: store, log: log, loaded: map[keyID]loadedKey{}}
+	ks := &Keystore{store: store, log: log}
 	ks.keyring.Store(keyring)
 	ks.cur.Store(&view{apps: map[string]*App{}})
 	return ks
@@ -197,7 +247,18 @@ func (ks *Keystore) Revision() int64 { return ks.cur.Load().revision }
 // FindKey returns every key with that API key SID, one per application
 // that holds it, ordered by application SID; nil if none. The slice is
 // shared: do not modify it.
-func (ks *Keystore) FindKey(keySID string) []KeyRef { return ks.cur.Load().byKey[keySID] }
+func (ks *Keystore) FindKey(keySID string) []KeyRef {
+	keys := ks.cur.Load().keys
+	i, _ := slices.BinarySearchFunc(keys, keySID, func(r KeyRef, sid string) int { return strings.Compare(r.Key.SID(), sid) })
+	j := i
+	for j < len(keys) && keys[j].Key.SID() == keySID {
+		j++
+	}
+	if i == j {
+		return nil
+	}
+	return keys[i:j:j]
+}
 
 // Reload reads the whole store and publishes a new view. Secrets that did
 // not change are not opened again. If any secret cannot be opened (a wrong
@@ -237,31 +298,62 @@ func (ks *Keystore) reload(ctx context.Context) error {
 		}
 		v.apps[a.SID] = app
 	}
-	loaded := make(map[keyID]loadedKey, len(snap.Keys))
+	old := ks.cur.Load()
+	// The keys of each application share one array, in the store's order
+	// (by creation) within the application.
+	byApp := func(a, b storage.Key) int { return strings.Compare(a.ApplicationSID, b.ApplicationSID) }
+	if !slices.IsSortedFunc(snap.Keys, byApp) { // the stores give them sorted
+		slices.SortStableFunc(snap.Keys, byApp)
+	}
+	all := make([]*mint.Key, 0, len(snap.Keys))
+	refs := make([]KeyRef, 0, len(snap.Keys))
+	var app *App
+	start := 0
 	for _, k := range snap.Keys {
-		app := v.apps[k.ApplicationSID]
-		if app == nil {
-			continue // the store guarantees this does not happen
+		if app == nil || app.SID != k.ApplicationSID {
+			if app != nil {
+				app.Keys = all[start:len(all):len(all)]
+			}
+			if app = v.apps[k.ApplicationSID]; app == nil {
+				continue // the store guarantees this does not happen
+			}
+			start = len(all)
 		}
-		id := keyID{k.ApplicationSID, k.SID}
-		lk, ok := ks.loaded[id]
-		if !ok || !bytes.Equal(lk.sealed, k.SealedSecret) {
+		digest := sha256.Sum256(k.SealedSecret)
+		var mk *mint.Key
+		i, found := old.find(k.SID, app.SID)
+		if found && old.keys[i].sealed == digest {
+			mk = old.keys[i].Key
+		} else {
 			secret, err := keyring.Open(k.SealedSecret, k.MasterKeyID, secrets.AssociatedData(k.ApplicationSID, k.SID))
 			if err != nil {
 				return fmt.Errorf("open secret of key %s of application %s: %w", k.SID, k.ApplicationSID, err)
 			}
-			mk := mint.NewKey(app.AccountSID, k.SID, secret)
+			mk = mint.NewKey(app.AccountSID, k.SID, secret)
 			clear(secret)
-			if ok {
-				mk.SetUsage(lk.key.Usage())
+			if found {
+				mk.SetUsage(old.keys[i].Key.Usage())
 			}
-			lk = loadedKey{sealed: k.SealedSecret, key: mk, flushedLast: lk.flushedLast, flushedOut: lk.flushedOut}
 		}
-		lk.key.SetUsage(unix(k.LastSignedAt), unix(k.OutstandingUntil))
-		loaded[id] = lk
-		app.Keys[k.SID] = lk.key
+		mk.SetUsage(unix(k.LastSignedAt), unix(k.OutstandingUntil))
+		all = append(all, mk)
+		refs = append(refs, KeyRef{App: app, Key: mk, sealed: digest})
 		if k.State == storage.KeyActive {
-			app.Active = lk.key
+			app.Active = mk
+		}
+	}
+	if app != nil {
+		app.Keys = all[start:len(all):len(all)]
+	}
+	for i := range refs {
+		refs[i].Active = refs[i].App.Active == refs[i].Key
+	}
+	slices.SortFunc(refs, func(a, b KeyRef) int { return compareRef(a.Key.SID(), a.App.SID, &b) })
+	v.keys = refs
+	v.flushed = make([]flushState, len(refs))
+	for i := range refs {
+		if j, found := old.find(refs[i].Key.SID(), refs[i].App.SID); found {
+			v.flushed[i] = old.flushed[j]
 		}
 	}
 	if len(v.apps) == 1 {
@@ -269,16 +361,6 @@ func (ks *Keystore) reload(ctx context.Context) error {
 			v.only = a
 		}
 	}
-	v.byKey = make(map[string][]KeyRef, len(snap.Keys))
-	for _, app := range v.apps {
-		for sid, k := range app.Keys {
-			v.byKey[sid] = append(v.byKey[sid], KeyRef{App: app, Key: k, Active: app.Active == k})
-		}
-	}
-	for _, refs := range v.byKey {
-		slices.SortFunc(refs, func(a, b KeyRef) int { return strings.Compare(a.App.SID, b.App.SID) })
-	}
-	ks.loaded = loaded
 	ks.cur.Store(v)
 	ks.lastReload.Store(time.Now().UnixNano())
 	return nil
@@ -298,21 +380,17 @@ func newApp(a storage.Application) (*App, error) {
 		FriendlyName: a.FriendlyName,
 		Region:       a.Region,
 		MaxTTL:       mint.MaxTTLSeconds,
-		Keys:         map[string]*mint.Key{},
 	}
 	if a.MaxTTLSeconds > 0 && a.MaxTTLSeconds < mint.MaxTTLSeconds {
 		app.MaxTTL = int64(a.MaxTTLSeconds)
 	}
-	if len(a.DefaultGrants) == 0 {
-		app.DefaultGrants = BuiltinDefaultGrants(a.SID)
-	} else {
+	if len(a.DefaultGrants) > 0 {
 		g := &tokenv1.Grants{}
 		if err := protojson.Unmarshal(a.DefaultGrants, g); err != nil {
 			return nil, fmt.Errorf("default grants of application %s: %w", a.SID, err)
 		}
-		app.DefaultGrants = g
+		app.grants = &defaultGrants{grants: g, json: mint.AppendGrants(nil, g)}
 	}
-	app.DefaultGrantsJSON = mint.AppendGrants(nil, app.DefaultGrants)
 	return app, nil
 }
 
@@ -421,10 +499,14 @@ func (ks *Keystore) Watch(ctx context.Context, interval time.Duration) {
 // this process knows them (unix seconds, 0 if unknown).
 func (ks *Keystore) Usage(applicationSID, keySID string) (lastSigned, outstandingUntil int64) {
 	app := ks.Lookup(applicationSID)
-	if app == nil || app.Keys[keySID] == nil {
+	if app == nil {
 		return 0, 0
 	}
-	return app.Keys[keySID].Usage()
+	k := app.Key(keySID)
+	if k == nil {
+		return 0, 0
+	}
+	return k.Usage()
 }
 
 // FlushUsage writes the signing activity of every key that signed since
@@ -433,17 +515,17 @@ func (ks *Keystore) Usage(applicationSID, keySID string) (lastSigned, outstandin
 func (ks *Keystore) FlushUsage(ctx context.Context) error {
 	ks.mu.Lock()
 	var usage []storage.KeyUsage
-	for id, lk := range ks.loaded {
-		last, out := lk.key.Usage()
-		if last == lk.flushedLast && out == lk.flushedOut {
-			continue
+	v := ks.cur.Load()
+	for i := range v.keys {
+		r := &v.keys[i]
+		last, out := r.Key.Usage()
+		if f := &v.flushed[i]; last != f.last || out != f.out {
+			usage = append(usage, storage.KeyUsage{
+				ApplicationSID: r.App.SID, SID: r.Key.SID(),
+				LastSignedAt: time.Unix(last, 0), OutstandingUntil: time.Unix(out, 0),
+			})
+			f.last, f.out = last, out
 		}
-		usage = append(usage, storage.KeyUsage{
-			ApplicationSID: id.app, SID: id.key,
-			LastSignedAt: time.Unix(last, 0), OutstandingUntil: time.Unix(out, 0),
-		})
-		lk.flushedLast, lk.flushedOut = last, out
-		ks.loaded[id] = lk
 	}
 	ks.mu.Unlock()
 	if len(usage) == 0 {

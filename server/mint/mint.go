@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // MaxTTLSeconds is the longest lifetime Twilio accepts (error 20157 above).
@@ -21,10 +22,16 @@ const MaxTTLSeconds = 86400
 type Key struct {
 	sid        string
 	accountSID string
-	// tail is `,"iss":"SK…","sub":"AC…"}`: the end of every payload.
-	tail []byte
+	// plain reports that sid and accountSID need no JSON escaping (they
+	// are validated SIDs in practice), so the payload's tail is appended
+	// as is.
+	plain bool
+	// secret is the HMAC key: NewKey's copy, the only one Key keeps.
+	secret []byte
 	// macs pools keyed HMAC-SHA256 states; Reset returns one to its keyed
 	// state, so the secret is hashed into the key pads once per state.
+	// Pooled states are made on first use: a key that never signs (a
+	// retired one) costs only this struct and the secret.
 	macs sync.Pool
 
 	lastSigned       atomic.Int64 // unix seconds
@@ -34,15 +41,49 @@ type Key struct {
 // NewKey returns a signing key. The secret is used as given (its bytes, not
 // base64-decoded), as Twilio does; NewKey keeps no other copy of it.
 func NewKey(accountSID, keySID string, secret []byte) *Key {
-	k := &Key{sid: keySID, accountSID: accountSID}
-	k.tail = append(k.tail, `,"iss":`...)
-	k.tail = AppendString(k.tail, keySID)
-	k.tail = append(k.tail, `,"sub":`...)
-	k.tail = AppendString(k.tail, accountSID)
-	k.tail = append(k.tail, '}')
-	key := append([]byte(nil), secret...)
-	k.macs.New = func() any { return hmac.New(sha256.New, key) }
-	return k
+	return &Key{
+		sid: keySID, accountSID: accountSID,
+		plain:  noEscape(keySID) && noEscape(accountSID),
+		secret: append([]byte(nil), secret...),
+	}
+}
+
+// noEscape reports whether AppendString would append s between quotes
+// unchanged.
+func noEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// mac returns a keyed HMAC state from the pool, reset, or a new one; give
+// it back with k.macs.Put.
+func (k *Key) mac() hash.Hash {
+	if m, ok := k.macs.Get().(hash.Hash); ok {
+		m.Reset()
+		return m
+	}
+	return hmac.New(sha256.New, k.secret)
+}
+
+// appendTail appends `,"iss":"SK…","sub":"AC…"}`: the end of every
+// payload.
+func (k *Key) appendTail(p []byte) []byte {
+	if k.plain {
+		p = append(p, `,"iss":"`...)
+		p = append(p, k.sid...)
+		p = append(p, `","sub":"`...)
+		p = append(p, k.accountSID...)
+		return append(p, '"', '}')
+	}
+	p = append(p, `,"iss":`...)
+	p = AppendString(p, k.sid)
+	p = append(p, `,"sub":`...)
+	p = AppendString(p, k.accountSID)
+	return append(p, '}')
 }
 
 // SID returns the API key SID (the token's iss).
@@ -81,8 +122,7 @@ func (k *Key) String() string { return "mint.Key(" + k.sid + ")" }
 // comparison takes constant time.
 func (k *Key) Verify(signingInput, sig []byte) bool {
 	var buf [sha256.Size]byte
-	m := k.macs.Get().(hash.Hash)
-	m.Reset()
+	m := k.mac()
 	m.Write(signingInput)
 	mac := m.Sum(buf[:0])
 	k.macs.Put(m)
@@ -146,8 +186,7 @@ func (k *Key) Sign(c *Claims) (Token, error) {
 	o = append(o, header(c.Region)...)
 	o = append(o, '.')
 	o = base64.RawURLEncoding.AppendEncode(o, p)
-	m := k.macs.Get().(hash.Hash)
-	m.Reset()
+	m := k.mac()
 	m.Write(o)
 	mac := m.Sum(s.mac[:0])
 	k.macs.Put(m)
@@ -175,7 +214,7 @@ func (k *Key) appendPayload(p []byte, rnd *[16]byte, c *Claims, exp int64) ([]by
 	p = strconv.AppendInt(p, c.IssuedAt, 10)
 	p = append(p, `,"exp":`...)
 	p = strconv.AppendInt(p, exp, 10)
-	p = append(p, k.tail...)
+	p = k.appendTail(p)
 	return p, jtiEnd
 }
 

@@ -133,8 +133,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	if grants != nil {
 		v.CheckGrants("grants", grants)
 	} else if app != nil {
-		grants = app.DefaultGrants
-		grantsJSON = app.DefaultGrantsJSON
+		grants, grantsJSON = app.DefaultGrants()
 	}
 
 	caller, _ := auth.FromContext(ctx)
