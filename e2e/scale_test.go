@@ -419,12 +419,16 @@ func measureScale(t *testing.T, bigCfg, smallCfg procConfig) {
 		t.Fatal(err)
 	}
 	smallRSS, _ := small.rssBytes()
+	peak, err := big.peakRSSBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ms := scrapeMetrics(t, http.DefaultClient, "http://"+big.httpAddr)
 	t.Logf("Go memory of the big tokend after the burst: heap in use %.1f MiB (allocated objects %.1f MiB), heap from the OS %.1f MiB, released %.1f MiB, next GC at %.1f MiB, all runtime memory %.1f MiB",
 		ms.sum("go_memstats_heap_inuse_bytes")/(1<<20), ms.sum("go_memstats_heap_alloc_bytes")/(1<<20), ms.sum("go_memstats_heap_sys_bytes")/(1<<20),
 		ms.sum("go_memstats_heap_released_bytes")/(1<<20), ms.sum("go_memstats_next_gc_bytes")/(1<<20), ms.sum("go_memstats_sys_bytes")/(1<<20))
-	t.Logf("burst: %d mints in %v (%.0f/s), all verified; RSS after it %.1f MiB (one-application tokend: %.1f MiB)",
-		burstMints, burstTook.Round(time.Millisecond), float64(burstMints)/burstTook.Seconds(), mib(rss), mib(smallRSS))
+	t.Logf("burst: %d mints in %v (%.0f/s), all verified; RSS after it %.1f MiB, peak RSS since start (VmHWM, loading included) %.1f MiB (one-application tokend: %.1f MiB)",
+		burstMints, burstTook.Round(time.Millisecond), float64(burstMints)/burstTook.Seconds(), mib(rss), mib(peak), mib(smallRSS))
 
 	// Latency, interleaved: big and small alternate (and which goes first
 	// alternates too), so that both see the same machine.
@@ -462,6 +466,9 @@ func measureScale(t *testing.T, bigCfg, smallCfg procConfig) {
 	}
 	if rss > scaleRSSBudget {
 		t.Errorf("RSS %.1f MiB after start and a mint burst, want at most %.0f MiB", mib(rss), mib(scaleRSSBudget))
+	}
+	if peak > scaleRSSBudget {
+		t.Errorf("peak RSS %.1f MiB (VmHWM, from start through the burst), want at most %.0f MiB", mib(peak), mib(scaleRSSBudget))
 	}
 	if os.Getenv(scaleEnforceEnv) == "1" && ratio > scaleLatencyMax {
 		t.Errorf("median mint latency %.3fx that of a one-application store, want at most %.2fx", ratio, scaleLatencyMax)

@@ -149,7 +149,13 @@ func (p *tokendProc) kill9() {
 }
 
 // rssBytes is the process's resident set (VmRSS).
-func (p *tokendProc) rssBytes() (int64, error) {
+func (p *tokendProc) rssBytes() (int64, error) { return p.statusKB("VmRSS") }
+
+// peakRSSBytes is the process's peak resident set so far (VmHWM).
+func (p *tokendProc) peakRSSBytes() (int64, error) { return p.statusKB("VmHWM") }
+
+// statusKB reads a "Name: N kB" line of /proc/pid/status, in bytes.
+func (p *tokendProc) statusKB(name string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -157,12 +163,12 @@ func (p *tokendProc) rssBytes() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc/pid/status")
+	return 0, fmt.Errorf("no %s in /proc/pid/status", name)
 }
 
 // cpuTime is the CPU time (user and system) the process has used, from

@@ -92,16 +92,15 @@ const (
 )
 
 // applySeed upserts the seed's application and key, or creates the demo
-// application when there is no seed and the store is empty. It returns the
-// application to use by default ("" for none).
+// application when there is no seed and the store is empty. The keystore
+// must be loaded (it tells whether the store is empty); applySeed does not
+// reload it. It returns the application to use by default ("" for none).
 func applySeed(ctx context.Context, ks *keystore.Keystore, seed Seed, log *slog.Logger) (string, error) {
 	st := ks.Store()
 	if seed.IsZero() {
-		apps, err := st.ListApplications(ctx)
-		if err != nil {
-			return "", fmt.Errorf("list applications: %w", err)
-		}
-		if len(apps) == 0 {
+		// The keystore is loaded: no need to read every application again.
+		empty := ks.Len() == 0
+		if empty {
 			if err := ks.EnsureApplication(ctx, storage.Application{
 				SID: DemoApplicationSID, AccountSID: DemoAccountSID, FriendlyName: DemoFriendlyName,
 			}); err != nil {
@@ -113,13 +112,10 @@ func applySeed(ctx context.Context, ks *keystore.Keystore, seed Seed, log *slog.
 			if _, err := ks.PutKey(ctx, DemoApplicationSID, DemoAPIKeySID, demoSecret, true); err != nil {
 				return "", fmt.Errorf("create demo key: %w", err)
 			}
-			apps = append(apps, storage.Application{SID: DemoApplicationSID})
 		}
-		for _, a := range apps {
-			if a.SID == DemoApplicationSID {
-				log.Warn("serving the demo application with placeholder SIDs and a random secret: its tokens work for trying tokend but Twilio rejects them; set ACCOUNT_SID, API_KEY, API_SECRET and TWIML_APP_SID for real tokens",
-					"application_sid", DemoApplicationSID)
-			}
+		if empty || ks.Lookup(DemoApplicationSID) != nil {
+			log.Warn("serving the demo application with placeholder SIDs and a random secret: its tokens work for trying tokend but Twilio rejects them; set ACCOUNT_SID, API_KEY, API_SECRET and TWIML_APP_SID for real tokens",
+				"application_sid", DemoApplicationSID)
 		}
 		return "", nil
 	}

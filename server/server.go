@@ -106,7 +106,7 @@ type Config struct {
 // store are sealed under master keys the keyring lacks: a wrong or missing
 // master key is a start-up error, never garbage tokens.
 func checkMasterKeys(ctx context.Context, store storage.Store, keyring *secrets.Keyring) error {
-	snap, err := store.Snapshot(ctx)
+	used, err := store.MasterKeyIDs(ctx)
 	if err != nil {
 		return fmt.Errorf("read store: %w", err)
 	}
@@ -114,18 +114,14 @@ func checkMasterKeys(ctx context.Context, store storage.Store, keyring *secrets.
 	for _, id := range keyring.IDs() {
 		have[id] = true
 	}
-	missing := map[string]int{}
-	for _, k := range snap.Keys {
-		if !have[k.MasterKeyID] {
-			missing[k.MasterKeyID]++
+	var parts []string
+	for id, n := range used {
+		if !have[id] {
+			parts = append(parts, fmt.Sprintf("%d under %s", n, id))
 		}
 	}
-	if len(missing) == 0 {
+	if len(parts) == 0 {
 		return nil
-	}
-	var parts []string
-	for id, n := range missing {
-		parts = append(parts, fmt.Sprintf("%d under %s", n, id))
 	}
 	sort.Strings(parts)
 	return fmt.Errorf("wrong master key: the store holds secrets sealed under master keys this keyring (%s) does not have: %s",
@@ -236,6 +232,9 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	})
 	s.keys.SetStoreErrorHook(s.metrics.StoreError)
 	s.metrics.ObserveKeystore(s.keys)
+	if err := s.keys.Reload(ctx); err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
 	defaultApp, err := applySeed(ctx, s.keys, s.cfg.Seed, s.log)
 	if err != nil {
 		return err
@@ -243,8 +242,14 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	if s.cfg.DefaultApplication == "" {
 		s.cfg.DefaultApplication = defaultApp
 	}
-	if err := s.keys.Reload(ctx); err != nil {
+	// Load again only if the seed wrote something (a first start, a new
+	// seed key): keys that did not change are not opened again.
+	if rev, err := s.store.Revision(ctx); err != nil {
 		return fmt.Errorf("load keys: %w", err)
+	} else if rev != s.keys.Revision() {
+		if err := s.keys.Reload(ctx); err != nil {
+			return fmt.Errorf("load keys: %w", err)
+		}
 	}
 	// Loading a large store reads it whole (the snapshot) before building
 	// the view from it; give the snapshot's memory back to the OS now

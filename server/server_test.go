@@ -109,6 +109,34 @@ func TestDemoReplacedBySeed(t *testing.T) {
 	verifyJWT(t, resp.GetToken(), testSecret)
 }
 
+// TestSameSeedWritesNothing: starting again with the same seed writes
+// nothing (the revision stays, so replicas do not reload), and a changed
+// API_SECRET is written and signs.
+func TestSameSeedWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	seed := server.Seed{AccountSID: testAccount, APIKey: testKey, APISecret: testSecret, TwiMLAppSID: testApp}
+	h := newHarness(t, server.Config{DataDir: dir, Seed: seed})
+	rev := h.srv.Keystore().Revision()
+	h.srv.GRPCServer().Stop()
+	h.srv.Close()
+	h2 := newHarness(t, server.Config{DataDir: dir, Seed: seed})
+	if got := h2.srv.Keystore().Revision(); got != rev {
+		t.Errorf("revision %d after a restart with the same seed, want %d (nothing written)", got, rev)
+	}
+	h2.srv.GRPCServer().Stop()
+	h2.srv.Close()
+	seed.APISecret = "a-new-secret-for-the-same-api-key"
+	h3 := newHarness(t, server.Config{DataDir: dir, Seed: seed})
+	if got := h3.srv.Keystore().Revision(); got == rev {
+		t.Errorf("revision %d unchanged after a restart with a new API_SECRET", got)
+	}
+	resp, err := h3.token.Mint(context.Background(), &tokenv1.MintRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyJWT(t, resp.GetToken(), seed.APISecret)
+}
+
 // TestWrongMasterKey: a store opened with another master key is a clear
 // start-up error, never garbage tokens.
 func TestWrongMasterKey(t *testing.T) {

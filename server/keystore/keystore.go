@@ -8,6 +8,7 @@ package keystore
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -455,15 +456,39 @@ func (ks *Keystore) PutKey(ctx context.Context, applicationSID, keySID string, s
 	if !errors.Is(err, storage.ErrAlreadyExists) {
 		return false, err
 	}
-	if err := ks.store.ResealKeys(ctx, []storage.Sealed{{
-		ApplicationSID: applicationSID, SID: keySID, SealedSecret: sealed, MasterKeyID: mkID,
-	}}); err != nil {
-		return false, err
+	// The key exists. Its secret is written again only if it changed (or
+	// is sealed under another master key than the primary), so that
+	// putting the same key again (the seed, at every start) writes
+	// nothing and makes no replica reload.
+	if !ks.sameSecret(keys, applicationSID, keySID, mkID, secret) {
+		if err := ks.store.ResealKeys(ctx, []storage.Sealed{{
+			ApplicationSID: applicationSID, SID: keySID, SealedSecret: sealed, MasterKeyID: mkID,
+		}}); err != nil {
+			return false, err
+		}
 	}
 	if state == storage.KeyActive {
 		return false, ks.store.ActivateKey(ctx, applicationSID, keySID)
 	}
 	return false, nil
+}
+
+// sameSecret reports whether keys hold (applicationSID, keySID) sealed
+// under master key mkID with this secret.
+func (ks *Keystore) sameSecret(keys []storage.Key, applicationSID, keySID, mkID string, secret []byte) bool {
+	for _, k := range keys {
+		if k.SID != keySID || k.MasterKeyID != mkID {
+			continue
+		}
+		old, err := ks.keyring.Load().Open(k.SealedSecret, k.MasterKeyID, secrets.AssociatedData(applicationSID, keySID))
+		if err != nil {
+			return false
+		}
+		same := subtle.ConstantTimeCompare(old, secret) == 1
+		clear(old)
+		return same
+	}
+	return false
 }
 
 // Watch reloads the view whenever the store's revision moves (a change

@@ -778,6 +778,21 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 	return snap, nil
 }
 
+// MasterKeyIDs returns how many sealed secrets each master key sealed.
+func (s *Store) MasterKeyIDs(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT master_key_id, COUNT(*) FROM keys GROUP BY master_key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read master key ids: %w", err)
+	}
+	ids := map[string]int{}
+	var id string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { ids[id] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("read master key ids: %w", err)
+	}
+	return ids, nil
+}
+
 // Revision returns the current revision, which every write but
 // RecordKeyUsage (and writes that change nothing) advances.
 func (s *Store) Revision(ctx context.Context) (int64, error) {

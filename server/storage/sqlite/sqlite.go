@@ -280,13 +280,15 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func queryApplications(ctx context.Context, q queryer) ([]storage.Application, error) {
+// queryApplications reads every application; n is how many there are
+// likely to be (a capacity, 0 if unknown).
+func queryApplications(ctx context.Context, q queryer, n int) ([]storage.Application, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+applicationColumns+` FROM applications ORDER BY sid`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var apps []storage.Application
+	apps := make([]storage.Application, 0, n)
 	for rows.Next() {
 		a, err := scanApplication(rows)
 		if err != nil {
@@ -298,12 +300,17 @@ func queryApplications(ctx context.Context, q queryer) ([]storage.Application, e
 }
 
 func queryKeys(ctx context.Context, q queryer, query string, args ...any) ([]storage.Key, error) {
+	return queryKeysSized(ctx, q, 0, query, args...)
+}
+
+// queryKeysSized is queryKeys with a capacity for the result.
+func queryKeysSized(ctx context.Context, q queryer, n int, query string, args ...any) ([]storage.Key, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var keys []storage.Key
+	keys := make([]storage.Key, 0, n)
 	for rows.Next() {
 		k, err := scanKey(rows)
 		if err != nil {
@@ -417,7 +424,7 @@ func (s *Store) GetApplication(ctx context.Context, sid string) (storage.Applica
 
 // ListApplications returns all applications ordered by SID.
 func (s *Store) ListApplications(ctx context.Context) ([]storage.Application, error) {
-	apps, err := queryApplications(ctx, s.read)
+	apps, err := queryApplications(ctx, s.read, 0)
 	if err != nil {
 		return nil, fmt.Errorf("list applications: %w", err)
 	}
@@ -704,11 +711,17 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM revision WHERE id = 1`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("read revision: %w", err)
 		}
+		// Counted first, so that the slices are made once at their size
+		// rather than grown (and copied) a row at a time.
+		var nApps, nKeys int
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM applications), (SELECT COUNT(*) FROM keys)`).Scan(&nApps, &nKeys); err != nil {
+			return fmt.Errorf("count rows: %w", err)
+		}
 		var err error
-		if snap.Applications, err = queryApplications(ctx, tx); err != nil {
+		if snap.Applications, err = queryApplications(ctx, tx, nApps); err != nil {
 			return fmt.Errorf("read applications: %w", err)
 		}
-		if snap.Keys, err = queryKeys(ctx, tx, `SELECT `+keyColumns+` FROM keys ORDER BY application_sid, created_at, sid`); err != nil {
+		if snap.Keys, err = queryKeysSized(ctx, tx, nKeys, `SELECT `+keyColumns+` FROM keys ORDER BY application_sid, created_at, sid`); err != nil {
 			return fmt.Errorf("read keys: %w", err)
 		}
 		if snap.Credentials, err = queryCredentials(ctx, tx); err != nil {
@@ -720,6 +733,28 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 		return storage.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	return snap, nil
+}
+
+// MasterKeyIDs returns how many sealed secrets each master key sealed.
+func (s *Store) MasterKeyIDs(ctx context.Context) (map[string]int, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT master_key_id, COUNT(*) FROM keys GROUP BY master_key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read master key ids: %w", err)
+	}
+	defer rows.Close()
+	ids := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("read master key ids: %w", err)
+		}
+		ids[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read master key ids: %w", err)
+	}
+	return ids, nil
 }
 
 // Revision returns the current revision, which every write but

@@ -87,6 +87,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"ActivateKey", testActivateKey},
 		{"DeleteKey", testDeleteKey},
 		{"ResealKeys", testResealKeys},
+		{"MasterKeyIDs", testMasterKeyIDs},
 		{"RecordKeyUsage", testRecordKeyUsage},
 		{"TimePrecision", testTimePrecision},
 		{"Snapshot", testSnapshot},
@@ -1221,6 +1222,35 @@ func testDeleteKey(t *testing.T, s storage.Store) {
 	revs.advanced(t, "CreateKey")
 	checkActive(t, s, app.SID, k3.SID)
 	checkSnapshot(t, s)
+}
+
+func testMasterKeyIDs(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	check := func(when string, want map[string]int) {
+		t.Helper()
+		got, err := s.MasterKeyIDs(ctx)
+		if err != nil {
+			t.Fatalf("MasterKeyIDs %s = %v, want nil error", when, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("MasterKeyIDs %s = %v, want %v", when, got, want)
+		}
+	}
+	check("on an empty store", map[string]int{})
+	app1 := createApplication(t, s, newApp(1))
+	app2 := createApplication(t, s, newApp(2))
+	k1 := createKey(t, s, newKey(app1.SID, 1, storage.KeyActive))
+	createKey(t, s, newKey(app1.SID, 2, storage.KeyRetired))
+	createKey(t, s, newKey(app2.SID, 1, storage.KeyActive))
+	check("with three keys under master-1", map[string]int{"master-1": 3})
+	if err := s.ResealKeys(ctx, []storage.Sealed{{ApplicationSID: app1.SID, SID: k1.SID, SealedSecret: sealedSecret(app1.SID, 1, "v2"), MasterKeyID: "master-2"}}); err != nil {
+		t.Fatalf("ResealKeys = %v, want nil error", err)
+	}
+	check("after one was resealed under master-2", map[string]int{"master-1": 2, "master-2": 1})
+	if err := s.DeleteApplication(ctx, app2.SID); err != nil {
+		t.Fatalf("DeleteApplication = %v, want nil error", err)
+	}
+	check("after an application and its key went", map[string]int{"master-1": 1, "master-2": 1})
 }
 
 func testResealKeys(t *testing.T, s storage.Store) {
