@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"hash"
+	mrand "math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -159,44 +160,56 @@ type Token struct {
 type scratch struct {
 	payload []byte
 	out     []byte
-	rnd     [16]byte
-	mac     [sha256.Size]byte
+	// rng makes the jti's random part: ChaCha8, a cryptographically
+	// strong generator, seeded from crypto/rand when the scratch is made.
+	// It is several times cheaper per token than a crypto/rand read.
+	rng *mrand.ChaCha8
+	rnd [16]byte
+	mac [sha256.Size]byte
 }
 
 var scratches = sync.Pool{New: func() any {
-	return &scratch{payload: make([]byte, 0, 512), out: make([]byte, 0, 1024)}
+	var seed [32]byte
+	rand.Read(seed[:]) // never fails: it crashes the program if the OS cannot give randomness
+	return &scratch{payload: make([]byte, 0, 512), out: make([]byte, 0, 1024), rng: mrand.NewChaCha8(seed)}
 }}
 
-// Sign builds and signs a token. It fails only if the system's random
-// source fails.
+// Sign builds and signs a token. The error is always nil (kept for
+// callers that check it: an earlier version read crypto/rand per token).
+//
+// The token is built in a pooled buffer (cache-hot: building it in fresh
+// memory was slower than copying it once at the end), followed by its jti,
+// and both strings are cut from one string of the two: one allocation per
+// token.
 func (k *Key) Sign(c *Claims) (Token, error) {
 	s := scratches.Get().(*scratch)
 	defer scratches.Put(s)
 
-	if _, err := rand.Read(s.rnd[:]); err != nil {
-		return Token{}, err
-	}
+	s.rng.Read(s.rnd[:])
 	exp := c.IssuedAt + c.TTL
 
 	p, jtiEnd := k.appendPayload(s.payload[:0], &s.rnd, c, exp)
-	jti := string(p[len(`{"jti":"`):jtiEnd])
 	s.payload = p
+	jti := p[len(`{"jti":"`):jtiEnd]
 
-	o := s.out[:0]
-	o = append(o, header(c.Region)...)
+	b64 := base64.RawURLEncoding
+	o := append(s.out[:0], header(c.Region)...)
 	o = append(o, '.')
-	o = base64.RawURLEncoding.AppendEncode(o, p)
+	o = b64.AppendEncode(o, p)
 	m := k.mac()
 	m.Write(o)
 	mac := m.Sum(s.mac[:0])
 	k.macs.Put(m)
 	o = append(o, '.')
-	o = base64.RawURLEncoding.AppendEncode(o, mac)
+	o = b64.AppendEncode(o, mac)
+	n := len(o)
+	o = append(o, jti...)
 	s.out = o
+	all := string(o)
 
 	raise(&k.lastSigned, c.IssuedAt)
 	raise(&k.outstandingUntil, exp)
-	return Token{JWT: string(o), ID: jti, IssuedAt: c.IssuedAt, ExpiresAt: exp}, nil
+	return Token{JWT: all[:n], ID: all[n:], IssuedAt: c.IssuedAt, ExpiresAt: exp}, nil
 }
 
 // appendPayload appends the claims JSON and returns it with the offset
