@@ -66,6 +66,7 @@ type options struct {
 	rounds           int
 	tokendBin        string
 	keep, enforce    bool
+	tokendArgs       string
 }
 
 func main() {
@@ -87,6 +88,7 @@ func main() {
 	fs.StringVar(&o.tokendBin, "tokend", "", "tokend binary to run; empty: build github.com/tokend/tokend/cmd/tokend")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (tokend's data, policy, audit log)")
 	fs.BoolVar(&o.enforce, "enforce", false, "exit 1 when a target is missed")
+	fs.StringVar(&o.tokendArgs, "tokend-args", "", "more flags for tokend, space-separated (e.g. '--gc-headroom-mib 0' to measure with Go's default collector pacing)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./load [flags]   (from bench/; or make load ARGS='...')\n\n"+
 			"Loads tokend (auth, policy, audit on) and bare gRPC and HTTP ceilings, and prints the ratios.\n\n")
@@ -173,7 +175,7 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 		return false, err
 	}
 	children = append(children, grpcCeil)
-	tk, err := startTokend(ctx, bin, dir)
+	tk, err := startTokend(ctx, bin, dir, strings.Fields(o.tokendArgs))
 	if err != nil {
 		return false, err
 	}
@@ -307,7 +309,11 @@ func printHeader(w io.Writer, o options, restSize, ceilSize int) {
 		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(w, "load: closed loop, %d workers, %v warm-up + %v measured per target in %d interleaved round(s), HTTP/1.1 keep-alive, %d gRPC connection(s); generator and servers share the CPUs\n",
 		o.concurrency, o.warmup, o.duration, o.rounds, o.grpcConns)
-	fmt.Fprintf(w, "tokend: credential auth + policy file + audit log on; REST /token answers %d bytes, the HTTP ceiling %d\n\n", restSize, ceilSize)
+	extra := ""
+	if o.tokendArgs != "" {
+		extra = "; extra flags: " + o.tokendArgs
+	}
+	fmt.Fprintf(w, "tokend: credential auth + policy file + audit log on%s; REST /token answers %d bytes, the HTTP ceiling %d\n\n", extra, restSize, ceilSize)
 }
 
 func printTable(w io.Writer, rs []*result) {

@@ -92,7 +92,7 @@ func freeAddr() (string, error) {
 // data dir under dir, the seed, a master key and admin token of its own,
 // the policy above, the audit log in dir. It waits until tokend is ready,
 // then creates the load credential through the admin API.
-func startTokend(ctx context.Context, bin, dir string) (*tokendProc, error) {
+func startTokend(ctx context.Context, bin, dir string, extra []string) (*tokendProc, error) {
 	dataDir := filepath.Join(dir, "data")
 	policyFile := filepath.Join(dir, "policy.yaml")
 	auditLog := filepath.Join(dir, "audit.log")
@@ -135,6 +135,7 @@ func startTokend(ctx context.Context, bin, dir string) (*tokendProc, error) {
 		"--audit-log", auditLog,
 		"--log-level", "warn",
 	)
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Env = env
 	c, err := start("tokend", cmd)
 	if err != nil {
