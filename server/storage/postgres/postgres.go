@@ -181,19 +181,30 @@ type querier interface {
 }
 
 func queryApplications(ctx context.Context, q querier) ([]storage.Application, error) {
+	return queryApplicationsSized(ctx, q, 0)
+}
+
+// queryApplicationsSized reads every application into a slice made with
+// capacity n.
+func queryApplicationsSized(ctx context.Context, q querier, n int) ([]storage.Application, error) {
 	rows, err := q.Query(ctx, `SELECT `+applicationColumns+` FROM applications ORDER BY sid`)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.Application, error) { return scanApplication(row) })
+	return pgx.AppendRows(make([]storage.Application, 0, n), rows, func(row pgx.CollectableRow) (storage.Application, error) { return scanApplication(row) })
 }
 
 func queryKeys(ctx context.Context, q querier, query string, args ...any) ([]storage.Key, error) {
+	return queryKeysSized(ctx, q, 0, query, args...)
+}
+
+// queryKeysSized is queryKeys into a slice made with capacity n.
+func queryKeysSized(ctx context.Context, q querier, n int, query string, args ...any) ([]storage.Key, error) {
 	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.Key, error) { return scanKey(row) })
+	return pgx.AppendRows(make([]storage.Key, 0, n), rows, func(row pgx.CollectableRow) (storage.Key, error) { return scanKey(row) })
 }
 
 // lockApplication locks the row of an application until the end of the
@@ -760,11 +771,17 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 		if err := tx.QueryRow(ctx, `SELECT value FROM revision WHERE id = 1`).Scan(&snap.Revision); err != nil {
 			return fmt.Errorf("read revision: %w", err)
 		}
+		// Counted first, so that the slices are made once at their size
+		// rather than grown (and copied) a row at a time.
+		var nApps, nKeys int
+		if err := tx.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM applications), (SELECT COUNT(*) FROM keys)`).Scan(&nApps, &nKeys); err != nil {
+			return fmt.Errorf("count rows: %w", err)
+		}
 		var err error
-		if snap.Applications, err = queryApplications(ctx, tx); err != nil {
+		if snap.Applications, err = queryApplicationsSized(ctx, tx, nApps); err != nil {
 			return fmt.Errorf("read applications: %w", err)
 		}
-		if snap.Keys, err = queryKeys(ctx, tx, `SELECT `+keyColumns+` FROM keys ORDER BY application_sid, created_at, sid`); err != nil {
+		if snap.Keys, err = queryKeysSized(ctx, tx, nKeys, `SELECT `+keyColumns+` FROM keys ORDER BY application_sid, created_at, sid`); err != nil {
 			return fmt.Errorf("read keys: %w", err)
 		}
 		if snap.Credentials, err = queryCredentials(ctx, tx); err != nil {
