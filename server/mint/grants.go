@@ -181,14 +181,47 @@ func appendNumber(dst []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plainPrefix returns the length of s's longest prefix of bytes that
+// AppendString copies as they are: ASCII from 0x20 up, but '"' and '\\'.
+// It tests eight bytes at a time (the "has a byte less than n" and "has a
+// zero byte" word tricks); a word it flags is finished byte by byte, so a
+// false alarm only costs speed.
+func plainPrefix(s string) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		ctl := (w - 0x20*ones) &^ w & highs // a byte < 0x20
+		q := w ^ ('"' * ones)
+		q = (q - ones) &^ q & highs // a '"'
+		bs := w ^ ('\\' * ones)
+		bs = (bs - ones) &^ bs & highs // a '\\'
+		if ctl|q|bs|(w&highs) != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			break
+		}
+	}
+	return i
+}
+
 // AppendString appends s as a JSON string. Quotes, backslashes and control
 // characters are escaped; U+2028 and U+2029 too, so a token's JSON is also
 // safe inside JavaScript source. Invalid UTF-8 becomes U+FFFD (callers
 // reject it before minting).
 func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
+	// Most strings (a token, a SID, an identity) need no escaping at all:
+	// find the plain prefix eight bytes at a time, then go byte by byte.
+	start := 0 // s[start:i] is plain and not yet appended
+	for i := plainPrefix(s); i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {

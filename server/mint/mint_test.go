@@ -1,7 +1,9 @@
 package mint_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -155,6 +157,9 @@ func FuzzAppendString(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		raw := mint.AppendString(nil, s)
+		if want := refAppendString(nil, s); !bytes.Equal(raw, want) {
+			t.Fatalf("AppendString(%q) = %s, the byte-by-byte reference gives %s", s, raw, want)
+		}
 		var got string
 		if err := json.Unmarshal(raw, &got); err != nil {
 			t.Fatalf("AppendString(%q) = %s, not a JSON string: %v", s, raw, err)
@@ -163,6 +168,80 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("AppendString(%q) decodes to %q", s, got)
 		}
 	})
+}
+
+// refAppendString is AppendString as it was before its eight-bytes-at-a-
+// time prefix scan: one byte at a time. AppendString must give the same
+// bytes for every input.
+func refAppendString(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// TestAppendStringMatchesReference: random strings of every length up to
+// 40, each byte from a set weighted towards the bytes the prefix scan must
+// stop at (every position of an 8-byte word, and across words).
+func TestAppendStringMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	special := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, '"', '\\', 0x5b, 0x5d, 0x7e, 0x7f, 0x80, 0xc3, 0xa9, 0xe2, 0x80, 0xa8, 0xff}
+	for n := range 200_000 {
+		b := make([]byte, rng.IntN(41))
+		for i := range b {
+			if rng.IntN(8) == 0 {
+				b[i] = special[rng.IntN(len(special))]
+			} else {
+				b[i] = byte('a' + rng.IntN(26))
+			}
+		}
+		s := string(b)
+		if got, want := mint.AppendString(nil, s), refAppendString(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("case %d: AppendString(%q) = %s, reference %s", n, s, got, want)
+		}
+	}
 }
 
 // BenchmarkSign mints the seed's voice token: the mint core. make bench
