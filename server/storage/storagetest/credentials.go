@@ -543,6 +543,7 @@ func testConcurrentCredentialSnapshot(t *testing.T, s storage.Store) {
 		}
 	}
 	time.Sleep(tick)
+	awaitSnapshots(&mu, &seen)
 	cancel()
 	readers.Wait()
 

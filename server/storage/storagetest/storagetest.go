@@ -53,6 +53,21 @@ const (
 	tick = 5 * time.Millisecond
 )
 
+// awaitSnapshots waits, up to 10 s, until the concurrent readers of a test
+// have taken a snapshot: on a loaded machine the writes can all be done
+// before any reader's first snapshot is. A store whose snapshots never
+// finish still fails the test ("readers took no snapshot").
+func awaitSnapshots(mu *sync.Mutex, seen *[]storage.Snapshot) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(tick) {
+		mu.Lock()
+		n := len(*seen)
+		mu.Unlock()
+		if n > 0 {
+			return
+		}
+	}
+}
+
 // cmpOpts compares values read from a store: times within timeTolerance,
 // nil and empty slices alike (an empty DefaultGrants means the default,
 // whether nil or not).
@@ -1647,6 +1662,7 @@ func testConcurrentSnapshot(t *testing.T, s storage.Store) {
 	}
 	// Let the readers see the final state too.
 	time.Sleep(tick)
+	awaitSnapshots(&mu, &seen)
 	cancel()
 	readers.Wait()
 
