@@ -323,7 +323,10 @@ func (ks *Keystore) reload(ctx context.Context) error {
 		digest := sha256.Sum256(k.SealedSecret)
 		var mk *mint.Key
 		i, found := old.find(k.SID, app.SID)
-		if found && old.keys[i].sealed == digest {
+		if found && old.keys[i].sealed == digest && old.keys[i].Key.AccountSID() == app.AccountSID {
+			// The same secret for the same account: the same key (a key
+			// signs its account SID into every token, so a changed account
+			// makes a new one).
 			mk = old.keys[i].Key
 		} else {
 			secret, err := keyring.Open(k.SealedSecret, k.MasterKeyID, secrets.AssociatedData(k.ApplicationSID, k.SID))

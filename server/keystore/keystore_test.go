@@ -87,4 +87,22 @@ func TestFindKeyAndReload(t *testing.T) {
 	if a.Key(key2) != ks.FindKey(key2)[0].Key || ks.Lookup(appB).Key(key1) != ks.FindKey(key1)[1].Key {
 		t.Error("FindKey and the applications disagree")
 	}
+
+	// A new account SID for an application (the seed's ACCOUNT_SID
+	// changed) with the same sealed secrets: its keys sign for the new
+	// account.
+	const acct2 = "AC00000000000000000000000000000002"
+	snap.Revision = 3
+	snap.Applications[1].AccountSID = acct2 // appA
+	if err := ks.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range ks.Lookup(appA).Keys {
+		if k.AccountSID() != acct2 {
+			t.Errorf("key %s of %s signs for %s after the account changed to %s", k.SID(), appA, k.AccountSID(), acct2)
+		}
+	}
+	if k := ks.Lookup(appB).Key(key1); k.AccountSID() != acct || k != beforeB {
+		t.Errorf("key %s of %s: account %s (want %s), reopened %v (want the same key)", key1, appB, k.AccountSID(), acct, k != beforeB)
+	}
 }
