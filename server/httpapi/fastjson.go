@@ -5,9 +5,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/mint"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // jsonMarshaler is the gateway's JSON marshaler (protojson with the proto

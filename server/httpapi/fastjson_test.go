@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
 var protoJSON = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProtoNames: true}}
