@@ -2,7 +2,6 @@ package storagetest
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -483,54 +482,8 @@ func testConcurrentCreateCredential(t *testing.T, s storage.Store) {
 // writes while readers take snapshots: every snapshot must be the state of
 // its revision, credentials included.
 func testConcurrentCredentialSnapshot(t *testing.T, s storage.Store) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-
-	recorded := map[int64]storage.Snapshot{}
-	record := func(t *testing.T, call string) {
-		t.Helper()
-		snap, err := s.Snapshot(ctx)
-		if err != nil {
-			t.Errorf("Snapshot() after %s = %v, want nil error", call, err)
-			return
-		}
-		if _, ok := recorded[snap.Revision]; ok {
-			t.Errorf("Snapshot().Revision after %s = %d, a revision an earlier write had", call, snap.Revision)
-		}
-		recorded[snap.Revision] = sortedSnapshot(snap)
-	}
-	record(t, "nothing")
-
-	var (
-		mu   sync.Mutex
-		seen []storage.Snapshot
-	)
-	var readers sync.WaitGroup
-	for range 3 {
-		readers.Go(func() {
-			for ctx.Err() == nil {
-				snap, err := s.Snapshot(ctx)
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					t.Errorf("Snapshot() = %v, want nil error", err)
-					return
-				}
-				mu.Lock()
-				seen = append(seen, snap)
-				mu.Unlock()
-			}
-		})
-	}
-
-	write := func(call string, err error) {
-		if err != nil {
-			t.Errorf("%s = %v, want nil error", call, err)
-			return
-		}
-		record(t, call)
-	}
+	c := newSnapshotChecker(t, s)
+	ctx, write := c.ctx, c.write
 	for n := 1; n <= 8; n++ {
 		write("CreateCredential", s.CreateCredential(ctx, newCredential(n)))
 		if n%3 == 0 {
@@ -542,26 +495,9 @@ func testConcurrentCredentialSnapshot(t *testing.T, s storage.Store) {
 			write("DeleteCredential", s.DeleteCredential(ctx, credName(n-1)))
 		}
 	}
-	time.Sleep(tick)
-	awaitSnapshots(&mu, &seen)
-	cancel()
-	readers.Wait()
-
-	if len(seen) == 0 {
-		t.Fatal("readers took no snapshot")
-	}
-	for _, snap := range seen {
+	for _, snap := range c.finish() {
 		if !slices.IsSortedFunc(snap.Credentials, compareCredentials) {
 			t.Errorf("Snapshot().Credentials not ordered by name: %q", credentialNames(snap.Credentials))
 		}
-		want, ok := recorded[snap.Revision]
-		if !ok {
-			t.Errorf("Snapshot().Revision = %d, a revision no write produced", snap.Revision)
-			continue
-		}
-		if diff := cmp.Diff(want, sortedSnapshot(snap), cmpOpts); diff != "" {
-			t.Errorf("Snapshot() at revision %d is not the state of that revision (-want +got):\n%s", snap.Revision, diff)
-		}
 	}
-	t.Logf("checked %d concurrent snapshots against %d revisions", len(seen), len(recorded))
 }

@@ -53,21 +53,6 @@ const (
 	tick = 5 * time.Millisecond
 )
 
-// awaitSnapshots waits, up to 10 s, until the concurrent readers of a test
-// have taken a snapshot: on a loaded machine the writes can all be done
-// before any reader's first snapshot is. A store whose snapshots never
-// finish still fails the test ("readers took no snapshot").
-func awaitSnapshots(mu *sync.Mutex, seen *[]storage.Snapshot) {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(tick) {
-		mu.Lock()
-		n := len(*seen)
-		mu.Unlock()
-		if n > 0 {
-			return
-		}
-	}
-}
-
 // cmpOpts compares values read from a store: times within timeTolerance,
 // nil and empty slices alike (an empty DefaultGrants means the default,
 // whether nil or not).
@@ -1589,57 +1574,108 @@ func testConcurrentActivateKey(t *testing.T, s storage.Store) {
 	checkSnapshot(t, s)
 }
 
-func testConcurrentSnapshot(t *testing.T, s storage.Store) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
+// snapshotChecker checks Snapshot under concurrent writes: one writer
+// records the snapshot after each of its writes (with no other writer,
+// that is the content of the store at that revision) while three readers
+// take snapshots in a loop; finish compares each reader's snapshot with
+// the recorded state of its revision.
+type snapshotChecker struct {
+	t        *testing.T
+	s        storage.Store
+	ctx      context.Context
+	cancel   context.CancelFunc
+	recorded map[int64]storage.Snapshot
+	readers  sync.WaitGroup
+	mu       sync.Mutex
+	seen     []storage.Snapshot
+}
 
-	// A single writer records the snapshot after each of its writes: with
-	// no other writer, that is the content of the store at that revision.
-	recorded := map[int64]storage.Snapshot{}
-	record := func(t *testing.T, call string) {
-		t.Helper()
-		snap, err := s.Snapshot(ctx)
-		if err != nil {
-			t.Errorf("Snapshot() after %s = %v, want nil error", call, err)
-			return
-		}
-		if _, ok := recorded[snap.Revision]; ok {
-			t.Errorf("Snapshot().Revision after %s = %d, a revision an earlier write had", call, snap.Revision)
-		}
-		recorded[snap.Revision] = sortedSnapshot(snap)
-	}
-	record(t, "nothing")
-
-	var (
-		mu   sync.Mutex
-		seen []storage.Snapshot
-	)
-	var readers sync.WaitGroup
+func newSnapshotChecker(t *testing.T, s storage.Store) *snapshotChecker {
+	c := &snapshotChecker{t: t, s: s, recorded: map[int64]storage.Snapshot{}}
+	c.ctx, c.cancel = context.WithCancel(t.Context())
+	t.Cleanup(c.cancel)
+	c.record("nothing")
 	for range 3 {
-		readers.Go(func() {
-			for ctx.Err() == nil {
-				snap, err := s.Snapshot(ctx)
-				if ctx.Err() != nil {
+		c.readers.Go(func() {
+			for c.ctx.Err() == nil {
+				snap, err := s.Snapshot(c.ctx)
+				if c.ctx.Err() != nil {
 					return
 				}
 				if err != nil {
 					t.Errorf("Snapshot() = %v, want nil error", err)
 					return
 				}
-				mu.Lock()
-				seen = append(seen, snap)
-				mu.Unlock()
+				c.mu.Lock()
+				c.seen = append(c.seen, snap)
+				c.mu.Unlock()
 			}
 		})
 	}
+	return c
+}
 
-	write := func(call string, err error) {
-		if err != nil {
-			t.Errorf("%s = %v, want nil error", call, err)
-			return
-		}
-		record(t, call)
+func (c *snapshotChecker) record(call string) {
+	c.t.Helper()
+	snap, err := c.s.Snapshot(c.ctx)
+	if err != nil {
+		c.t.Errorf("Snapshot() after %s = %v, want nil error", call, err)
+		return
 	}
+	if _, ok := c.recorded[snap.Revision]; ok {
+		c.t.Errorf("Snapshot().Revision after %s = %d, a revision an earlier write had", call, snap.Revision)
+	}
+	c.recorded[snap.Revision] = sortedSnapshot(snap)
+}
+
+// write checks a write's error and records the snapshot after it.
+func (c *snapshotChecker) write(call string, err error) {
+	c.t.Helper()
+	if err != nil {
+		c.t.Errorf("%s = %v, want nil error", call, err)
+		return
+	}
+	c.record(call)
+}
+
+// finish lets the readers see the final state too, waits (up to 10 s)
+// for a reader's first snapshot, since on a loaded machine the writes can
+// all be done before any reader's first snapshot is, stops the readers
+// and checks every snapshot they took. It returns them.
+func (c *snapshotChecker) finish() []storage.Snapshot {
+	c.t.Helper()
+	time.Sleep(tick)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(tick) {
+		c.mu.Lock()
+		n := len(c.seen)
+		c.mu.Unlock()
+		if n > 0 {
+			break
+		}
+	}
+	c.cancel()
+	c.readers.Wait()
+
+	if len(c.seen) == 0 {
+		c.t.Fatal("readers took no snapshot")
+	}
+	for _, snap := range c.seen {
+		want, ok := c.recorded[snap.Revision]
+		if !ok {
+			c.t.Errorf("Snapshot().Revision = %d, a revision no write produced", snap.Revision)
+			continue
+		}
+		if diff := cmp.Diff(want, sortedSnapshot(snap), cmpOpts); diff != "" {
+			c.t.Errorf("Snapshot() at revision %d is not the state of that revision (-want +got):\n%s", snap.Revision, diff)
+		}
+	}
+	c.t.Logf("checked %d concurrent snapshots against %d revisions", len(c.seen), len(c.recorded))
+	return c.seen
+}
+
+func testConcurrentSnapshot(t *testing.T, s storage.Store) {
+	c := newSnapshotChecker(t, s)
+	ctx, write := c.ctx, c.write
 	for n := 1; n <= 6; n++ {
 		app := newApp(n)
 		write("CreateApplication", s.CreateApplication(ctx, app))
@@ -1660,24 +1696,5 @@ func testConcurrentSnapshot(t *testing.T, s storage.Store) {
 			write("DeleteApplication", s.DeleteApplication(ctx, appSID(n-1)))
 		}
 	}
-	// Let the readers see the final state too.
-	time.Sleep(tick)
-	awaitSnapshots(&mu, &seen)
-	cancel()
-	readers.Wait()
-
-	if len(seen) == 0 {
-		t.Fatal("readers took no snapshot")
-	}
-	for _, snap := range seen {
-		want, ok := recorded[snap.Revision]
-		if !ok {
-			t.Errorf("Snapshot().Revision = %d, a revision no write produced", snap.Revision)
-			continue
-		}
-		if diff := cmp.Diff(want, sortedSnapshot(snap), cmpOpts); diff != "" {
-			t.Errorf("Snapshot() at revision %d is not the state of that revision (-want +got):\n%s", snap.Revision, diff)
-		}
-	}
-	t.Logf("checked %d concurrent snapshots against %d revisions", len(seen), len(recorded))
+	c.finish()
 }
