@@ -35,9 +35,7 @@ func BenchmarkTokend(b *testing.B) {
 	c := &mint.Claims{Identity: "user", Grants: grants, IssuedAt: 1700000000, TTL: 3600}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := k.Sign(c); err != nil {
-			b.Fatal(err)
-		}
+		k.Sign(c)
 	}
 }
 

@@ -268,7 +268,6 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		Keys:               s.keys,
 		DefaultIdentity:    s.cfg.DefaultIdentity,
 		DefaultApplication: s.cfg.DefaultApplication,
-		Logger:             s.log,
 		Policy:             s.policy,
 		PrincipalLimit:     s.principalLimit,
 		IdentityLimit:      s.identityLimit,

@@ -299,13 +299,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("refusing to listen on %s beyond loopback without caller authentication: anyone reaching it could mint any identity; set --policy-file (and TLS, OIDC, a trusted proxy or credentials), or listen on 127.0.0.1", ln.Addr())
 		}
 	}
-	// Tune the collector for as long as tokend serves (see gctune).
+	// Tune the collector for as long as tokend serves (see gctune; Run
+	// returns at once when it is off).
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
-	headroom := uint64(o.gcHeadroomMiB) << 20
-	if gctune.Enabled(headroom) {
-		go gctune.Run(gcCtx, headroom)
-	}
+	go gctune.Run(gcCtx, uint64(o.gcHeadroomMiB)<<20)
 	return srv.Serve(ctx, grpcLn, httpLn)
 }
 

@@ -6,7 +6,6 @@ package tokenapi
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -38,8 +37,6 @@ type Config struct {
 	DefaultApplication string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
-	// Logger receives internal errors; nil means slog.Default().
-	Logger *slog.Logger
 	// Policy decides which caller may mint what. Nil is development mode:
 	// any caller (anonymous on loopback) may mint anything, as the seed's
 	// Twilio Function allowed.
@@ -69,9 +66,6 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	return &Service{cfg: cfg}
 }
@@ -182,11 +176,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		IssuedAt: s.cfg.Now().Unix(),
 		TTL:      ttl,
 	}
-	tok, err := key.Sign(claims)
-	if err != nil {
-		s.cfg.Logger.ErrorContext(ctx, "sign token", "application_sid", app.SID, "api_key_sid", key.SID(), "error", err)
-		return nil, status.Error(codes.Internal, "cannot sign the token now")
-	}
+	tok := key.Sign(claims)
 	s.audit(ctx, caller, identity, app.SID, grants, tok.ID, tok.ExpiresAt, decision, codes.OK)
 	return &tokenv1.MintResponse{
 		Token:          tok.JWT,

@@ -88,9 +88,8 @@ func newVerifyEnv(tb testing.TB) *verifyEnv {
 		tb.Fatal(err)
 	}
 	env.svc = tokenapi.New(tokenapi.Config{
-		Keys:   env.ks,
-		Now:    func() time.Time { return time.Unix(env.now.Load(), 0) },
-		Logger: log,
+		Keys: env.ks,
+		Now:  func() time.Time { return time.Unix(env.now.Load(), 0) },
 	})
 	return env
 }
