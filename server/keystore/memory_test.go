@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -80,11 +78,6 @@ func TestMemoryPerApplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := heapInUse()
-	if p := os.Getenv("KEYSTORE_HEAP_PROFILE"); p != "" {
-		f, _ := os.Create(p)
-		pprof.Lookup("heap").WriteTo(f, 0)
-		f.Close()
-	}
 	per := float64(after-before) / apps
 	t.Logf("keystore: %.0f bytes per application with 2 keys (%d applications: %.1f MiB)", per, apps, float64(after-before)/(1<<20))
 	if per > maxBytesPerApp {
