@@ -15,7 +15,6 @@ type hist struct {
 	counts   [numBuckets]uint64
 	n        uint64
 	min, max int64
-	sum      float64
 }
 
 const (
@@ -57,7 +56,6 @@ func (h *hist) record(d time.Duration) {
 	}
 	h.counts[bucketOf(v)]++
 	h.n++
-	h.sum += float64(v)
 }
 
 func (h *hist) merge(o *hist) {
@@ -74,7 +72,6 @@ func (h *hist) merge(o *hist) {
 		h.counts[i] += c
 	}
 	h.n += o.n
-	h.sum += o.sum
 }
 
 // quantile is the value at quantile q (0 < q <= 1): the upper bound of the
@@ -93,11 +90,4 @@ func (h *hist) quantile(q float64) time.Duration {
 		}
 	}
 	return time.Duration(h.max)
-}
-
-func (h *hist) mean() time.Duration {
-	if h.n == 0 {
-		return 0
-	}
-	return time.Duration(h.sum / float64(h.n))
 }

@@ -23,7 +23,7 @@ func TestEnsure(t *testing.T) {
 			t.Errorf("Ensure(%q) = %q, want a new 32-hex id", id, got)
 		}
 	}
-	if requestid.New() == requestid.New() {
+	if a, b := requestid.New(), requestid.New(); a == b {
 		t.Error("New() returned the same id twice")
 	}
 }
