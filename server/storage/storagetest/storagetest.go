@@ -1698,3 +1698,96 @@ func testConcurrentSnapshot(t *testing.T, s storage.Store) {
 	}
 	c.finish()
 }
+
+// Reopen writes through a store that open opens, closes it, and opens the
+// same store (a file, a schema: open decides) twice more: each time the
+// snapshot must be what it was before closing, which also checks that
+// opening is idempotent (migrations). Then a write on the reopened store
+// must go on from the same revision. open must fail the test if it cannot
+// open the store; Reopen returns the last store it opened, still open, for
+// backend-specific checks.
+func Reopen(t *testing.T, open func(t *testing.T) storage.Store) storage.Store {
+	t.Helper()
+	ctx := t.Context()
+	s := open(t)
+	app := storage.Application{
+		SID:           "AP00000000000000000000000000000001",
+		AccountSID:    "AC00000000000000000000000000000001",
+		FriendlyName:  "reopened",
+		DefaultGrants: []byte(`{"voice":{}}`),
+		MaxTTLSeconds: 600,
+		Region:        "au1",
+	}
+	other := app
+	other.SID = "AP00000000000000000000000000000002"
+	key := func(n byte, state storage.KeyState) storage.Key {
+		return storage.Key{
+			ApplicationSID: app.SID,
+			SID:            "SK0000000000000000000000000000000" + string('0'+n),
+			SealedSecret:   []byte{0, 0xff, n},
+			MasterKeyID:    "master-1",
+			State:          state,
+		}
+	}
+	signed := time.Date(2030, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	steps := []struct {
+		name string
+		err  error
+	}{
+		{"CreateApplication", s.CreateApplication(ctx, app)},
+		{"CreateApplication", s.CreateApplication(ctx, other)},
+		{"CreateKey", s.CreateKey(ctx, key(1, storage.KeyActive))},
+		{"CreateKey", s.CreateKey(ctx, key(2, storage.KeyRetired))},
+		{"CreateKey", s.CreateKey(ctx, key(3, storage.KeyActive))},
+		{"ActivateKey", s.ActivateKey(ctx, app.SID, key(2, "").SID)},
+		{"DeleteKey", s.DeleteKey(ctx, app.SID, key(1, "").SID)},
+		{"ResealKeys", s.ResealKeys(ctx, []storage.Sealed{{ApplicationSID: app.SID, SID: key(3, "").SID, SealedSecret: []byte{9, 9}, MasterKeyID: "master-2"}})},
+		{"RecordKeyUsage", s.RecordKeyUsage(ctx, []storage.KeyUsage{{ApplicationSID: app.SID, SID: key(2, "").SID, LastSignedAt: signed, OutstandingUntil: signed.Add(time.Hour)}})},
+		{"DeleteApplication", s.DeleteApplication(ctx, other.SID)},
+	}
+	for _, st := range steps {
+		if st.err != nil {
+			t.Fatalf("%s = %v", st.name, st.err)
+		}
+	}
+	if _, err := s.UpdateApplication(ctx, app.SID, func(a storage.Application) (storage.Application, error) {
+		a.FriendlyName = "updated before reopening"
+		return a, nil
+	}); err != nil {
+		t.Fatalf("UpdateApplication = %v", err)
+	}
+	want, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("Snapshot() = %v", err)
+	}
+	if len(want.Applications) != 1 || len(want.Keys) != 2 || want.Revision == 0 {
+		t.Fatalf("Snapshot() before reopening = %+v, want 1 application, 2 keys and a revision", want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+
+	for range 2 { // reopening twice also checks that migrations are idempotent
+		s := open(t)
+		got, err := s.Snapshot(ctx)
+		if err != nil {
+			t.Fatalf("Snapshot() after reopening = %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Snapshot() after reopening mismatch (-before +after):\n%s", diff)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close() = %v", err)
+		}
+	}
+
+	// A reopened store goes on from the same revision.
+	s = open(t)
+	if err := s.ActivateKey(ctx, app.SID, key(3, "").SID); err != nil {
+		t.Fatalf("ActivateKey = %v", err)
+	}
+	if rev, err := s.Revision(ctx); err != nil || rev <= want.Revision {
+		t.Errorf("Revision() after a write on the reopened store = %d, %v, want > %d", rev, err, want.Revision)
+	}
+	return s
+}
