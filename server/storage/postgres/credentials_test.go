@@ -2,12 +2,11 @@ package postgres
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/storage/storagetest"
 )
 
 // TestUpgradeFromVersion1 opens a schema created by the first migration
@@ -54,25 +53,7 @@ func TestUpgradeFromVersion1(t *testing.T) {
 	if count, version := schemaVersion(t, s); count != len(ms) || version != len(ms) {
 		t.Errorf("schema_migrations after OpenSchema = %d rows up to version %d, want %d rows up to %d", count, version, len(ms), len(ms))
 	}
-	snap, err := s.Snapshot(ctx)
-	if err != nil {
-		t.Fatalf("Snapshot() = %v", err)
-	}
-	if snap.Revision != 7 || len(snap.Applications) != 1 || snap.Applications[0].FriendlyName != "old" ||
-		len(snap.Keys) != 1 || !bytes.Equal(snap.Keys[0].SealedSecret, []byte{0, 0xff}) || len(snap.Credentials) != 0 {
-		t.Errorf("Snapshot() after the upgrade = %+v, want the old application and key at revision 7, no credentials", snap)
-	}
-	sum := sha256.Sum256([]byte("token"))
-	if err := s.CreateCredential(ctx, storage.Credential{Name: "ci", Hash: sum[:], Groups: []string{"admin"}}); err != nil {
-		t.Fatalf("CreateCredential after the upgrade = %v", err)
-	}
-	creds, err := s.ListCredentials(ctx)
-	if err != nil || len(creds) != 1 || creds[0].Name != "ci" || !bytes.Equal(creds[0].Hash, sum[:]) {
-		t.Errorf("ListCredentials() after the upgrade = %+v, %v, want ci", creds, err)
-	}
-	if rev, err := s.Revision(ctx); err != nil || rev != 8 {
-		t.Errorf("Revision() = %d, %v, want 8", rev, err)
-	}
+	storagetest.CheckUpgradedFromV1(t, s)
 	// Opening again changes nothing.
 	s2 := openSchema(t, dsn, schema)
 	if count, version := schemaVersion(t, s2); count != len(ms) || version != len(ms) {

@@ -2,13 +2,12 @@ package sqlite
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"database/sql"
 	"net/url"
 	"path/filepath"
 	"testing"
 
-	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/storage/storagetest"
 )
 
 // TestUpgradeFromVersion1 opens a database created by the first migration
@@ -56,25 +55,7 @@ func TestUpgradeFromVersion1(t *testing.T) {
 	if err := s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != len(ms) {
 		t.Errorf("PRAGMA user_version after Open = %d, %v, want %d", version, err, len(ms))
 	}
-	snap, err := s.Snapshot(ctx)
-	if err != nil {
-		t.Fatalf("Snapshot() = %v", err)
-	}
-	if snap.Revision != 7 || len(snap.Applications) != 1 || snap.Applications[0].FriendlyName != "old" ||
-		len(snap.Keys) != 1 || !bytes.Equal(snap.Keys[0].SealedSecret, []byte{0, 0xff}) || len(snap.Credentials) != 0 {
-		t.Errorf("Snapshot() after the upgrade = %+v, want the old application and key at revision 7, no credentials", snap)
-	}
-	sum := sha256.Sum256([]byte("token"))
-	if err := s.CreateCredential(ctx, storage.Credential{Name: "ci", Hash: sum[:], Groups: []string{"admin"}}); err != nil {
-		t.Fatalf("CreateCredential after the upgrade = %v", err)
-	}
-	creds, err := s.ListCredentials(ctx)
-	if err != nil || len(creds) != 1 || creds[0].Name != "ci" || !bytes.Equal(creds[0].Hash, sum[:]) {
-		t.Errorf("ListCredentials() after the upgrade = %+v, %v, want ci", creds, err)
-	}
-	if rev, err := s.Revision(ctx); err != nil || rev != 8 {
-		t.Errorf("Revision() = %d, %v, want 8", rev, err)
-	}
+	storagetest.CheckUpgradedFromV1(t, s)
 }
 
 // TestCredentialConstraints checks that the database itself refuses what

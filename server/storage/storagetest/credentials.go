@@ -501,3 +501,32 @@ func testConcurrentCredentialSnapshot(t *testing.T, s storage.Store) {
 		}
 	}
 }
+
+// CheckUpgradedFromV1 checks a store opened over a database of schema
+// version 1 (before credentials) that held application AP1 named "old"
+// with key SK1 (sealed secret 00 ff) at revision 7: both are there at
+// revision 7 with no credentials, and a credential can be created and
+// read back, advancing the revision to 8.
+func CheckUpgradedFromV1(t *testing.T, s storage.Store) {
+	t.Helper()
+	ctx := t.Context()
+	snap, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("Snapshot() = %v", err)
+	}
+	if snap.Revision != 7 || len(snap.Applications) != 1 || snap.Applications[0].FriendlyName != "old" ||
+		len(snap.Keys) != 1 || !bytes.Equal(snap.Keys[0].SealedSecret, []byte{0, 0xff}) || len(snap.Credentials) != 0 {
+		t.Errorf("Snapshot() after the upgrade = %+v, want the old application and key at revision 7, no credentials", snap)
+	}
+	sum := sha256.Sum256([]byte("token"))
+	if err := s.CreateCredential(ctx, storage.Credential{Name: "ci", Hash: sum[:], Groups: []string{"admin"}}); err != nil {
+		t.Fatalf("CreateCredential after the upgrade = %v", err)
+	}
+	creds, err := s.ListCredentials(ctx)
+	if err != nil || len(creds) != 1 || creds[0].Name != "ci" || !bytes.Equal(creds[0].Hash, sum[:]) {
+		t.Errorf("ListCredentials() after the upgrade = %+v, %v, want ci", creds, err)
+	}
+	if rev, err := s.Revision(ctx); err != nil || rev != 8 {
+		t.Errorf("Revision() = %d, %v, want 8", rev, err)
+	}
+}
