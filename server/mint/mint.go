@@ -135,8 +135,10 @@ func restore(h hash.Hash, state []byte) {
 	}
 }
 
-// mac appends HMAC-SHA256(key, prefix ‖ msg) to dst, where h is a scratch
-// SHA-256 and inner the state after the ipad block and prefix.
+// mac appends to dst the HMAC-SHA256 of a message whose start the state
+// inner has already hashed (after the ipad block: nothing, with sg.ipad;
+// sg.prefix, with sg.prefixed) and whose rest is msg. h is a scratch
+// SHA-256 state.
 func (sg *signer) mac(dst []byte, h hash.Hash, inner, msg []byte) []byte {
 	n := len(dst)
 	restore(h, inner)
