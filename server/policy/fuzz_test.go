@@ -67,7 +67,7 @@ func FuzzParse(f *testing.F) {
 		for _, c := range callers {
 			for _, g := range grants {
 				for _, id := range []string{"alice", "bob", ""} {
-					d := p.Decide(c, nil, g, id, app1, 60)
+					d := decide(p, c, g, id, app1, 60)
 					if d.Allowed && c.Browser && id != c.Identity {
 						t.Fatalf("browser caller allowed identity %q: %+v", id, d)
 					}

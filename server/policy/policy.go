@@ -55,9 +55,8 @@ package policy
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
-
-	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
 // Caller kinds, as the authentication layer names them.
@@ -183,29 +182,68 @@ type identityRule struct {
 
 type grantRule struct {
 	voice, voiceIncoming, voiceOutgoing bool
-	video, anyRoom                      bool
-	rooms                               *regexp.Regexp // nil when anyRoom
-	roomsSource                         string
-	chat, dataSync, taskRouter, player  bool
+	// outgoingApps: the applications outgoing calls may run through, besides
+	// the signing application when outgoingSelf.
+	outgoingSelf                      bool
+	outgoingApps                      scope
+	params                            scope // keys of voice.outgoing.params
+	voicePush                         scope
+	video, anyRoom                    bool
+	rooms                             *regexp.Regexp // nil when anyRoom
+	roomsSource                       string
+	chat                              bool
+	chatServices, chatPush, chatRoles scope
+	dataSync                          bool
+	syncServices                      scope
+	taskRouter                        bool
+	workspaces, workers, roles        scope
+	player                            bool
 }
 
-// Decide decides whether c may mint a token for identity, signed by the
-// application applicationSID, carrying effectiveGrants (the grants that
-// will be signed: the request's, or the application's defaults; when nil,
-// req's grants are used) and living ttl seconds; ttl 0 means the request
-// named no lifetime, which any rule permits (capped to its MaxTTLSeconds).
+// scope is the values a rule allows for one SID or name a grant carries:
+// any, or those listed (none when the list is empty).
+type scope struct {
+	any  bool
+	list []string
+	fold bool // SIDs: compared without regard to case, as applications are
+}
+
+// anyScope allows every value.
+var anyScope = scope{any: true}
+
+func (s scope) allows(v string) bool {
+	if s.any {
+		return true
+	}
+	for _, a := range s.list {
+		if a == v || s.fold && strings.EqualFold(a, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// describe names what the scope allows, for a denial reason.
+func (s scope) describe() string {
+	if len(s.list) == 0 {
+		return "none"
+	}
+	return strings.Join(s.list, ", ")
+}
+
+// Decide decides whether c may mint a token whose reach is r (see
+// ReachOf: the grants that will be signed, the signing application and
+// the identity) living ttl seconds; ttl 0 means the request named no
+// lifetime, which any rule permits (capped to its MaxTTLSeconds).
 //
 // The first rule that selects c and permits the application, identity,
-// every requested grant and ttl allows the request. Otherwise the request
-// is denied by RuleDefaultDeny and Reason names the failing check of the
-// selecting rule that got furthest. A browser caller asking for another
-// identity than its own is always denied (RuleBrowserIdentity). A nil
-// Policy denies everything.
-func (p *Policy) Decide(c Caller, req *tokenv1.MintRequest, effectiveGrants *tokenv1.Grants, identity, applicationSID string, ttl int64) Decision {
-	g := effectiveGrants
-	if g == nil {
-		g = req.GetGrants()
-	}
+// everything the grants reach and ttl allows the request. Otherwise the
+// request is denied by RuleDefaultDeny and Reason names the failing check
+// of the selecting rule that got furthest. A browser caller asking for
+// another identity than its own is always denied (RuleBrowserIdentity). A
+// nil Policy denies everything.
+func (p *Policy) Decide(c Caller, r *Reach, ttl int64) Decision {
+	identity := r.Identity
 	if c.Browser && (c.Identity == "" || identity != c.Identity) {
 		return Decision{Rule: RuleBrowserIdentity, Reason: "browser callers may only mint for their own identity: " + notOwn(identity, c.Identity)}
 	}
@@ -213,23 +251,39 @@ func (p *Policy) Decide(c Caller, req *tokenv1.MintRequest, effectiveGrants *tok
 		return Decision{Rule: RuleDefaultDeny, Reason: "no policy is loaded"}
 	}
 	bestStage, best, selected := -1, "", false
-	for _, r := range p.Rules {
-		if !r.selects(c) {
+	for _, rule := range p.Rules {
+		if !rule.selects(c) {
 			continue
 		}
 		selected = true
-		stage, reason := r.permits(c, g, identity, applicationSID, ttl)
+		stage, reason := rule.permits(c, r, ttl)
 		if reason == "" {
-			return Decision{Allowed: true, Rule: r.Name, MaxTTLSeconds: r.MaxTTLSeconds}
+			return Decision{Allowed: true, Rule: rule.Name, MaxTTLSeconds: rule.MaxTTLSeconds}
 		}
 		if stage > bestStage {
-			bestStage, best = stage, "rule "+r.Name+": "+reason
+			bestStage, best = stage, "rule "+rule.Name+": "+reason
 		}
 	}
 	if !selected {
 		return Decision{Rule: RuleDefaultDeny, Reason: "no rule selects caller " + c.String()}
 	}
 	return Decision{Rule: RuleDefaultDeny, Reason: best}
+}
+
+// MayMintFor reports whether some rule selects c and permits the
+// application app: whether c may mint some token signed by app. Verify
+// tells only such callers which application a key belongs to. A nil
+// Policy allows nobody.
+func (p *Policy) MayMintFor(c Caller, app string) bool {
+	if p == nil {
+		return false
+	}
+	for _, rule := range p.Rules {
+		if rule.selects(c) && rule.permitsApp(app) {
+			return true
+		}
+	}
+	return false
 }
 
 func notOwn(identity, own string) string {
@@ -261,17 +315,18 @@ func (r *Rule) selects(c Caller) bool {
 
 // permits checks the request against the rule in a fixed order and
 // returns how many checks passed and, if one failed, why.
-func (r *Rule) permits(c Caller, g *tokenv1.Grants, identity, app string, ttl int64) (int, string) {
+func (r *Rule) permits(c Caller, rc *Reach, ttl int64) (int, string) {
+	app := rc.Application
 	if !r.permitsApp(app) {
 		if app == "" {
 			return 0, "no application given"
 		}
 		return 0, "application " + app + " is not allowed"
 	}
-	if why := r.identities.check(c, identity); why != "" {
+	if why := r.identities.check(c, rc.Identity); why != "" {
 		return 1, why
 	}
-	if why := r.grants.check(g); why != "" {
+	if why := r.grants.check(rc); why != "" {
 		return 2, why
 	}
 	if ttl < 0 {
@@ -324,43 +379,123 @@ func (ir *identityRule) check(c Caller, identity string) string {
 	return strings.Join(parts, "; ")
 }
 
-func (gr *grantRule) check(g *tokenv1.Grants) string {
-	if v := g.GetVoice(); v != nil {
+// check returns why the rule does not allow everything rc reaches, or "".
+func (gr *grantRule) check(rc *Reach) string {
+	if rc.Voice {
 		if !gr.voice {
 			return "grant voice is not allowed"
 		}
-		if v.GetIncoming().GetAllow() && !gr.voiceIncoming {
+		if rc.Incoming && !gr.voiceIncoming {
 			return "grant voice.incoming is not allowed"
 		}
-		if o := v.GetOutgoing(); o != nil && (o.GetApplicationSid() != "" || len(o.GetParams()) > 0) && !gr.voiceOutgoing {
-			return "grant voice.outgoing is not allowed"
+		if out := rc.OutgoingApplication; out != "" || len(rc.OutgoingParams) > 0 {
+			if !gr.voiceOutgoing {
+				return "grant voice.outgoing is not allowed"
+			}
+			self := out != "" && strings.EqualFold(out, rc.Application)
+			if !(self && gr.outgoingSelf) && !gr.outgoingApps.allows(out) {
+				return "voice.outgoing.application_sid " + out + " is not allowed: outgoing calls may run through " + gr.describeOutgoing(rc.Application)
+			}
+			if !gr.params.any {
+				for k := range rc.OutgoingParams {
+					if !gr.params.allows(k) {
+						return "voice.outgoing.params key " + strconv.Quote(k) + " is not allowed (allowed keys: " + gr.params.describe() + ")"
+					}
+				}
+			}
+		}
+		if p := rc.PushCredential; p != "" && !gr.voicePush.allows(p) {
+			return "voice.push_credential_sid " + p + " is not allowed (allowed: " + gr.voicePush.describe() + ")"
 		}
 	}
-	if v := g.GetVideo(); v != nil {
+	if rc.Video {
 		if !gr.video {
 			return "grant video is not allowed"
 		}
 		if !gr.anyRoom {
-			room := v.GetRoom()
-			if room == "" {
+			if rc.Room == "" {
 				return `grant video for any room (no room) is not allowed: it needs rooms ".*"`
 			}
-			if !gr.rooms.MatchString(room) {
-				return "video room " + room + " does not match " + gr.roomsSource
+			if !gr.rooms.MatchString(rc.Room) {
+				return "video room " + rc.Room + " does not match " + gr.roomsSource
 			}
 		}
 	}
-	if g.GetChat() != nil && !gr.chat {
-		return "grant chat is not allowed"
+	if rc.Chat {
+		if !gr.chat {
+			return "grant chat is not allowed"
+		}
+		if why := required("chat.service_sid", rc.ChatService, gr.chatServices); why != "" {
+			return why
+		}
+		if why := optional("chat.push_credential_sid", rc.ChatPushCredential, gr.chatPush); why != "" {
+			return why
+		}
+		if why := optional("chat.deployment_role_sid", rc.ChatDeploymentRole, gr.chatRoles); why != "" {
+			return why
+		}
 	}
-	if g.GetDataSync() != nil && !gr.dataSync {
-		return "grant data_sync is not allowed"
+	if rc.Sync {
+		if !gr.dataSync {
+			return "grant data_sync is not allowed"
+		}
+		if why := required("data_sync.service_sid", rc.SyncService, gr.syncServices); why != "" {
+			return why
+		}
 	}
-	if g.GetTaskRouter() != nil && !gr.taskRouter {
-		return "grant task_router is not allowed"
+	if rc.TaskRouter {
+		if !gr.taskRouter {
+			return "grant task_router is not allowed"
+		}
+		if why := required("task_router.workspace_sid", rc.Workspace, gr.workspaces); why != "" {
+			return why
+		}
+		if why := required("task_router.worker_sid", rc.Worker, gr.workers); why != "" {
+			return why
+		}
+		if why := required("task_router.role", rc.Role, gr.roles); why != "" {
+			return why
+		}
 	}
-	if g.GetPlayer() != nil && !gr.player {
+	if rc.Player && !gr.player {
 		return "grant player is not allowed"
 	}
 	return ""
+}
+
+// describeOutgoing names the applications outgoing calls may run through.
+func (gr *grantRule) describeOutgoing(signer string) string {
+	var parts []string
+	if gr.outgoingSelf {
+		parts = append(parts, "the signing application "+signer)
+	}
+	if len(gr.outgoingApps.list) > 0 {
+		parts = append(parts, gr.outgoingApps.list...)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// required checks a value a restricting rule needs the grant to name.
+func required(field, v string, s scope) string {
+	if s.any {
+		return ""
+	}
+	if v == "" {
+		return field + " is required by this rule, which allows only: " + s.describe()
+	}
+	if !s.allows(v) {
+		return field + " " + v + " is not allowed (allowed: " + s.describe() + ")"
+	}
+	return ""
+}
+
+// optional checks a value a grant may leave out.
+func optional(field, v string, s scope) string {
+	if v == "" || s.allows(v) {
+		return ""
+	}
+	return field + " " + v + " is not allowed (allowed: " + s.describe() + ")"
 }

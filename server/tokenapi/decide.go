@@ -26,25 +26,44 @@ import (
 // RuleDevelopment names the decision of development mode (no policy).
 const RuleDevelopment = "development-mode"
 
-// decide applies the caller policy; without one (development mode) every
-// caller may mint.
-func (s *Service) decide(caller auth.Principal, req *tokenv1.MintRequest, grants *tokenv1.Grants, identity, appSID string, ttl int64) policy.Decision {
-	if s.cfg.Policy == nil {
-		return policy.Decision{Allowed: true, Rule: RuleDevelopment}
-	}
+// policyCaller is the caller as the policy names it.
+func policyCaller(caller auth.Principal) policy.Caller {
 	kind := caller.Kind.String()
-	return s.cfg.Policy.Decide(policy.Caller{
+	return policy.Caller{
 		// The policy names callers "kind:name"; auth's names of browser
 		// users already carry that prefix.
 		Kind: kind, Name: strings.TrimPrefix(caller.Name, kind+":"), Identity: caller.Identity,
 		Groups: caller.Groups, Browser: caller.Browser,
-	}, req, grants, identity, appSID, ttl)
+	}
 }
 
-// limit takes a token from the caller's bucket and the identity's; a
-// refusal is ResourceExhausted with a retry-after header (the REST gateway
-// sends it as Retry-After, with status 429).
-func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string) error {
+// decide applies the caller policy to what the token would let its holder
+// do; without a policy (development mode) every caller may mint.
+func (s *Service) decide(caller auth.Principal, r *policy.Reach, ttl int64) policy.Decision {
+	if s.cfg.Policy == nil {
+		return policy.Decision{Allowed: true, Rule: RuleDevelopment}
+	}
+	return s.cfg.Policy.Decide(policyCaller(caller), r, ttl)
+}
+
+// mayMintFor reports whether caller may mint some token signed by the
+// application app: always in development mode, else when a policy rule
+// selects the caller and permits app. Verify tells only such callers
+// which application a key belongs to.
+func (s *Service) mayMintFor(caller auth.Principal, app string) bool {
+	if s.cfg.Policy == nil {
+		return true
+	}
+	return app != "" && s.cfg.Policy.MayMintFor(policyCaller(caller), app)
+}
+
+// limit takes a token from the caller's bucket and, for a mint (not an
+// explanation), the identity's; a refusal is ResourceExhausted with a
+// retry-after header (the REST gateway sends it as Retry-After, with
+// status 429). An explanation costs the caller one token and leaves the
+// identity's bucket alone, so that explaining cannot use up the mints of
+// an identity.
+func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string, explain bool) error {
 	check := func(l interface {
 		Allow(string) (bool, time.Duration)
 	}, scope, key string) error {
@@ -64,7 +83,7 @@ func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, iden
 			return err
 		}
 	}
-	if l := s.cfg.IdentityLimit; l != nil {
+	if l := s.cfg.IdentityLimit; l != nil && !explain {
 		if err := check(l, "identity", appSID+"/"+identity); err != nil {
 			return err
 		}
@@ -72,9 +91,10 @@ func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, iden
 	return nil
 }
 
-// explain answers a validate_only request: the decision (allowed or not),
-// the claims that would be signed and the token's size; nothing is signed
-// and no rate limit is charged.
+// explain answers an allowed validate_only request: the decision, the
+// claims that would be signed and the token's size; nothing is signed. (A
+// denied one is answered PermissionDenied, as a mint is, so that nothing
+// of an application the caller may not mint for is shown.)
 func (s *Service) explain(app *keystore.App, ttl int64, region, identity string, grants *tokenv1.Grants, grantsJSON []byte, caller auth.Principal, d policy.Decision) (*tokenv1.MintResponse, error) {
 	key := app.Active
 	if key == nil {
@@ -109,22 +129,27 @@ func toStruct(raw []byte) *structpb.Struct {
 	return st
 }
 
-// audit writes one record of a mint decision.
-func (s *Service) audit(ctx context.Context, caller auth.Principal, identity, appSID string, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) {
+// audit writes one record of a mint or explain (event) decision, naming
+// what the token authorizes (r).
+func (s *Service) audit(ctx context.Context, event string, caller auth.Principal, r *policy.Reach, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) {
 	if s.cfg.Audit == nil {
 		return
 	}
-	r := audit.Record{
-		Event: audit.EventMint, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
-		Identity: identity, ApplicationSID: appSID, Grants: audit.GrantsSummary(g), JTI: jti,
+	rec := audit.Record{
+		Event: event, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
+		Identity: r.Identity, ApplicationSID: r.Application, Grants: audit.GrantsSummary(g), JTI: jti,
+		OutgoingApplicationSID: r.OutgoingApplication, OutgoingParams: r.ParamKeys(), PushCredentialSID: r.PushCredential,
+		Room: r.Room, ChatServiceSID: r.ChatService, ChatPushCredentialSID: r.ChatPushCredential,
+		ChatDeploymentRoleSID: r.ChatDeploymentRole, SyncServiceSID: r.SyncService,
+		WorkspaceSID: r.Workspace, WorkerSID: r.Worker, TaskRouterRole: r.Role,
 		Decision: audit.Allow, Rule: d.Rule, Reason: d.Reason,
 		ClientAddr: auth.ClientAddr(ctx), RequestID: requestid.FromContext(ctx), Code: code.String(),
 	}
 	if code != codes.OK {
-		r.Decision = audit.Deny
+		rec.Decision = audit.Deny
 	}
 	if exp > 0 {
-		r.Exp = time.Unix(exp, 0)
+		rec.Exp = time.Unix(exp, 0)
 	}
-	s.cfg.Audit.Log(r)
+	s.cfg.Audit.Log(rec)
 }
