@@ -232,10 +232,12 @@ func TestCallerDecisions(t *testing.T) {
 		t.Errorf("validate_only = %v %v, want the decision of rule backend, the claims and the size, and no token", code, resp)
 	}
 
-	// A denied request explained: the decision says no, and why.
+	// A denied request explained: the 403 a mint gets, saying why and
+	// naming the rule, and nothing of the application.
 	code, resp, _ = h.mintAs(t, "rest", caller{bearer: alice}, `{"identity":"bob","validate_only":true}`)
-	if code != codes.OK || get(resp, "decision", "allowed") == true || get(resp, "decision", "rule") != "browser-own-identity" || get(resp, "decision", "reason") == nil || resp["token"] != nil {
-		t.Errorf("validate_only of a denied request = %v %v, want allowed false, the rule and the reason", code, resp)
+	if msg, _ := resp["message"].(string); code != codes.PermissionDenied || !strings.Contains(msg, "(rule browser-own-identity)") ||
+		!strings.Contains(msg, "identity bob is not the caller's own identity alice") || resp["decision"] != nil || resp["account_sid"] != nil {
+		t.Errorf("validate_only of a denied request = %v %v, want PermissionDenied naming the rule and the reason", code, resp)
 	}
 
 	// Every decision is in the audit log, without a token or credential.
