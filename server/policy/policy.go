@@ -11,11 +11,14 @@
 //	    applications: ["AP0123456789abcdef0123456789abcdef", "*"]
 //	    identities: {self: true}   # or {list: [alice, bob]} or {pattern: "^agent_[0-9]+$"}
 //	    grants:
-//	      voice: {incoming: false, outgoing: true}
+//	      voice:
+//	        incoming: false
+//	        outgoing: {applications: [self, "AP1111111111111111111111111111111a"], params: [to]}
+//	        push_credentials: "*"
 //	      video: {rooms: "^support-.*$"}
-//	      chat: true
+//	      chat: {services: ["IS0123456789abcdef0123456789abcdef"]}
 //	      data_sync: true
-//	      task_router: true
+//	      task_router: {workspaces: ["WS0123456789abcdef0123456789abcdef"], roles: [worker]}
 //	      player: false
 //	    max_ttl_seconds: 3600
 //	  - name: browsers
@@ -41,11 +44,22 @@
 //   - identities (required): self (the caller's own identity), list (exact
 //     identities), pattern (a Go regexp, anchored implicitly); any of those
 //     that is set may match.
-//   - grants: what may be requested; an absent grant is not allowed. voice
-//     is true, false or {incoming, outgoing} (a voice grant with neither
-//     incoming nor outgoing only needs the key); video is true (any room) or
-//     {rooms: pattern} where a token for any room (empty room) needs the
-//     pattern ".*"; chat, data_sync, task_router and player are true or false.
+//   - grants: what the token may reach (see Reach); an absent grant is not
+//     allowed. voice is true, false or {incoming, outgoing,
+//     push_credentials} (a voice grant with neither incoming nor outgoing
+//     only needs the key). outgoing is true, false or {applications,
+//     params}: the application outgoing calls run through must be the
+//     signing application ("self") unless applications lists others or is
+//     "*"; params lists the keys voice.outgoing.params may have (absent or
+//     []: none; "*": any). video is true (any room) or {rooms: pattern}
+//     where a token for any room (empty room) needs the pattern ".*". chat
+//     is true, false or {services, push_credentials, deployment_roles};
+//     data_sync true, false or {services}; task_router true, false or
+//     {workspaces, workers, roles}; each a list of SIDs (names for roles)
+//     or "*", any when left out; a listed service, workspace, worker or
+//     role must be given. push_credentials (voice and chat) and
+//     deployment_roles may always be left out of a token. player is true
+//     or false.
 //   - max_ttl_seconds: 1 to 86400; default 3600.
 //
 // A browser caller may only ever mint for its own identity, whatever the

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -223,5 +224,45 @@ func TestMayMintFor(t *testing.T) {
 	var nilPolicy *Policy
 	if nilPolicy.MayMintFor(Caller{Kind: KindCredential, Name: "plain"}, app1) {
 		t.Error("a nil policy lets a caller mint")
+	}
+}
+
+// TestREADMEPolicy: the example policy in the README parses, and its
+// contact-centre rule decides what it says.
+func TestREADMEPolicy(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "## Callers and policy")
+	if !ok {
+		t.Fatal("README has no section Callers and policy")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	src, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no YAML policy in the section Callers and policy")
+	}
+	p, err := Parse([]byte(src), "README.md")
+	if err != nil {
+		t.Fatalf("the README's policy does not parse: %v", err)
+	}
+	c := Caller{Kind: KindCredential, Name: "contact-centre"}
+	const app = "AP0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		g       *tokenv1.Grants
+		allowed bool
+	}{
+		{outgoing(app, map[string]string{"queue": "sales"}), true},
+		{outgoing("AP1111111111111111111111111111111a", nil), true},
+		{outgoing(app2, nil), false},
+		{outgoing(app, map[string]string{"amount": "1"}), false},
+		{&tokenv1.Grants{Chat: &tokenv1.ChatGrant{ServiceSid: "IS0123456789abcdef0123456789abcdef"}}, true},
+		{&tokenv1.Grants{Chat: &tokenv1.ChatGrant{ServiceSid: is2}}, false},
+		{&tokenv1.Grants{TaskRouter: &tokenv1.TaskRouterGrant{WorkspaceSid: "WS0123456789abcdef0123456789abcdef", WorkerSid: wk2, Role: "worker"}}, true},
+	} {
+		if d := decide(p, c, tc.g, "agent_1", app, 60); d.Allowed != tc.allowed {
+			t.Errorf("README policy, contact-centre, %v: %+v, want allowed %v", tc.g, d, tc.allowed)
+		}
 	}
 }
