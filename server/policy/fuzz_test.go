@@ -13,6 +13,7 @@ import (
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		examplePolicy,
+		reach,
 		"rules: []",
 		"",
 		"rules:\n- name: a\n  kinds: [anonymous]\n  applications: [\"*\"]\n  identities: {pattern: \"u.*\"}\n  grants: {voice: true, video: true, chat: true, data_sync: true, task_router: true, player: true}\n  max_ttl_seconds: 86400\n",
@@ -39,6 +40,8 @@ func FuzzParse(f *testing.F) {
 		voice(true, app1),
 		video(""),
 		video("r-1"),
+		outgoing(app2, map[string]string{"to": "x"}),
+		{Voice: &tokenv1.VoiceGrant{PushCredentialSid: cr1}, Chat: &tokenv1.ChatGrant{ServiceSid: is1}, TaskRouter: &tokenv1.TaskRouterGrant{WorkspaceSid: ws1, WorkerSid: wk1, Role: "worker"}},
 		{Chat: &tokenv1.ChatGrant{}, DataSync: &tokenv1.SyncGrant{}, TaskRouter: &tokenv1.TaskRouterGrant{}},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
