@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -422,7 +424,16 @@ func (p *parser) identities(n *yaml.Node, path string, ir *identityRule) {
 			p.fail(v, child(path, "list"), "must not be empty")
 		}
 		ir.list = map[string]bool{}
-		p.strings(v, child(path, "list"), func(_ *yaml.Node, _ string, s string) { ir.list[s] = true })
+		p.strings(v, child(path, "list"), func(e *yaml.Node, ep string, s string) {
+			// tokend refuses such identities, so the entry could only
+			// mislead a reader (an RLO makes "alice" look like another).
+			if i := strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Cf, r) }); i >= 0 {
+				r, _ := utf8.DecodeRuneInString(s[i:])
+				p.fail(e, ep, "must not contain Unicode format characters (category Cf): found %U", r)
+				return
+			}
+			ir.list[s] = true
+		})
 	}
 	if v, ok := f["pattern"]; ok {
 		set = true

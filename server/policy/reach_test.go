@@ -166,6 +166,14 @@ func TestParseReachErrors(t *testing.T) {
 	}
 }
 
+func TestParseIdentityFormatCharacter(t *testing.T) {
+	const src = "rules:\n- name: a\n  kinds: [oidc]\n  applications: [\"*\"]\n  identities: {list: [alice, \"bob\\u202E\"]}\n"
+	_, err := Parse([]byte(src), "p.yaml")
+	if want := "p.yaml:5: rules[0].identities.list[1]: must not contain Unicode format characters (category Cf): found U+202E"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Parse = %v, want %q", err, want)
+	}
+}
+
 func TestReachOf(t *testing.T) {
 	g := &tokenv1.Grants{
 		Voice: &tokenv1.VoiceGrant{
