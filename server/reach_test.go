@@ -423,6 +423,34 @@ func TestExplainRateLimit(t *testing.T) {
 	}
 }
 
+// TestExplainDevelopmentMode: in development mode an explanation is
+// allowed, audited as one and charged to the (shared anonymous) caller.
+func TestExplainDevelopmentMode(t *testing.T) {
+	for _, path := range []string{"grpc", "rest"} {
+		t.Run(path, func(t *testing.T) {
+			h, _, auditLog := reachHarness(t, "", func(c *server.Config) { c.RateLimitPrincipal, c.RateLimitBurst = 0.001, 1 })
+			code, resp, _ := h.mintAs(t, path, caller{}, `{"identity":"dev_explain","validate_only":true}`)
+			if code != codes.OK || get(resp, "decision", "rule") != "development-mode" || resp["token"] != nil {
+				t.Fatalf("explanation = %v %v, want the development-mode decision and no token", code, resp)
+			}
+			if code, resp, _ := h.mintAs(t, path, caller{}, `{"identity":"dev_mint"}`); code != codes.ResourceExhausted {
+				t.Fatalf("mint after an explanation in a burst of 1 = %v %v, want ResourceExhausted", code, resp)
+			}
+			records, _ := readAudit(t, h, auditLog)
+			found := false
+			for _, r := range records {
+				if r["event"] == "explain" && r["identity"] == "dev_explain" && r["decision"] == "allow" && r["rule"] == "development-mode" &&
+					r["outgoing_application_sid"] == testApp {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no explain record of dev_explain naming its outgoing application in %v", records)
+			}
+		})
+	}
+}
+
 // verifyAs verifies tok as c through path and returns the response as
 // JSON.
 func (h *harness) verifyAs(t *testing.T, path string, c caller, tok string) map[string]any {
