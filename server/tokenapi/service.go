@@ -159,8 +159,9 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	}
 	event := audit.EventMint
 	if req.GetValidateOnly() {
-		// An explanation is charged before its answer is known, denied
-		// or not, so that probing the policy costs what a mint does.
+		// An explanation is charged to the caller before its answer is
+		// known, denied or not, so that probing the policy is rate
+		// limited; it takes nothing from the identity's bucket.
 		event = audit.EventExplain
 		if err := s.limit(ctx, caller, app.SID, identity, true); err != nil {
 			s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
