@@ -126,26 +126,29 @@ func readAudit(t *testing.T, h *harness, path string) (records []map[string]any,
 	return records, string(b)
 }
 
-// TestReachDecisions: one table of (caller, request) → decision over every
-// dimension of a token's reach, allowed and denied, through gRPC and REST,
-// with the audit record each mint leaves.
-func TestReachDecisions(t *testing.T) {
-	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
-	voiceOut := func(app, params string) string {
-		if params != "" {
-			params = `,"params":` + params
-		}
-		return `{"voice":{"outgoing":{"application_sid":"` + app + `"` + params + `}}}`
+// reachCase is one row of the reach table: a caller, a request and the
+// decision and audit record expected of it in policy mode.
+type reachCase struct {
+	name   string
+	caller string
+	app    string // signing application; "" the default
+	grants string // "" the application's defaults
+	want   codes.Code
+	reason string            // with PermissionDenied: a substring of the message
+	audit  map[string]string // fields of the audit record, when OK or denied
+}
+
+func voiceOut(app, params string) string {
+	if params != "" {
+		params = `,"params":` + params
 	}
-	cases := []struct {
-		name   string
-		caller string
-		app    string // signing application; "" the default
-		grants string // "" the application's defaults
-		want   codes.Code
-		reason string            // with PermissionDenied: a substring of the message
-		audit  map[string]string // fields of the audit record, when OK or denied
-	}{
+	return `{"voice":{"outgoing":{"application_sid":"` + app + `"` + params + `}}}`
+}
+
+// reachCases covers each dimension of a token's reach, allowed and denied
+// under reachPolicy.
+func reachCases() []reachCase {
+	return []reachCase{
 		// The signing application and the outgoing one.
 		{name: "defaults", caller: "wide", want: codes.OK, audit: map[string]string{"application_sid": testApp, "outgoing_application_sid": testApp, "grants": "voice:outgoing"}},
 		{name: "outgoing_self", caller: "wide", grants: voiceOut(testApp, ""), want: codes.OK},
@@ -190,6 +193,15 @@ func TestReachDecisions(t *testing.T) {
 		// A caller no rule selects.
 		{name: "outsider", caller: "outsider", want: codes.PermissionDenied, reason: "no rule selects caller"},
 	}
+
+}
+
+// TestReachDecisions: one table of (caller, request) → decision over every
+// dimension of a token's reach, allowed and denied, through gRPC and REST,
+// with the audit record each mint leaves.
+func TestReachDecisions(t *testing.T) {
+	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
+	cases := reachCases()
 	for _, tc := range cases {
 		for _, path := range []string{"grpc", "rest"} {
 			t.Run(tc.name+"/"+path, func(t *testing.T) {
@@ -569,6 +581,55 @@ func TestVerifyDevelopmentMode(t *testing.T) {
 		got := h.verifyAs(t, path, caller{}, resp["token"].(string))
 		if got["valid"] != true || got["application_sid"] != testApp || got["key_state"] != "active" {
 			t.Errorf("%s Verify = %v, want valid with the application and key state", path, got)
+		}
+	}
+}
+
+// TestReachDevelopmentMode: without a policy every request of the reach
+// table that is valid is allowed (development mode decides nothing), but
+// the audit record still names what each token reaches.
+func TestReachDevelopmentMode(t *testing.T) {
+	h, _, auditLog := reachHarness(t, "", nil)
+	cases := reachCases()
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				body := map[string]any{"identity": "dev_" + tc.name + "_" + path}
+				if tc.app != "" {
+					body["application_sid"] = tc.app
+				}
+				if tc.grants != "" {
+					body["grants"] = json.RawMessage(tc.grants)
+				}
+				b, _ := json.Marshal(body)
+				if code, resp, _ := h.mintAs(t, path, caller{}, string(b)); code != codes.OK {
+					t.Fatalf("mint %s in development mode = %v %v, want OK", b, code, resp)
+				}
+			})
+		}
+	}
+	records, _ := readAudit(t, h, auditLog)
+	byIdentity := map[string]map[string]any{}
+	for _, r := range records {
+		if id, ok := r["identity"].(string); ok && r["event"] == "mint" {
+			byIdentity[id] = r
+		}
+	}
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			r := byIdentity["dev_"+tc.name+"_"+path]
+			if r == nil || r["decision"] != "allow" || r["rule"] != "development-mode" {
+				t.Errorf("audit record of %s/%s = %v, want allowed by development-mode", tc.name, path, r)
+				continue
+			}
+			for k, want := range tc.audit {
+				if k == "decision" {
+					continue
+				}
+				if r[k] != want {
+					t.Errorf("audit record of %s/%s: %s = %v, want %q", tc.name, path, k, r[k], want)
+				}
+			}
 		}
 	}
 }
