@@ -187,6 +187,11 @@ func TestCallerDecisions(t *testing.T) {
 		{name: "oidc_incoming_voice", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"incoming":{"allow":true}}}}`, want: codes.PermissionDenied},
 		{name: "oidc_ttl_over_rule", caller: caller{bearer: alice}, body: `{"ttl_seconds":3600}`, want: codes.PermissionDenied},
 		{name: "oidc_other_application", caller: caller{bearer: alice}, body: `{"application_sid":"` + server.DemoApplicationSID + `"}`, want: codes.NotFound},
+		// The rule allows only testApp: outgoing calls through another
+		// application are denied although testApp signs.
+		{name: "oidc_outgoing_through_other_application", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"outgoing":{"application_sid":"APeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}}}}`, want: codes.PermissionDenied},
+		{name: "oidc_outgoing_params", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"outgoing":{"application_sid":"` + testApp + `","params":{"to":"+15550100"}}}}}`, want: codes.PermissionDenied},
+		{name: "proxy_outgoing_through_other_application", caller: caller{proxyUser: "carol"}, body: `{"grants":{"voice":{"outgoing":{"application_sid":"APeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}}}}`, restOnly: true, want: codes.PermissionDenied},
 		{name: "oidc_expired", caller: caller{bearer: is.token(t, func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })}, body: `{}`, want: codes.Unauthenticated},
 		{name: "oidc_wrong_issuer", caller: caller{bearer: is.token(t, func(c jwt.MapClaims) { c["iss"] = "https://evil.example" })}, body: `{}`, want: codes.Unauthenticated},
 		{name: "oidc_wrong_audience", caller: caller{bearer: is.token(t, func(c jwt.MapClaims) { c["aud"] = "someone-else" })}, body: `{}`, want: codes.Unauthenticated},
