@@ -257,6 +257,9 @@ func (s scope) describe() string {
 // another identity than its own is always denied (RuleBrowserIdentity). A
 // nil Policy denies everything.
 func (p *Policy) Decide(c Caller, r *Reach, ttl int64) Decision {
+	if r == nil {
+		r = &Reach{} // reaches nothing: no application, no identity
+	}
 	identity := r.Identity
 	if c.Browser && (c.Identity == "" || identity != c.Identity) {
 		return Decision{Rule: RuleBrowserIdentity, Reason: "browser callers may only mint for their own identity: " + notOwn(identity, c.Identity)}
