@@ -438,3 +438,35 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestHeartbeatCleansUpDeadReplicas: rows expired for longer than
+// storage.ReplicaRetention are deleted by the next heartbeat of another
+// replica; rows expired more recently, and the beating replica's own row,
+// are kept.
+func TestHeartbeatCleansUpDeadReplicas(t *testing.T) {
+	dsn := testDSN(t)
+	s := openSchema(t, dsn, newSchema(t, dsn))
+	ctx := t.Context()
+	retention := storage.ReplicaRetention
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO replicas (id, expires_at) VALUES
+			('long-dead', clock_timestamp() - $1::bigint * interval '1 millisecond'),
+			('recently-dead', clock_timestamp() - interval '1 second')`,
+		(retention + time.Minute).Milliseconds()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Heartbeat(ctx, "alive", time.Minute); err != nil || n != 1 {
+		t.Fatalf("Heartbeat(alive) = %d, %v; want 1, nil", n, err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id FROM replicas ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(ids, ","), "alive,recently-dead"; got != want {
+		t.Errorf("replicas after a heartbeat = %s, want %s", got, want)
+	}
+}
