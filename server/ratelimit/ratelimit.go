@@ -37,8 +37,8 @@ type Limiter struct {
 	baseLimit rate.Limit
 	baseBurst int
 	maxKeys   int
-	idle    time.Duration
-	now     func() time.Time
+	idle      time.Duration
+	now       func() time.Time
 
 	mu sync.Mutex
 	// limit and burst are the share in force (guarded by mu, but for a
