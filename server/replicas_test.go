@@ -80,7 +80,11 @@ func beat(t *testing.T, h *harness) {
 // limit back when the other leaves.
 func TestRateLimitShareAcrossReplicas(t *testing.T) {
 	store := postgresSchema(t)
-	cfg := server.Config{Store: store, RateLimitPrincipal: 20, RateLimitIdentity: 0.5, RateLimitBurst: 10}
+	// The identity limit is slow (a token every 4 s per replica): no
+	// token comes back while a burst is measured; the principal limit
+	// (all anonymous callers) is fast, so the identity limit is the one
+	// that refuses.
+	cfg := server.Config{Store: store, RateLimitPrincipal: 2000, RateLimitIdentity: 0.5, RateLimitBurst: 10}
 	a := newHarness(t, cfg)
 	b := newHarness(t, cfg)
 	if a.srv.Replicas() == nil || b.srv.Replicas() == nil {
@@ -100,7 +104,7 @@ func TestRateLimitShareAcrossReplicas(t *testing.T) {
 		want  float64
 	}{
 		{"tokend_replicas", "", 2},
-		{"tokend_rate_limit_rate", "principal", 10},
+		{"tokend_rate_limit_rate", "principal", 1000},
 		{"tokend_rate_limit_burst", "principal", 5},
 		{"tokend_rate_limit_rate", "identity", 0.25},
 		{"tokend_rate_limit_burst", "identity", 5},
@@ -142,7 +146,8 @@ func TestRateLimitShareAcrossReplicas(t *testing.T) {
 // TestNoReplicasOnSQLite: a SQLite store serves one process: no
 // heartbeat, the configured limits as they are, no replicas in /readyz.
 func TestNoReplicasOnSQLite(t *testing.T) {
-	h := newHarness(t, server.Config{RateLimitPrincipal: 20, RateLimitBurst: 10})
+	// A slow rate: no token comes back while the burst is measured.
+	h := newHarness(t, server.Config{RateLimitPrincipal: 0.1, RateLimitBurst: 10})
 	if h.srv.Replicas() != nil {
 		t.Error("Replicas() != nil on SQLite")
 	}
@@ -153,8 +158,8 @@ func TestNoReplicasOnSQLite(t *testing.T) {
 	if got, _ := find(samples, "tokend_replicas", nil); got != 1 {
 		t.Errorf("tokend_replicas = %v, want 1", got)
 	}
-	if got, _ := find(samples, "tokend_rate_limit_rate", map[string]string{"scope": "principal"}); got != 20 {
-		t.Errorf("tokend_rate_limit_rate{scope=principal} = %v, want 20", got)
+	if got, _ := find(samples, "tokend_rate_limit_rate", map[string]string{"scope": "principal"}); got != 0.1 {
+		t.Errorf("tokend_rate_limit_rate{scope=principal} = %v, want 0.1", got)
 	}
 	if _, ok := find(samples, "tokend_rate_limit_rate", map[string]string{"scope": "identity"}); ok {
 		t.Error("tokend_rate_limit_rate{scope=identity} without an identity limit")
