@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -100,6 +101,11 @@ type Config struct {
 	// no limit.
 	RateLimitPrincipal, RateLimitIdentity float64
 	RateLimitBurst                        int
+	// ReplicaHeartbeat is how often a replica on a shared store
+	// (PostgreSQL) announces itself and counts the live replicas, by which
+	// the rate limits are divided; ReplicaTTL how long an announcement
+	// counts. Zero: ReplicaHeartbeatInterval and ReplicaTTL.
+	ReplicaHeartbeat, ReplicaTTL time.Duration
 	// AuditLog is where audit records go: a file path, "-" for standard
 	// error, or "" for none.
 	AuditLog string
@@ -144,10 +150,10 @@ var (
 	StorePingInterval = time.Second
 	// ReplicaHeartbeatInterval is how often a replica on a shared store
 	// (PostgreSQL) announces itself there and counts the live replicas;
-	// ReplicaTTL is how long an announcement counts. The rate limits are
+	// ReplicaTTL is how long an announcement counts (the defaults of
+	// Config.ReplicaHeartbeat and Config.ReplicaTTL). The rate limits are
 	// divided by the count: a replica that joins or stops cleanly is
-	// counted within ReplicaHeartbeatInterval, one that dies within
-	// ReplicaTTL + ReplicaHeartbeatInterval.
+	// counted within the interval, one that dies within TTL + interval.
 	ReplicaHeartbeatInterval = replicas.DefaultInterval
 	ReplicaTTL               = replicas.DefaultTTL
 )
@@ -406,8 +412,8 @@ func (s *Server) initReplicas() {
 	if _, shared := s.store.(*postgres.Store); shared {
 		s.replicas = replicas.New(replicas.Config{
 			Store:    s.store,
-			Interval: ReplicaHeartbeatInterval,
-			TTL:      ReplicaTTL,
+			Interval: cmp.Or(s.cfg.ReplicaHeartbeat, ReplicaHeartbeatInterval),
+			TTL:      cmp.Or(s.cfg.ReplicaTTL, ReplicaTTL),
 			OnChange: func(n int) {
 				s.principalLimit.SetShare(n)
 				s.identityLimit.SetShare(n)
@@ -514,7 +520,7 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 		// until a beat succeeds), and remove the heartbeat on the way out.
 		s.replicas.Beat(bg)
 		s.log.Info("replica announced in the store", "replica", s.replicas.ID(), "replicas", s.replicas.Live(),
-			"heartbeat_interval", ReplicaHeartbeatInterval, "ttl", ReplicaTTL)
+			"heartbeat_interval", s.replicas.Interval(), "ttl", s.replicas.TTL())
 		bgWorkers++
 		go func() { s.replicas.Run(bg); bgDone <- struct{}{} }()
 	}

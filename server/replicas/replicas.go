@@ -112,6 +112,12 @@ func NewID() string {
 	return host + "-" + hex.EncodeToString(b[:])
 }
 
+// Interval returns how often the replica beats.
+func (m *Membership) Interval() time.Duration { return m.cfg.Interval }
+
+// TTL returns how long a beat keeps the replica counted.
+func (m *Membership) TTL() time.Duration { return m.cfg.TTL }
+
 // ID returns the replica's ID.
 func (m *Membership) ID() string { return m.cfg.ID }
 
