@@ -934,7 +934,7 @@ func (s *Store) Heartbeat(ctx context.Context, id string, ttl time.Duration) (in
 			DELETE FROM replicas WHERE id IN (
 				SELECT id FROM replicas, now
 				WHERE id <> $1 AND expires_at < now.t - $3::bigint * interval '1 millisecond'
-				ORDER BY id FOR UPDATE SKIP LOCKED)
+				ORDER BY id FOR UPDATE OF replicas SKIP LOCKED)
 		),
 		up AS (
 			INSERT INTO replicas (id, expires_at)
