@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,21 +78,9 @@ func TestBeatCounts(t *testing.T) {
 	beat(t, a, 1)
 	// OnChange of a: its first beat, then every change (2 when b joined,
 	// 1 when b left), nothing for the beats that changed nothing.
-	if got, want := ch.get(), []int{1, 2, 1}; !equal(got, want) {
+	if got, want := ch.get(), []int{1, 2, 1}; !slices.Equal(got, want) {
 		t.Errorf("OnChange calls = %v, want %v", got, want)
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // failingStore fails every heartbeat while fail is set.
