@@ -30,7 +30,7 @@ type mintLoad struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
-	codes  map[int]int
+	codes  map[int]int // HTTP status (0: no response) -> count
 }
 
 func startLoad(r *replica) *mintLoad {
@@ -46,6 +46,8 @@ func startLoad(r *replica) *mintLoad {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					code = resp.StatusCode
+				} else if ctx.Err() != nil {
+					return // stopped while the request was under way
 				}
 				l.mu.Lock()
 				l.codes[code]++
