@@ -5,11 +5,14 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The rate limit shared by the replicas of TestRateLimitAcrossReplicas:
@@ -159,13 +162,27 @@ func waitReplicas(t *testing.T, rs []*replica, want int, limit time.Duration) ti
 // under the same load accept, together, the configured rate (within 10%)
 // with two replicas and with three, and again within 5 s after one is
 // killed with SIGKILL (its heartbeat expires; the others take its share).
+// A replica stopped cleanly is counted out before its heartbeat expires.
 func TestRateLimitAcrossReplicas(t *testing.T) {
 	store := freshSchema(t, postgresDSN(t))
 	t.Setenv("TOKEND_RATE_LIMIT_PRINCIPAL", strconv.Itoa(sharedLimit))
 	// A burst of a few tenths of a second of the rate: a replica whose
 	// load stalls for less than that (a loaded machine) loses nothing.
 	t.Setenv("TOKEND_RATE_LIMIT_BURST", "30")
-	var a, b *replica
+	var a, b, c *replica
+	defer func() {
+		// What the replicas said about their heartbeats, for the record.
+		for _, r := range []*replica{a, b, c} {
+			if r == nil {
+				continue
+			}
+			for _, line := range strings.Split(r.log.String(), "\n") {
+				if strings.Contains(line, "replica") && (strings.Contains(line, "heartbeat") || strings.Contains(line, "replicas changed")) {
+					t.Logf("%s: %s", r.name, line)
+				}
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	wg.Go(func() { a = startReplica(t, "replica-a", store) })
 	wg.Go(func() { b = startReplica(t, "replica-b", store) })
@@ -182,7 +199,7 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 	rate, per := acceptedRate(t, []*replica{a, b})
 	checkRate(t, "two replicas", rate, per)
 
-	c := startReplica(t, "replica-c", store)
+	c = startReplica(t, "replica-c", store)
 	loadC := startLoad(c)
 	waitReplicas(t, []*replica{a, b, c}, 3, 5*time.Second)
 	time.Sleep(time.Second)
@@ -204,6 +221,36 @@ func TestRateLimitAcrossReplicas(t *testing.T) {
 		codes := l.stop()
 		if codes[http.StatusTooManyRequests] == 0 || codes[http.StatusOK] == 0 || len(codes) != 2 {
 			t.Errorf("load statuses = %v, want only 200 and 429 (the load must exceed the limit)", codes)
+		}
+	}
+
+	// A replica that stops cleanly (SIGINT) removes its heartbeat: the
+	// other counts it out at its next beat, well before the 3 s expiry.
+	if err := b.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("SIGINT replica-b: %v", err)
+	}
+	stopped := time.Now()
+	waitReplicas(t, []*replica{a}, 1, 2500*time.Millisecond)
+	t.Logf("replica-a counts 1 replica %v after replica-b was stopped", time.Since(stopped).Round(10*time.Millisecond))
+	// That could also be b's heartbeat expiring: check that b deleted its
+	// row. The killed replica-c's row stays (expired) for a minute, so the
+	// table holds a's and c's rows, and b's only if b did not remove it.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM replicas`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d heartbeat rows 5 s after replica-b was stopped, want 2 (a's, and the killed c's): b did not remove its own", rows)
 		}
 	}
 }

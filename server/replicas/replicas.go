@@ -125,11 +125,14 @@ func (m *Membership) ID() string { return m.cfg.ID }
 // last successful beat (1 before the first).
 func (m *Membership) Live() int { return int(m.live.Load()) }
 
-// Beat writes one heartbeat, waiting at most Interval for the store, and
-// updates Live (calling OnChange if it changed). On an error Live keeps
-// its value.
+// Beat writes one heartbeat and updates Live (calling OnChange if it
+// changed). On an error Live keeps its value. It waits for a slow store
+// up to TTL - Interval (at least Interval): a beat that lands late still
+// renews the replica's expiry, while one given up on too soon would let
+// the others count a live replica out when the store is merely slow (and
+// allow more than the limit meanwhile).
 func (m *Membership) Beat(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Interval)
+	ctx, cancel := context.WithTimeout(ctx, max(m.cfg.Interval, m.cfg.TTL-m.cfg.Interval))
 	defer cancel()
 	n, err := m.cfg.Store.Heartbeat(ctx, m.cfg.ID, m.cfg.TTL)
 	if err != nil {
