@@ -352,3 +352,26 @@ func TestSetShareConcurrent(t *testing.T) {
 		t.Errorf("Share() = %d, %v, %d; want 2, 500, 5", n, rps, burst)
 	}
 }
+
+// BenchmarkAllow is the cost of a check on a hot key, with the share in
+// force since the bucket was made (the common case) and with a share
+// that changes now and then.
+func BenchmarkAllow(b *testing.B) {
+	b.Run("steady", func(b *testing.B) {
+		l := New(1e9, 1e6, 100)
+		l.SetShare(3)
+		for b.Loop() {
+			l.Allow("k")
+		}
+	})
+	b.Run("share-changes", func(b *testing.B) {
+		l := New(1e9, 1e6, 100)
+		i := 0
+		for b.Loop() {
+			if i++; i%1000 == 0 {
+				l.SetShare(1 + i/1000%3)
+			}
+			l.Allow("k")
+		}
+	})
+}
