@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,9 +43,11 @@ import (
 	"github.com/tokend/tokend/server/metrics"
 	"github.com/tokend/tokend/server/policy"
 	"github.com/tokend/tokend/server/ratelimit"
+	"github.com/tokend/tokend/server/replicas"
 	"github.com/tokend/tokend/server/requestid"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/storage/postgres"
 	"github.com/tokend/tokend/server/telemetry"
 	"github.com/tokend/tokend/server/tokenapi"
 	"github.com/tokend/tokend/server/web"
@@ -97,6 +101,11 @@ type Config struct {
 	// no limit.
 	RateLimitPrincipal, RateLimitIdentity float64
 	RateLimitBurst                        int
+	// ReplicaHeartbeat is how often a replica on a shared store
+	// (PostgreSQL) announces itself and counts the live replicas, by which
+	// the rate limits are divided; ReplicaTTL how long an announcement
+	// counts. Zero: ReplicaHeartbeatInterval and ReplicaTTL.
+	ReplicaHeartbeat, ReplicaTTL time.Duration
 	// AuditLog is where audit records go: a file path, "-" for standard
 	// error, or "" for none.
 	AuditLog string
@@ -139,6 +148,14 @@ var (
 	// StorePingInterval is how often the store's reachability is checked
 	// for /readyz and the admin service's health.
 	StorePingInterval = time.Second
+	// ReplicaHeartbeatInterval is how often a replica on a shared store
+	// (PostgreSQL) announces itself there and counts the live replicas;
+	// ReplicaTTL is how long an announcement counts (the defaults of
+	// Config.ReplicaHeartbeat and Config.ReplicaTTL). The rate limits are
+	// divided by the count: a replica that joins or stops cleanly is
+	// counted within the interval, one that dies within TTL + interval.
+	ReplicaHeartbeatInterval = replicas.DefaultInterval
+	ReplicaTTL               = replicas.DefaultTTL
 )
 
 // Server is an assembled tokend.
@@ -155,6 +172,9 @@ type Server struct {
 
 	// storeDown is set while the store does not answer (see monitorStore).
 	storeDown atomic.Bool
+	// replicas counts the replicas sharing the store, by which the rate
+	// limits are divided; nil on a store of one process (SQLite).
+	replicas *replicas.Membership
 
 	// metrics are the Prometheus metrics, served at /metrics.
 	metrics *metrics.Metrics
@@ -264,6 +284,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	if err := s.initCallers(); err != nil {
 		return err
 	}
+	s.initReplicas()
 	s.token = tokenapi.New(tokenapi.Config{
 		Keys:               s.keys,
 		DefaultIdentity:    s.cfg.DefaultIdentity,
@@ -376,7 +397,41 @@ func (s *Server) readyz(ctx context.Context) (bool, map[string]string) {
 		return false, detail
 	}
 	detail["mint"] = "ready"
+	if s.replicas != nil {
+		detail["replicas"] = strconv.Itoa(s.replicas.Live())
+	}
 	return true, detail
+}
+
+// initReplicas divides the rate limits among the replicas that share a
+// PostgreSQL store, counted by their heartbeats (see package replicas).
+// A SQLite store serves one process: nothing to share, no heartbeat, the
+// limits are the configured ones.
+func (s *Server) initReplicas() {
+	live := func() int { return 1 }
+	if _, shared := s.store.(*postgres.Store); shared {
+		s.replicas = replicas.New(replicas.Config{
+			Store:    s.store,
+			Interval: cmp.Or(s.cfg.ReplicaHeartbeat, ReplicaHeartbeatInterval),
+			TTL:      cmp.Or(s.cfg.ReplicaTTL, ReplicaTTL),
+			OnChange: func(n int) {
+				s.principalLimit.SetShare(n)
+				s.identityLimit.SetShare(n)
+			},
+			OnError: func(err error) { s.metrics.StoreError("heartbeat", err) },
+			Logger:  s.log,
+		})
+		live = s.replicas.Live
+	}
+	s.metrics.ObserveReplicas(live)
+	limits := map[string]metrics.RateLimitShare{}
+	if s.principalLimit != nil {
+		limits["principal"] = s.principalLimit
+	}
+	if s.identityLimit != nil {
+		limits["identity"] = s.identityLimit
+	}
+	s.metrics.ObserveRateLimits(limits)
 }
 
 // monitorStore pings the store every interval, keeps storeDown and the
@@ -421,6 +476,10 @@ func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 // HTTPHandler returns the REST handler.
 func (s *Server) HTTPHandler() http.Handler { return s.http }
 
+// Replicas returns the count of replicas sharing the store (Serve makes it
+// beat), or nil on a store of one process (SQLite).
+func (s *Server) Replicas() *replicas.Membership { return s.replicas }
+
 // Keystore returns the in-memory keystore.
 func (s *Server) Keystore() *keystore.Keystore { return s.keys }
 
@@ -451,9 +510,20 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	bg, stopBG := context.WithCancel(context.Background())
-	bgDone := make(chan struct{}, 2)
+	bgDone := make(chan struct{}, 3)
+	bgWorkers := 2
 	go func() { s.keys.Watch(bg, WatchInterval); bgDone <- struct{}{} }()
 	go func() { s.keys.FlushUsageEvery(bg, UsageFlushInterval); bgDone <- struct{}{} }()
+	if s.replicas != nil {
+		// Count the replicas before serving, so that the first requests
+		// already see this replica's share (on an error, the whole limit
+		// until a beat succeeds), and remove the heartbeat on the way out.
+		s.replicas.Beat(bg)
+		s.log.Info("replica announced in the store", "replica", s.replicas.ID(), "replicas", s.replicas.Live(),
+			"heartbeat_interval", s.replicas.Interval(), "ttl", s.replicas.TTL())
+		bgWorkers++
+		go func() { s.replicas.Run(bg); bgDone <- struct{}{} }()
+	}
 	go s.monitorStore(bg, StorePingInterval)
 	if s.tls != nil {
 		httpLn = tls.NewListener(httpLn, s.tls)
@@ -490,8 +560,9 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 		s.grpc.Stop()
 	}
 	stopBG() // the usage flusher writes once more on its way out
-	<-bgDone
-	<-bgDone
+	for range bgWorkers {
+		<-bgDone
+	}
 	if err := s.stopTracing(sctx); err != nil {
 		s.log.Warn("flush traces at shutdown", "error", err)
 	}

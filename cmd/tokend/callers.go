@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tokend/tokend/server/auth"
 )
@@ -21,6 +22,17 @@ func envFloat(getenv func(string) string, name string, def float64) float64 {
 	return def
 }
 
+// envDuration reads a duration (1s, 500ms) from the environment, or def.
+// A value that is not a duration is reported by checkNumericEnv.
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if v := getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
 // checkNumericEnv fails on numeric environment variables that do not parse
 // (instead of silently falling back to their defaults).
 func checkNumericEnv(getenv func(string) string) error {
@@ -28,6 +40,13 @@ func checkNumericEnv(getenv func(string) string) error {
 		if v := getenv(name); v != "" {
 			if _, err := strconv.ParseFloat(v, 64); err != nil {
 				return fmt.Errorf("%s: %q is not a number", name, v)
+			}
+		}
+	}
+	for _, name := range []string{"TOKEND_REPLICA_HEARTBEAT_INTERVAL", "TOKEND_REPLICA_TTL"} {
+		if v := getenv(name); v != "" {
+			if _, err := time.ParseDuration(v); err != nil {
+				return fmt.Errorf("%s: %q is not a duration (like 1s or 500ms)", name, v)
 			}
 		}
 	}

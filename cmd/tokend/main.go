@@ -15,11 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/gctune"
 	"github.com/tokend/tokend/server/httpapi"
+	"github.com/tokend/tokend/server/replicas"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
 )
@@ -60,6 +62,7 @@ type options struct {
 	policyFile, auditLog                          string
 	rateLimitPrincipal, rateLimitIdentity         float64
 	rateLimitBurst                                int
+	replicaHeartbeat, replicaTTL                  time.Duration
 
 	gcHeadroomMiB int
 }
@@ -106,6 +109,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.Float64Var(&o.rateLimitPrincipal, "rate-limit-principal", envFloat(getenv, "TOKEND_RATE_LIMIT_PRINCIPAL", 0), "mints per second per caller; 0: no limit (env TOKEND_RATE_LIMIT_PRINCIPAL)")
 	fs.Float64Var(&o.rateLimitIdentity, "rate-limit-identity", envFloat(getenv, "TOKEND_RATE_LIMIT_IDENTITY", 0), "mints per second per application and identity; 0: no limit (env TOKEND_RATE_LIMIT_IDENTITY)")
 	fs.IntVar(&o.rateLimitBurst, "rate-limit-burst", int(envFloat(getenv, "TOKEND_RATE_LIMIT_BURST", 10)), "burst of both rate limits (env TOKEND_RATE_LIMIT_BURST)")
+	fs.DurationVar(&o.replicaHeartbeat, "replica-heartbeat-interval", envDuration(getenv, "TOKEND_REPLICA_HEARTBEAT_INTERVAL", replicas.DefaultInterval), "on a PostgreSQL store, how often a replica announces itself and counts the live replicas, which divide the rate limits (env TOKEND_REPLICA_HEARTBEAT_INTERVAL)")
+	fs.DurationVar(&o.replicaTTL, "replica-ttl", envDuration(getenv, "TOKEND_REPLICA_TTL", replicas.DefaultTTL), "how long a replica's announcement counts: a replica that dies is counted out after it (env TOKEND_REPLICA_TTL)")
 	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", int(envFloat(getenv, "TOKEND_GC_HEADROOM_MIB", DefaultGCHeadroomMiB)), "let the heap grow at least this many MiB over the live heap between garbage collections (GOGC is raised for a small heap, never below 100); 0: the Go default; ignored when GOGC is set (env TOKEND_GC_HEADROOM_MIB)")
 	// --help shows the defaults, which come from the environment: never
 	// the store's password.
@@ -124,6 +129,12 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.maxBodyBytes < 1024 || o.maxBodyBytes > 16<<20 {
 		return nil, o.invalid("max-body-bytes", "must be between 1024 and %d", 16<<20)
+	}
+	if o.replicaHeartbeat < 100*time.Millisecond || o.replicaHeartbeat > time.Minute {
+		return nil, o.invalid("replica-heartbeat-interval", "must be between 100ms and 1m")
+	}
+	if o.replicaTTL < 2*o.replicaHeartbeat || o.replicaTTL > 10*time.Minute {
+		return nil, o.invalid("replica-ttl", "must be at least twice --replica-heartbeat-interval (%v) and at most 10m", o.replicaHeartbeat)
 	}
 	if o.gcHeadroomMiB < 0 || o.gcHeadroomMiB > 4096 {
 		return nil, o.invalid("gc-headroom-mib", "must be between 0 and 4096")
@@ -274,6 +285,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		RateLimitPrincipal: o.rateLimitPrincipal,
 		RateLimitIdentity:  o.rateLimitIdentity,
 		RateLimitBurst:     o.rateLimitBurst,
+		ReplicaHeartbeat:   o.replicaHeartbeat,
+		ReplicaTTL:         o.replicaTTL,
 		AuditLog:           auditPath(o),
 	})
 	if err != nil {

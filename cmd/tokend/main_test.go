@@ -469,3 +469,42 @@ func TestRefusesNonLoopbackWithoutPolicy(t *testing.T) {
 		t.Fatalf("run on 0.0.0.0 without a policy = %v, want a refusal naming the policy", err)
 	}
 }
+
+// TestParseReplicaIntervals: the replica heartbeat and expiry come from
+// flags, env or their defaults, and bad values name the option.
+func TestParseReplicaIntervals(t *testing.T) {
+	o, err := parse(nil, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.replicaHeartbeat != time.Second || o.replicaTTL != 3*time.Second {
+		t.Errorf("parse() replica intervals = %v, %v; want 1s, 3s", o.replicaHeartbeat, o.replicaTTL)
+	}
+	o, err = parse([]string{"--replica-ttl", "5s"}, envOf(map[string]string{"TOKEND_REPLICA_HEARTBEAT_INTERVAL": "500ms"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.replicaHeartbeat != 500*time.Millisecond || o.replicaTTL != 5*time.Second {
+		t.Errorf("parse() replica intervals = %v, %v; want 500ms, 5s", o.replicaHeartbeat, o.replicaTTL)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"HeartbeatTooShort", []string{"--replica-heartbeat-interval", "10ms"}, nil, "replica-heartbeat-interval: must be between 100ms and 1m"},
+		{"HeartbeatTooLong", []string{"--replica-heartbeat-interval", "2m", "--replica-ttl", "5m"}, nil, "replica-heartbeat-interval: must be between"},
+		{"TTLNotTwiceHeartbeat", []string{"--replica-ttl", "1500ms"}, nil, "replica-ttl: must be at least twice --replica-heartbeat-interval (1s)"},
+		{"TTLTooLong", []string{"--replica-ttl", "11m"}, nil, "replica-ttl: must be at least twice"},
+		{"NotADuration", []string{"--replica-ttl", "3"}, nil, "replica-ttl"},
+		{"EnvNotADuration", nil, map[string]string{"TOKEND_REPLICA_TTL": "three"}, `TOKEND_REPLICA_TTL: "three" is not a duration`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(tc.args, envOf(tc.env), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("parse(%v, %v) = %v, want an error containing %q", tc.args, tc.env, err, tc.want)
+			}
+		})
+	}
+}

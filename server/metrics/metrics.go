@@ -35,7 +35,15 @@
 //	tokend_store_errors_total{op}
 //	    Store errors, by operation: reload (reading the store into memory),
 //	    watch (reading its revision), flush (writing key usage), ping
-//	    (reachability check), rekey, admin (an admin API write or read).
+//	    (reachability check), rekey, admin (an admin API write or read),
+//	    heartbeat (a replica's heartbeat).
+//	tokend_replicas
+//	    Live replicas sharing the store, this one included, as this
+//	    replica last counted them (1 on SQLite); the rate limits are
+//	    divided by it.
+//	tokend_rate_limit_rate{scope}, tokend_rate_limit_burst{scope}
+//	    The rate (per second) and burst this replica enforces per key, its
+//	    share of the configured limit, for each configured scope.
 //
 // plus the Go runtime and process collectors.
 package metrics
@@ -109,7 +117,7 @@ func New() *Metrics {
 		}, []string{"scope"}),
 		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_store_errors_total",
-			Help: "Store errors, by operation (reload, watch, flush, ping, rekey, admin).",
+			Help: "Store errors, by operation (reload, watch, flush, ping, rekey, admin, heartbeat).",
 		}, []string{"op"}),
 	}
 	m.Registry.MustRegister(
@@ -158,6 +166,62 @@ func (m *Metrics) ObserveKeystore(ks KeystoreStats) {
 			Help: "Applications in the in-memory keystore.",
 		}, func() float64 { return float64(ks.Len()) }),
 	)
+}
+
+// ObserveReplicas registers tokend_replicas over live. Call it once.
+func (m *Metrics) ObserveReplicas(live func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tokend_replicas",
+		Help: "Live replicas sharing the store, this one included, as last counted (1 on SQLite); the rate limits are divided by it.",
+	}, func() float64 { return float64(live()) }))
+}
+
+// RateLimitShare is what the rate limit gauges read, at scrape time
+// (ratelimit.Limiter).
+type RateLimitShare interface {
+	// Share returns the number of replicas the limit is shared by, and
+	// the rate (per second) and burst in force on this replica.
+	Share() (n int, rps float64, burst int)
+}
+
+// ObserveRateLimits registers tokend_rate_limit_rate{scope} and
+// tokend_rate_limit_burst{scope} over the given limiters, by scope; nil
+// limiters (a scope without a limit) are left out. Call it once.
+func (m *Metrics) ObserveRateLimits(limits map[string]RateLimitShare) {
+	rate := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tokend_rate_limit_rate",
+		Help: "Requests per second per key that this replica allows: its share of the configured rate limit, by scope.",
+	}, []string{"scope"})
+	burst := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tokend_rate_limit_burst",
+		Help: "Burst per key that this replica allows: its share of the configured burst, by scope.",
+	}, []string{"scope"})
+	m.Registry.MustRegister(shareCollector{rate: rate, burst: burst, limits: limits})
+}
+
+// shareCollector sets the rate limit gauges from the limiters when
+// scraped.
+type shareCollector struct {
+	rate, burst *prometheus.GaugeVec
+	limits      map[string]RateLimitShare
+}
+
+func (c shareCollector) Describe(ch chan<- *prometheus.Desc) {
+	c.rate.Describe(ch)
+	c.burst.Describe(ch)
+}
+
+func (c shareCollector) Collect(ch chan<- prometheus.Metric) {
+	for scope, l := range c.limits {
+		if l == nil {
+			continue
+		}
+		_, rps, burst := l.Share()
+		c.rate.WithLabelValues(scope).Set(rps)
+		c.burst.WithLabelValues(scope).Set(float64(burst))
+	}
+	c.rate.Collect(ch)
+	c.burst.Collect(ch)
 }
 
 // StoreError counts a store error of op; a cancelled context is not one.

@@ -220,3 +220,158 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// allowedOver asks for a token every step for d and returns how many were
+// allowed.
+func allowedOver(l *Limiter, c *clock, key string, d, step time.Duration) int {
+	n := 0
+	for elapsed := time.Duration(0); elapsed < d; elapsed += step {
+		if ok, _ := l.Allow(key); ok {
+			n++
+		}
+		c.advance(step)
+	}
+	return n
+}
+
+func TestSetShare(t *testing.T) {
+	const (
+		rps    = 30
+		burst  = 10
+		window = 10 * time.Second
+	)
+	for _, tc := range []struct {
+		name      string
+		n         int
+		wantBurst int
+		wantRPS   float64
+	}{
+		{"alone", 1, 10, 30},
+		{"zero is one", 0, 10, 30},
+		{"two", 2, 5, 15},
+		{"three rounds the burst up", 3, 4, 10},
+		{"four", 4, 3, 7.5},
+		{"more replicas than burst", 20, 1, 1.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClock()
+			l := New(rps, burst, 100, WithClock(c.now))
+			l.SetShare(tc.n)
+			if n, gotRPS, gotBurst := l.Share(); n != max(tc.n, 1) || gotRPS != tc.wantRPS || gotBurst != tc.wantBurst {
+				t.Errorf("Share() = %d, %v, %d; want %d, %v, %d", n, gotRPS, gotBurst, max(tc.n, 1), tc.wantRPS, tc.wantBurst)
+			}
+			// A new bucket holds the share's burst.
+			got := 0
+			for range burst + 5 {
+				if ok, _ := l.Allow("k"); ok {
+					got++
+				}
+			}
+			if got != tc.wantBurst {
+				t.Errorf("burst after SetShare(%d) = %d, want %d", tc.n, got, tc.wantBurst)
+			}
+			// Then it refills at the share's rate.
+			got = allowedOver(l, c, "k", window, 10*time.Millisecond)
+			want := int(tc.wantRPS * window.Seconds())
+			if got < want-1 || got > want+1 {
+				t.Errorf("allowed over %v after SetShare(%d) = %d, want %d ± 1", window, tc.n, got, want)
+			}
+		})
+	}
+}
+
+// TestSetShareExistingBuckets: buckets made before a change of share take
+// it at their next use, keeping their tokens up to the new burst.
+func TestSetShareExistingBuckets(t *testing.T) {
+	c := newClock()
+	l := New(30, 10, 100, WithClock(c.now))
+	// A full bucket: 10 tokens.
+	if ok, _ := l.Allow("full"); !ok {
+		t.Fatal("first request denied")
+	}
+	c.advance(time.Hour)
+	// An empty one.
+	for range 20 {
+		l.Allow("empty")
+	}
+	l.SetShare(2) // 15 per second, burst 5
+	got := 0
+	for range 20 {
+		if ok, _ := l.Allow("full"); ok {
+			got++
+		}
+	}
+	if got != 5 {
+		t.Errorf("full bucket after SetShare(2): %d allowed at once, want 5 (the new burst)", got)
+	}
+	if got := allowedOver(l, c, "empty", 2*time.Second, 10*time.Millisecond); got < 29 || got > 31 {
+		t.Errorf("empty bucket after SetShare(2): %d allowed over 2 s, want 30 ± 1", got)
+	}
+	// A replica leaves: back to the whole limit; tokens are not given at
+	// once, they refill at the new rate.
+	l.SetShare(1)
+	if got := allowedOver(l, c, "empty", 2*time.Second, 10*time.Millisecond); got < 59 || got > 61 {
+		t.Errorf("empty bucket after SetShare(1): %d allowed over 2 s, want 60 ± 1", got)
+	}
+}
+
+func TestSetShareUnlimited(t *testing.T) {
+	for _, l := range []*Limiter{New(0, 10, 100), nil} {
+		l.SetShare(3)
+		for i := range 1000 {
+			if ok, _ := l.Allow("k"); !ok {
+				t.Fatalf("unlimited limiter after SetShare(3) denied request %d", i)
+			}
+		}
+		if n, rps, _ := l.Share(); n != 1 || !math.IsInf(rps, 1) {
+			t.Errorf("Share() of an unlimited limiter = %d, %v; want 1, +Inf", n, rps)
+		}
+	}
+}
+
+// TestSetShareConcurrent runs SetShare against Allow under the race
+// detector.
+func TestSetShareConcurrent(t *testing.T) {
+	l := New(1000, 10, 100)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				l.Allow(fmt.Sprint("k", (g+i)%7))
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 200 {
+			l.SetShare(1 + i%4)
+		}
+	})
+	wg.Wait()
+	l.SetShare(2)
+	if n, rps, burst := l.Share(); n != 2 || rps != 500 || burst != 5 {
+		t.Errorf("Share() = %d, %v, %d; want 2, 500, 5", n, rps, burst)
+	}
+}
+
+// BenchmarkAllow is the cost of a check on a hot key, with the share in
+// force since the bucket was made (the common case) and with a share
+// that changes now and then.
+func BenchmarkAllow(b *testing.B) {
+	b.Run("steady", func(b *testing.B) {
+		l := New(1e9, 1e6, 100)
+		l.SetShare(3)
+		for b.Loop() {
+			l.Allow("k")
+		}
+	})
+	b.Run("share-changes", func(b *testing.B) {
+		l := New(1e9, 1e6, 100)
+		i := 0
+		for b.Loop() {
+			if i++; i%1000 == 0 {
+				l.SetShare(1 + i/1000%3)
+			}
+			l.Allow("k")
+		}
+	})
+}

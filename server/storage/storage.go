@@ -152,6 +152,27 @@ func validText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
+// MaxReplicaIDLength bounds the replica IDs of Store.Heartbeat, in bytes.
+const MaxReplicaIDLength = 128
+
+// ReplicaRetention is how long after its expiry a replica's heartbeat row
+// is kept before Store.Heartbeat deletes it.
+const ReplicaRetention = time.Minute
+
+// ValidateReplica reports whether Store.Heartbeat accepts id and ttl: an
+// id of 1 to MaxReplicaIDLength bytes of valid UTF-8 without NUL, and a
+// ttl of at least a millisecond. The error names the field and the rule;
+// it is none of the sentinel errors.
+func ValidateReplica(id string, ttl time.Duration) error {
+	if id == "" || len(id) > MaxReplicaIDLength || !validText(id) {
+		return fmt.Errorf("replica id: want 1 to %d bytes of valid UTF-8 without NUL", MaxReplicaIDLength)
+	}
+	if ttl < time.Millisecond {
+		return fmt.Errorf("replica %s: ttl %v is less than a millisecond", id, ttl)
+	}
+	return nil
+}
+
 // Snapshot is the whole content of a store at one revision, read in one
 // consistent transaction.
 type Snapshot struct {
@@ -235,6 +256,21 @@ type Store interface {
 	// Revision returns the current revision, a counter that every write
 	// (but RecordKeyUsage) advances. Replicas poll it to notice changes.
 	Revision(ctx context.Context) (int64, error)
+	// Heartbeat records that the replica id is alive until ttl from now,
+	// by the store's clock (not the caller's, so that replicas with skewed
+	// clocks agree), deletes the rows of replicas expired for longer than
+	// ReplicaRetention, and returns how many replicas are alive: those
+	// whose heartbeat has not expired, id included (so at least 1). A
+	// heartbeat again with the same id extends its expiry, even past
+	// expiry. An id or ttl that fails ValidateReplica is refused with its
+	// error and nothing is written. It does not advance the revision.
+	Heartbeat(ctx context.Context, id string, ttl time.Duration) (live int, err error)
+	// RemoveReplica deletes the heartbeat of the replica id (a replica
+	// shutting down), so that the others count it out at their next
+	// heartbeat; removing a replica that has none is not an error. It
+	// does not advance the revision.
+	RemoveReplica(ctx context.Context, id string) error
+
 	// Ping reports whether the backend is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.

@@ -61,4 +61,11 @@
 // NOTHING, so a name or hash taken, even by a concurrent replica, is
 // storage.ErrAlreadyExists; credential writes lock no application or key
 // and advance the revision like every other write.
+//
+// Replica heartbeats (migration 0004) are rows of replicas (id, expires_at),
+// written and counted by one autocommit statement per Heartbeat, with the
+// server's clock; they never advance the revision. A heartbeat also
+// deletes the rows of other replicas expired for longer than
+// storage.ReplicaRetention, skipping rows locked by concurrent heartbeats
+// (FOR UPDATE SKIP LOCKED), so replicas never wait for one another.
 package postgres

@@ -913,3 +913,46 @@ func (s *Store) DeleteCredential(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// Heartbeat upserts the replica's row with an expiry ttl after the
+// server's clock, deletes rows expired for longer than
+// storage.ReplicaRetention, and counts the live replicas, in one
+// statement. The cleanup skips rows that other heartbeats hold locked, so
+// replicas cleaning up at once neither wait for nor deadlock with each
+// other; a replica's own row is never cleaned up by its own heartbeat.
+func (s *Store) Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error) {
+	if err := storage.ValidateReplica(id, ttl); err != nil {
+		return 0, fmt.Errorf("heartbeat: %w", err)
+	}
+	// The statements of a WITH all see the snapshot taken before any of
+	// them ran: the count cannot see the upsert, so it counts the others
+	// and adds this replica.
+	var others int
+	err := s.pool.QueryRow(ctx, `
+		WITH now AS (SELECT clock_timestamp() AS t),
+		gone AS (
+			DELETE FROM replicas WHERE id IN (
+				SELECT id FROM replicas, now
+				WHERE id <> $1 AND expires_at < now.t - $3::bigint * interval '1 millisecond'
+				ORDER BY id FOR UPDATE OF replicas SKIP LOCKED)
+		),
+		up AS (
+			INSERT INTO replicas (id, expires_at)
+			SELECT $1, now.t + $2::bigint * interval '1 millisecond' FROM now
+			ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		)
+		SELECT count(*) FROM replicas, now WHERE id <> $1 AND expires_at > now.t`,
+		id, ttl.Milliseconds(), storage.ReplicaRetention.Milliseconds()).Scan(&others)
+	if err != nil {
+		return 0, fmt.Errorf("heartbeat of replica %s: %w", id, err)
+	}
+	return others + 1, nil
+}
+
+// RemoveReplica deletes the replica's heartbeat row, if any.
+func (s *Store) RemoveReplica(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM replicas WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("remove replica %s: %w", id, err)
+	}
+	return nil
+}

@@ -438,3 +438,74 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestHeartbeatCleansUpDeadReplicas: rows expired for longer than
+// storage.ReplicaRetention are deleted by the next heartbeat of another
+// replica; rows expired more recently, and the beating replica's own row,
+// are kept.
+func TestHeartbeatCleansUpDeadReplicas(t *testing.T) {
+	dsn := testDSN(t)
+	s := openSchema(t, dsn, newSchema(t, dsn))
+	ctx := t.Context()
+	retention := storage.ReplicaRetention
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO replicas (id, expires_at) VALUES
+			('long-dead', clock_timestamp() - $1::bigint * interval '1 millisecond'),
+			('recently-dead', clock_timestamp() - interval '1 second')`,
+		(retention + time.Minute).Milliseconds()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Heartbeat(ctx, "alive", time.Minute); err != nil || n != 1 {
+		t.Fatalf("Heartbeat(alive) = %d, %v; want 1, nil", n, err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id FROM replicas ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(ids, ","), "alive,recently-dead"; got != want {
+		t.Errorf("replicas after a heartbeat = %s, want %s", got, want)
+	}
+}
+
+// TestConcurrentHeartbeatCleanup: replicas cleaning up the same dead rows
+// at once neither fail nor deadlock, and leave none behind.
+func TestConcurrentHeartbeatCleanup(t *testing.T) {
+	dsn := testDSN(t)
+	s := openSchema(t, dsn, newSchema(t, dsn))
+	ctx := t.Context()
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO replicas (id, expires_at)
+		SELECT 'dead-' || i, clock_timestamp() - interval '1 hour' FROM generate_series(1, 200) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	const replicas = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, replicas)
+	for r := range replicas {
+		wg.Go(func() {
+			if _, err := s.Heartbeat(ctx, fmt.Sprintf("alive-%d", r), time.Minute); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("Heartbeat = %v", err)
+	}
+	// A last heartbeat removes whatever rows were locked by the others.
+	if n, err := s.Heartbeat(ctx, "alive-0", time.Minute); err != nil || n != replicas {
+		t.Fatalf("Heartbeat(alive-0) = %d, %v; want %d, nil", n, err, replicas)
+	}
+	var dead int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM replicas WHERE id LIKE 'dead-%'`).Scan(&dead); err != nil {
+		t.Fatal(err)
+	}
+	if dead != 0 {
+		t.Errorf("%d dead rows left after the heartbeats, want 0", dead)
+	}
+}

@@ -884,3 +884,44 @@ func (s *Store) DeleteCredential(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// Heartbeat upserts the replica's row with an expiry ttl after this
+// process's clock (the store's clock: SQLite has no server), deletes rows
+// expired for longer than storage.ReplicaRetention, and counts the live
+// replicas, in one write transaction.
+func (s *Store) Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error) {
+	if err := storage.ValidateReplica(id, ttl); err != nil {
+		return 0, fmt.Errorf("heartbeat: %w", err)
+	}
+	var live int
+	err := s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {
+		now := time.Now()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM replicas WHERE id <> ? AND expires_at < ?`,
+			id, millis(now.Add(-storage.ReplicaRetention))); err != nil {
+			return false, err
+		}
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO replicas (id, expires_at) VALUES (?, ?)
+			ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at`,
+			id, millis(now.Add(ttl))); err != nil {
+			return false, err
+		}
+		return false, tx.QueryRowContext(ctx, `SELECT count(*) FROM replicas WHERE expires_at > ?`, millis(now)).Scan(&live)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("heartbeat of replica %s: %w", id, err)
+	}
+	return live, nil
+}
+
+// RemoveReplica deletes the replica's heartbeat row, if any.
+func (s *Store) RemoveReplica(ctx context.Context, id string) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx, `DELETE FROM replicas WHERE id = ?`, id)
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("remove replica %s: %w", id, err)
+	}
+	return nil
+}

@@ -17,7 +17,8 @@
 // active key of an application, atomicity of failed writes, the revision
 // counter and the consistency of snapshots, including under concurrent use,
 // and the same for credentials (credentials.go): unique names and hashes,
-// round-trips of hashes and groups, order by name.
+// round-trips of hashes and groups, order by name; and the heartbeats of
+// replicas (replicas.go): counting, expiry by ttl, removal, validation.
 package storagetest
 
 import (
@@ -102,6 +103,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"CredentialSnapshot", testCredentialSnapshot},
 		{"ConcurrentCreateCredential", testConcurrentCreateCredential},
 		{"ConcurrentCredentialSnapshot", testConcurrentCredentialSnapshot},
+		{"Heartbeat", testHeartbeat},
+		{"HeartbeatExpiry", testHeartbeatExpiry},
+		{"HeartbeatInvalid", testHeartbeatInvalid},
+		{"ConcurrentHeartbeat", testConcurrentHeartbeat},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
