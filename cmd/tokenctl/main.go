@@ -18,6 +18,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tokend/tokend/internal/buildinfo"
 )
 
 func main() {
@@ -84,6 +86,17 @@ func commands() []command {
 		{"credentials list", "", "list the caller credentials (names and groups, never tokens)", defineCredentialsList},
 		{"credentials delete", "NAME", "revoke a caller credential at once", defineCredentialsDelete},
 		{"rekey", "", "re-encrypt every secret under the primary master key", defineRekey},
+		{"version", "", "print tokenctl's version and the commit it was built from (calls nothing)", defineVersion},
+	}
+}
+
+func defineVersion(c *cli, _ *flag.FlagSet) func(context.Context, []string) error {
+	return func(_ context.Context, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("version: unexpected argument %q", args[0])
+		}
+		_, err := io.WriteString(c.stdout, buildinfo.Read().String("tokenctl"))
+		return err
 	}
 }
 
