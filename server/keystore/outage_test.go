@@ -57,7 +57,7 @@ func TestOutageLog(t *testing.T) {
 	o.now = func() time.Time { return now }
 	errDown := errors.New("dial tcp 10.0.0.5:5432: connect: connection refused")
 
-	o.ok() // healthy: nothing to say
+	o.ok()          // healthy: nothing to say
 	for range 600 { // 150 s of failures, 4 a second
 		o.fail(errDown)
 		now = now.Add(250 * time.Millisecond)
