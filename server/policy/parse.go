@@ -51,13 +51,13 @@ func Parse(data []byte, name string) (*Policy, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s:1: policy: empty document: expected a mapping with rules", name)
 		}
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, data, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, data, err)
 	default:
 		return nil, fmt.Errorf("%s:%d: policy: only one YAML document is allowed", name, max(extra.Line, 1))
 	}
@@ -84,13 +84,53 @@ func Parse(data []byte, name string) (*Policy, error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// yamlError rewrites a yaml.v3 syntax error as "name:line: message".
-func yamlError(name string, err error) error {
+// yamlError rewrites a yaml.v3 syntax error as "name:line: message", at
+// the line where the fault is. yaml.v3 reports the line where the
+// enclosing block starts (an indentation error on line 4 of a rule is
+// reported at line 1, where "rules:" is), so yamlError looks for the first
+// line at which the document stops parsing with the same error: the
+// document cut after that line fails as the whole one does, cut before it
+// parses (or fails otherwise). The block's line is kept in the message
+// when it differs.
+func yamlError(name string, data []byte, err error) error {
 	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("%s:%s: %s", name, m[1], m[2])
+	m := yamlLineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(msg, "yaml: "))
 	}
-	return fmt.Errorf("%s: %s", name, strings.TrimPrefix(msg, "yaml: "))
+	line, _ := strconv.Atoi(m[1])
+	if at := faultLine(data, msg, line); at > line {
+		return fmt.Errorf("%s:%d: %s (in the block that starts at line %d)", name, at, m[2], line)
+	}
+	return fmt.Errorf("%s:%s: %s", name, m[1], m[2])
+}
+
+// faultLine returns the first line n >= from such that data cut after line
+// n fails to parse with the error msg; 0 if there is none (or data has too
+// many lines to search).
+func faultLine(data []byte, msg string, from int) int {
+	const maxLines = 5000
+	if bytes.Count(data, []byte("\n")) > maxLines {
+		return 0
+	}
+	end, n := 0, 0
+	for end < len(data) {
+		i := bytes.IndexByte(data[end:], '\n')
+		if i < 0 {
+			end = len(data)
+		} else {
+			end += i + 1
+		}
+		n++
+		if n < from {
+			continue
+		}
+		var node yaml.Node
+		if err := yaml.Unmarshal(data[:end], &node); err != nil && err.Error() == msg {
+			return n
+		}
+	}
+	return 0
 }
 
 type parser struct {
