@@ -13,6 +13,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokend/tokend/internal/yamlpos"
+
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
@@ -115,13 +117,13 @@ func parseConfig(name string, b []byte, known map[string]bool) (map[string]fileV
 		if errors.Is(err, io.EOF) {
 			return map[string]fileValue{}, nil // an empty file sets nothing
 		}
-		return nil, fmt.Errorf("config %s: %w", name, err)
+		return nil, configYAMLError(name, b, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, fmt.Errorf("config %s line %d: want one YAML document, found another", name, extra.Line)
 	} else if !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %w", name, err)
+		return nil, configYAMLError(name, b, err)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode {
@@ -180,6 +182,19 @@ func parseConfig(name string, b []byte, known map[string]bool) (map[string]fileV
 		}
 	}
 	return out, nil
+}
+
+// configYAMLError names the line of a YAML syntax error in the config
+// file: the line of the fault, not where its block starts.
+func configYAMLError(name string, b []byte, err error) error {
+	line, block, msg, ok := yamlpos.Locate(b, err)
+	switch {
+	case !ok:
+		return fmt.Errorf("config %s: %w", name, err)
+	case line > block:
+		return fmt.Errorf("config %s line %d: %s (in the block that starts at line %d)", name, line, msg, block)
+	}
+	return fmt.Errorf("config %s line %d: %s", name, line, msg)
 }
 
 func deref(n *yaml.Node) *yaml.Node {

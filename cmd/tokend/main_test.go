@@ -253,6 +253,8 @@ func TestConfigFileErrors(t *testing.T) {
 		{"nested config", "config: /etc/other.yaml\n", []string{`"config"`, "line 1"}},
 		{"not a mapping", "- grpc_addr\n", []string{"line 1", "mapping"}},
 		{"syntax", "log_level: info\n  bad: [\n", []string{"tokend.yaml", "line"}},
+		{"indentation", "log_level: info\nhttp_addr: 127.0.0.1:1\n\n  grpc_addr: 127.0.0.1:2\n", []string{"tokend.yaml line 4: "}},
+		{"list of cors origins", "cors_origins:\n  - https://a.example\n - https://b.example\n", []string{"tokend.yaml line 3: ", "(in the block that starts at line"}},
 		{"two documents", "log_level: info\n---\nlog_level: debug\n", []string{"line 2", "one YAML document"}},
 	}
 	for _, c := range cases {

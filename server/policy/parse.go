@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokend/tokend/internal/yamlpos"
 	"github.com/tokend/tokend/server/sid"
 )
 
@@ -82,55 +83,18 @@ func Parse(data []byte, name string) (*Policy, error) {
 	return pol, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // yamlError rewrites a yaml.v3 syntax error as "name:line: message", at
-// the line where the fault is. yaml.v3 reports the line where the
-// enclosing block starts (an indentation error on line 4 of a rule is
-// reported at line 1, where "rules:" is), so yamlError looks for the first
-// line at which the document stops parsing with the same error: the
-// document cut after that line fails as the whole one does, cut before it
-// parses (or fails otherwise). The block's line is kept in the message
-// when it differs.
+// the line where the fault is (yaml.v3 names the line where the enclosing
+// block starts, which is kept in the message when it differs).
 func yamlError(name string, data []byte, err error) error {
-	msg := err.Error()
-	m := yamlLineRE.FindStringSubmatch(msg)
-	if m == nil {
-		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(msg, "yaml: "))
+	line, block, msg, ok := yamlpos.Locate(data, err)
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	case line > block:
+		return fmt.Errorf("%s:%d: %s (in the block that starts at line %d)", name, line, msg, block)
 	}
-	line, _ := strconv.Atoi(m[1])
-	if at := faultLine(data, msg, line); at > line {
-		return fmt.Errorf("%s:%d: %s (in the block that starts at line %d)", name, at, m[2], line)
-	}
-	return fmt.Errorf("%s:%s: %s", name, m[1], m[2])
-}
-
-// faultLine returns the first line n >= from such that data cut after line
-// n fails to parse with the error msg; 0 if there is none (or data has too
-// many lines to search).
-func faultLine(data []byte, msg string, from int) int {
-	const maxLines = 5000
-	if bytes.Count(data, []byte("\n")) > maxLines {
-		return 0
-	}
-	end, n := 0, 0
-	for end < len(data) {
-		i := bytes.IndexByte(data[end:], '\n')
-		if i < 0 {
-			end = len(data)
-		} else {
-			end += i + 1
-		}
-		n++
-		if n < from {
-			continue
-		}
-		var node yaml.Node
-		if err := yaml.Unmarshal(data[:end], &node); err != nil && err.Error() == msg {
-			return n
-		}
-	}
-	return 0
+	return fmt.Errorf("%s:%d: %s", name, line, msg)
 }
 
 type parser struct {
