@@ -1164,9 +1164,10 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"\x14\x1a\x12.google.rpc.StatusJs\n" +
 	"\x03415\x12l\n" +
 	"RPOST only: the Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
-	"\x14\x1a\x12.google.rpc.Status\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verifyB\xd0\t\x92A\x9d\t\x12\xe5\x04\n" +
-	"\x06tokend\x12\x8e\x04tokend mints Twilio access tokens over REST (this API, through grpc-gateway) and gRPC (token.v1.TokenService, token.v1.AdminService). Errors are google.rpc.Status JSON: code (the gRPC code), message, and details such as google.rpc.BadRequest field violations naming the field. In policy mode a token call authenticates with a caller credential (tkd_...), an OIDC JWT, a client certificate (mutual TLS) or a trusted proxy's header; in development mode (no policy, loopback only) it needs none. Admin calls need the admin token.*C\n" +
-	"\vProprietary\x124https://github.com/tokend/tokend/blob/main/README.md2\x051.0.0*\x02\x01\x022\x10application/json:\x10application/jsonZ\xdd\x03\n" +
+	"\x14\x1a\x12.google.rpc.Status\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verifyB\xbb\t\x92A\x88\t\x12\xd0\x04\n" +
+	"\x06tokend\x12\x8e\x04tokend mints Twilio access tokens over REST (this API, through grpc-gateway) and gRPC (token.v1.TokenService, token.v1.AdminService). Errors are google.rpc.Status JSON: code (the gRPC code), message, and details such as google.rpc.BadRequest field violations naming the field. In policy mode a token call authenticates with a caller credential (tkd_...), an OIDC JWT, a client certificate (mutual TLS) or a trusted proxy's header; in development mode (no policy, loopback only) it needs none. Admin calls need the admin token.*.\n" +
+	"\n" +
+	"UNLICENSED\x12 https://github.com/tokend/tokend2\x051.0.0*\x02\x01\x022\x10application/json:\x10application/jsonZ\xdd\x03\n" +
 	"\x95\x01\n" +
 	"\n" +
 	"AdminToken\x12\x86\x01\b\x02\x12qThe admin API's bearer token (--admin-token-file or TOKEND_ADMIN_TOKEN), sent as `Authorization: Bearer <token>`.\x1a\rAuthorization \x02\n" +
