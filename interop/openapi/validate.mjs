@@ -29,6 +29,9 @@ for (const [path, ops] of Object.entries(raw.paths)) {
     if (path.startsWith("/v1/") && path !== "/v1/tokens:verify") {
       check(JSON.stringify(op.security) === '[{"AdminToken":[]}]', `${where}: security is ${JSON.stringify(op.security)}, want the admin token`);
     }
+    if (method === "get") {
+      check(!op.responses["413"] && !op.responses["415"], `${where}: lists 413 or 415, which only a body can cause`);
+    }
     for (const p of op.parameters ?? []) {
       check(!/\[(string|int\d*|bool)\]/.test(p.name), `${where}: parameter ${p.name} is named after its key's type`);
     }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,23 @@ func TestFix(t *testing.T) {
   "paths": {
     "/token": {
       "get": {
+        "responses": {
+          "200": {
+            "description": "A successful response."
+          },
+          "413": {
+            "description": "POST only: {too} \"large\".",
+            "schema": {
+              "$ref": "#/definitions/rpcStatus"
+            }
+          },
+          "415": {
+            "description": "POST only."
+          },
+          "429": {
+            "description": "A rate limit."
+          }
+        },
         "parameters": [
           {
             "name": "grants.voice.outgoing.params[string]",
@@ -22,6 +40,17 @@ func TestFix(t *testing.T) {
         ]
       },
       "post": {
+        "responses": {
+          "413": {
+            "description": "POST only."
+          },
+          "415": {
+            "description": "POST only."
+          },
+          "429": {
+            "description": "A rate limit."
+          }
+        },
         "parameters": [
           {
             "name": "body",
@@ -57,11 +86,29 @@ func TestFix(t *testing.T) {
 			t.Errorf("lacks %s:\n%s", want, got)
 		}
 	}
+	var v any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("the fixed document is not JSON: %v\n%s", err, got)
+	}
+	get := v.(map[string]any)["paths"].(map[string]any)["/token"].(map[string]any)["get"].(map[string]any)["responses"].(map[string]any)
+	post := v.(map[string]any)["paths"].(map[string]any)["/token"].(map[string]any)["post"].(map[string]any)["responses"].(map[string]any)
+	if get["413"] != nil || get["415"] != nil || get["200"] == nil || get["429"] == nil {
+		t.Errorf("GET /token answers %v, want 200 and 429 without 413 and 415", get)
+	}
+	if post["413"] == nil || post["415"] == nil {
+		t.Errorf("POST /token answers %v, want 413 and 415 kept", post)
+	}
 	if strings.Count(got, `"required": false`) != 1 || strings.Count(got, `"required": true`) != 1 ||
 		strings.Index(got, `"required": false`) > strings.Index(got, `"/v1/applications"`) {
 		t.Errorf("want the /token body optional and the others required:\n%s", got)
 	}
-	for _, bad := range []string{strings.Replace(doc, `"required": true`, `"required": false`, 1), strings.Replace(doc, "[string]", "[x]", 1)} {
+	for _, bad := range []string{
+		strings.Replace(doc, `"required": true`, `"required": false`, 1),
+		strings.Replace(doc, "[string]", "[x]", 1),
+		strings.Replace(doc, `"413": {
+            "description": "POST only: {too}`, `"499": {
+            "description": "POST only: {too}`, 1),
+	} {
 		if _, err := fix([]byte(bad)); err == nil {
 			t.Errorf("fix of a document without what it expects = nil, want an error")
 		}
