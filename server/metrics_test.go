@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -356,5 +358,78 @@ func TestRequestID(t *testing.T) {
 		if l["msg"] == "finished call" && l["request_id"] == nil {
 			t.Errorf("request log line without request_id: %v", l)
 		}
+	}
+}
+
+// TestRouteLabelOfRefusals: REST requests refused before the gateway
+// routes them (401 without a credential, 413, 415) are labelled with the
+// gateway route they were for in tokend_http_request_duration_seconds;
+// only a path no route matches is "unmatched".
+func TestRouteLabelOfRefusals(t *testing.T) {
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(testPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := adminHarness(t, server.Config{PolicyFile: policyFile})
+	resp, err := tokenv1.NewAdminServiceClient(h.conn).CreateCredential(adminCtx(), &tokenv1.CreateCredentialRequest{Name: "backend"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := http.Header{"Authorization": {"Bearer " + resp.GetToken()}}
+	admin := http.Header{"Authorization": {"Bearer " + adminToken}}
+	textPlain := func(h http.Header) http.Header {
+		c := h.Clone()
+		if c == nil {
+			c = http.Header{}
+		}
+		c.Set("Content-Type", "text/plain")
+		return c
+	}
+	cases := []struct {
+		name, method, path, body string
+		header                   http.Header
+		code                     int
+		route                    string
+	}{
+		{"anonymous POST /token", "POST", "/token", `{"identity":"alice"}`, nil, 401, "/token"},
+		{"anonymous GET /token", "GET", "/token?identity=alice", "", nil, 401, "/token"},
+		{"POST /token as text", "POST", "/token", `{"identity":"alice"}`, textPlain(cred), 415, "/token"},
+		{"POST /token too large", "POST", "/token", `{"identity":"` + strings.Repeat("a", 70000) + `"}`, cred, 413, "/token"},
+		{"admin create as text", "POST", "/v1/applications", `{}`, textPlain(admin), 415, "/v1/applications"},
+		{"admin show, anonymous", "GET", "/v1/applications/" + testApp, "", nil, 401, "/v1/applications/{application_sid=*}"},
+		{"a path no route has", "GET", "/v2/nothing", "", cred, 404, "unmatched"},
+		{"POST /token, a credential", "POST", "/token", `{"identity":"alice"}`, cred, 200, "/token"},
+	}
+	for _, c := range cases {
+		req, err := http.NewRequest(c.method, h.httpURL+c.path, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for k, vs := range c.header {
+			req.Header[k] = vs
+		}
+		if code, body := h.doRaw(t, req); code != c.code {
+			t.Fatalf("%s: %s %s = %d %s, want %d", c.name, c.method, c.path, code, body, c.code)
+		}
+	}
+	samples := h.scrape(t)
+	for _, c := range cases {
+		if n, ok := find(samples, "tokend_http_request_duration_seconds_count", map[string]string{
+			"route": c.route, "method": c.method, "code": strconv.Itoa(c.code),
+		}); !ok || n < 1 {
+			t.Errorf("%s: no tokend_http_request_duration_seconds sample {route=%q,method=%s,code=%d}", c.name, c.route, c.method, c.code)
+		}
+	}
+	var unmatched float64
+	for _, s := range samples {
+		if s.name == "tokend_http_request_duration_seconds_count" && s.labels["route"] == "unmatched" {
+			unmatched += s.value
+		}
+	}
+	if unmatched != 1 {
+		t.Errorf("%v requests labelled route=unmatched, want 1 (the unknown path)", unmatched)
 	}
 }

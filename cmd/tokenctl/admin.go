@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -24,7 +25,11 @@ func (c *cli) dialAdmin() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(c.addr, client.WithBearerToken(token))
+	opts, err := c.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(c.addr, append(opts, client.WithBearerToken(token))...)
 }
 
 // adminCall makes one admin call under the time limit; its error is an
@@ -63,6 +68,11 @@ func (c *cli) rpcError(err error) *rpcError {
 	msg := st.Message()
 	for _, tok := range c.redact {
 		msg = strings.ReplaceAll(msg, tok, "[REDACTED]")
+	}
+	if st.Code() == codes.Unavailable {
+		if hint := c.diagnose(); hint != "" {
+			msg += "\n" + hint
+		}
 	}
 	if msg != st.Message() {
 		st = status.New(st.Code(), msg)

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tokend/tokend/internal/buildinfo"
 )
 
 func main() {
@@ -38,6 +40,7 @@ type cli struct {
 	json           bool
 	adminTokenFile string
 	credentialFile string
+	tls            tlsFlags
 
 	// redact holds the bearer tokens loaded so far (the admin token, the
 	// caller credential): no error tokenctl prints carries them.
@@ -83,6 +86,17 @@ func commands() []command {
 		{"credentials list", "", "list the caller credentials (names and groups, never tokens)", defineCredentialsList},
 		{"credentials delete", "NAME", "revoke a caller credential at once", defineCredentialsDelete},
 		{"rekey", "", "re-encrypt every secret under the primary master key", defineRekey},
+		{"version", "", "print tokenctl's version and the commit it was built from (calls nothing)", defineVersion},
+	}
+}
+
+func defineVersion(c *cli, _ *flag.FlagSet) func(context.Context, []string) error {
+	return func(_ context.Context, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("version: unexpected argument %q", args[0])
+		}
+		_, err := io.WriteString(c.stdout, buildinfo.Read().String("tokenctl"))
+		return err
 	}
 }
 
@@ -98,6 +112,11 @@ func globalFlags(c *cli) *flag.FlagSet {
 		"read the admin token from the file at `path` (else env TOKEND_ADMIN_TOKEN holds the token itself, or env TOKEND_ADMIN_TOKEN_FILE names its file)")
 	fs.StringVar(&c.credentialFile, "credential-file", "",
 		"read the caller credential that mint and verify send (a tkd_… token or an OIDC JWT) from the file at `path` (else env TOKEND_CREDENTIAL holds it, or env TOKEND_CREDENTIAL_FILE names its file; with none they call anonymously)")
+	fs.BoolVar(&c.tls.enabled, "tls", tlsEnv(c.getenv), "connect over TLS, verifying tokend's certificate against the system's CAs or --ca-file (env TOKENCTL_TLS=true); implied by the three file flags below")
+	fs.StringVar(&c.tls.caFile, "ca-file", c.getenv("TOKENCTL_CA_FILE"), "verify tokend's certificate against the PEM CA certificates in the file at `path` (env TOKENCTL_CA_FILE)")
+	fs.StringVar(&c.tls.certFile, "cert-file", c.getenv("TOKENCTL_CERT_FILE"), "present the PEM client certificate in the file at `path`, for tokend's mutual TLS (with --key-file; env TOKENCTL_CERT_FILE)")
+	fs.StringVar(&c.tls.keyFile, "key-file", c.getenv("TOKENCTL_KEY_FILE"), "the PEM private key of --cert-file, from the file at `path` (env TOKENCTL_KEY_FILE)")
+	fs.StringVar(&c.tls.serverName, "server-name", c.getenv("TOKENCTL_SERVER_NAME"), "expect this `name` in tokend's certificate instead of the host of --addr (env TOKENCTL_SERVER_NAME)")
 	fs.BoolVar(&c.json, "json", false, "print the response as JSON (protojson) instead of a table; may also follow the command")
 	return fs
 }
@@ -115,8 +134,11 @@ argument is given. Prefer that: an access token is a bearer credential for
 Twilio, and a command line ends up in shell history and process listings.
 verify exits with status 1 when the token is not valid.
 
-tokenctl connects without TLS, so keep --addr on loopback. Global flags go
-before the command; a command's flags may come before or after its
+tokenctl connects without TLS unless --tls (or --ca-file, --cert-file,
+--key-file) is given: without it, keep --addr on loopback. When a call
+cannot connect, tokenctl says what the address answers (TLS, plain gRPC,
+plain HTTP/1 or nothing) and which flag to change. Global flags go before
+the command; a command's flags may come before or after its
 arguments.
 `
 

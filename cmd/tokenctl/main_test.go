@@ -1016,3 +1016,18 @@ func TestVerify(t *testing.T) {
 		t.Errorf("JSON (-want +got):\n%s", diff)
 	}
 }
+
+// TestVersion: tokenctl version prints its version and commit without
+// calling tokend (there is none at the address).
+func TestVersion(t *testing.T) {
+	r := tokenctl(t, "127.0.0.1:1", nil, nil, "version")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !strings.HasPrefix(r.stdout, "tokenctl ") || !strings.Contains(r.stdout, "\ncommit: ") || !strings.Contains(r.stdout, "\ngo: go1.") {
+		t.Errorf("tokenctl version printed:\n%s", r.stdout)
+	}
+	if r := tokenctl(t, "127.0.0.1:1", nil, nil, "version", "x"); r.err == nil {
+		t.Error("tokenctl version x = nil, want an error")
+	}
+}

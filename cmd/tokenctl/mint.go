@@ -28,7 +28,10 @@ func (c *cli) dialCaller() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	var opts []client.Option
+	opts, err := c.clientOptions()
+	if err != nil {
+		return nil, err
+	}
 	if cred != "" {
 		opts = append(opts, client.WithBearerToken(cred))
 	}

@@ -13,6 +13,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokend/tokend/internal/yamlpos"
+
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
@@ -115,13 +117,13 @@ func parseConfig(name string, b []byte, known map[string]bool) (map[string]fileV
 		if errors.Is(err, io.EOF) {
 			return map[string]fileValue{}, nil // an empty file sets nothing
 		}
-		return nil, fmt.Errorf("config %s: %w", name, err)
+		return nil, configYAMLError(name, b, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, fmt.Errorf("config %s line %d: want one YAML document, found another", name, extra.Line)
 	} else if !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %w", name, err)
+		return nil, configYAMLError(name, b, err)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode {
@@ -182,6 +184,19 @@ func parseConfig(name string, b []byte, known map[string]bool) (map[string]fileV
 	return out, nil
 }
 
+// configYAMLError names the line of a YAML syntax error in the config
+// file: the line of the fault, not where its block starts.
+func configYAMLError(name string, b []byte, err error) error {
+	line, block, msg, ok := yamlpos.Locate(b, err)
+	switch {
+	case !ok:
+		return fmt.Errorf("config %s: %w", name, err)
+	case line > block:
+		return fmt.Errorf("config %s line %d: %s (in the block that starts at line %d)", name, line, msg, block)
+	}
+	return fmt.Errorf("config %s line %d: %s", name, line, msg)
+}
+
 func deref(n *yaml.Node) *yaml.Node {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
@@ -189,7 +204,9 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// suggest names the known key an unknown one probably meant.
+// suggest names the known key an unknown one probably meant: the same
+// key in lower case with underscores, else the nearest one by edit
+// distance, else the list of known keys.
 func suggest(key string, known map[string]bool) string {
 	if k := strings.ToLower(strings.ReplaceAll(key, "-", "_")); known[k] {
 		return fmt.Sprintf(" (did you mean %s?)", k)
@@ -199,7 +216,87 @@ func suggest(key string, known map[string]bool) string {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	if k := nearest(strings.ToLower(strings.ReplaceAll(key, "-", "_")), names); k != "" {
+		return fmt.Sprintf(" (did you mean %s?)", k)
+	}
 	return "; known keys: " + strings.Join(names, ", ")
+}
+
+// suggestFlag rewrites the flag package's error for an unknown flag so
+// that it names the nearest known flag.
+func suggestFlag(fs *flag.FlagSet, err error) error {
+	const prefix = "flag provided but not defined: -"
+	msg := err.Error()
+	if !strings.HasPrefix(msg, prefix) {
+		return err
+	}
+	name := strings.TrimPrefix(msg, prefix)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	norm := strings.ToLower(strings.ReplaceAll(strings.TrimLeft(name, "-"), "_", "-"))
+	if fs.Lookup(norm) != nil {
+		return fmt.Errorf("unknown flag --%s (did you mean --%s?)", name, norm)
+	}
+	if n := nearest(norm, names); n != "" {
+		return fmt.Errorf("unknown flag --%s (did you mean --%s?)", name, n)
+	}
+	return fmt.Errorf("unknown flag --%s (tokend -h lists the flags)", name)
+}
+
+// nearest returns the candidate closest to name by edit distance, if it is
+// close enough to be a typo or a near miss (at most a third of the name
+// differs, or it starts the same up to a different suffix); "" if none is.
+// Ties go to the first in candidates.
+func nearest(name string, candidates []string) string {
+	best, bestD := "", -1
+	for _, c := range candidates {
+		d := editDistance(name, c)
+		if bestD < 0 || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	limit := max(2, len(name)/3)
+	if bestD <= limit {
+		return best
+	}
+	// A near miss in the suffix: --audit-file for --audit-log.
+	if i := strings.LastIndexAny(name, "-_"); i > 0 {
+		var match string
+		for _, c := range candidates {
+			if strings.HasPrefix(c, name[:i+1]) {
+				if match != "" {
+					return "" // ambiguous
+				}
+				match = c
+			}
+		}
+		return match
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // layer completes the options parsed from the command line: an option not

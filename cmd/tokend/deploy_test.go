@@ -308,3 +308,47 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 }
+
+// TestDockerfile: every base image is a fully qualified reference pinned
+// by digest (daemonless builders refuse short names), and the file uses
+// nothing buildah cannot build (a syntax directive that fetches a
+// frontend image, heredocs).
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var froms int
+	for i, line := range strings.Split(string(b), "\n") {
+		n := i + 1
+		if strings.HasPrefix(strings.ToLower(line), "# syntax=") {
+			t.Errorf("Dockerfile:%d: a syntax directive (buildah ignores it, Docker pulls a frontend image by short name)", n)
+		}
+		if strings.Contains(line, "<<") {
+			t.Errorf("Dockerfile:%d: a heredoc (not every builder supports them): %s", n, line)
+		}
+		fields := strings.Fields(line)
+		if len(fields) == 0 || !strings.EqualFold(fields[0], "FROM") {
+			continue
+		}
+		froms++
+		var ref string
+		for _, f := range fields[1:] {
+			if !strings.HasPrefix(f, "--") {
+				ref = f
+				break
+			}
+		}
+		name, digest, ok := strings.Cut(ref, "@sha256:")
+		if !ok || len(digest) != 64 || strings.Trim(digest, "0123456789abcdef") != "" {
+			t.Errorf("Dockerfile:%d: %s is not pinned by a sha256 digest", n, ref)
+		}
+		host, path, hasHost := strings.Cut(name, "/")
+		if !hasHost || !strings.ContainsAny(host, ".:") || !strings.Contains(path, ":") {
+			t.Errorf("Dockerfile:%d: %s is not a fully qualified reference (registry host/path:tag)", n, name)
+		}
+	}
+	if froms != 2 {
+		t.Errorf("Dockerfile has %d FROM lines, want 2 (build, runtime)", froms)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/internal/buildinfo"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/gctune"
 	"github.com/tokend/tokend/server/httpapi"
@@ -76,7 +77,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	o := &options{}
 	fs := flag.NewFlagSet("tokend", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package writes nothing: -h prints the usage below, and a
+	// wrong flag is the error run returns, with the nearest flag named.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&o.configFile, configFlag, env("TOKEND_CONFIG", ""), "YAML file of options, keys named like the flags with underscores (grpc_addr); flags and env win over it (env TOKEND_CONFIG)")
 	fs.StringVar(&o.grpcAddr, "grpc-addr", env("TOKEND_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address (env TOKEND_GRPC_ADDR)")
 	fs.StringVar(&o.httpAddr, "http-addr", env("TOKEND_HTTP_ADDR", "127.0.0.1:8080"), "REST listen address (env TOKEND_HTTP_ADDR)")
@@ -116,7 +120,13 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	// the store's password.
 	fs.Lookup("store").DefValue = redactStore(fs.Lookup("store").DefValue)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usage, "\nflags (each also an environment variable TOKEND_… and a config file key):\n")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, suggestFlag(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -185,6 +195,7 @@ const usage = `usage:
   tokend config [flags]          print the effective configuration as YAML, each value's
                                  source as a comment, secrets redacted
   tokend keygen                  print a new master key entry (id:base64) for TOKEND_MASTER_KEY or a key file
+  tokend version                 print tokend's version and the commit it was built from
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -237,11 +248,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return printConfig(stdout, o, getenv)
+	case "version":
+		if len(args) > 0 {
+			return fmt.Errorf("version: unexpected argument %q", args[0])
+		}
+		fmt.Fprint(stdout, buildinfo.Read().String("tokend"))
+		return nil
 	case "help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
 	default:
 		fmt.Fprint(stderr, usage)
+		if n := nearest(cmd, []string{"config", "rekey", "keygen", "version", "help"}); n != "" {
+			return fmt.Errorf("unknown command %q (did you mean %s?)", cmd, n)
+		}
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	o, err := parse(args, getenv, stderr)

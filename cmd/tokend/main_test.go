@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -228,7 +231,10 @@ func TestConfigFileErrors(t *testing.T) {
 		name, text string
 		want       []string
 	}{
-		{"unknown key", "log_level: info\n\ngrpc_adr: 127.0.0.1:1\n", []string{`unknown key "grpc_adr"`, "line 3", "grpc_addr"}},
+		{"unknown key", "log_level: info\n\ngrpc_adr: 127.0.0.1:1\n", []string{`unknown key "grpc_adr"`, "line 3", "(did you mean grpc_addr?)"}},
+		{"near miss key", "audit_file: /var/log/audit\n", []string{`unknown key "audit_file"`, "line 1", "(did you mean audit_log?)"}},
+		{"misspelt key", "polcy_file: p.yaml\n", []string{`unknown key "polcy_file"`, "(did you mean policy_file?)"}},
+		{"unrelated key", "colour: blue\n", []string{`unknown key "colour"`, "known keys: ", "grpc_addr", "policy_file"}},
 		{"hyphenated key", "grpc-addr: 127.0.0.1:1\n", []string{`unknown key "grpc-addr"`, "line 1", "did you mean grpc_addr"}},
 		{"not a number", "log_level: info\nmax_body_bytes: lots\n", []string{"max_body_bytes", "line 2", `"lots"`}},
 		{"out of range", "\n\n\nmax_body_bytes: 10\n", []string{"max-body-bytes", "max_body_bytes", "line 4", "between 1024"}},
@@ -247,6 +253,8 @@ func TestConfigFileErrors(t *testing.T) {
 		{"nested config", "config: /etc/other.yaml\n", []string{`"config"`, "line 1"}},
 		{"not a mapping", "- grpc_addr\n", []string{"line 1", "mapping"}},
 		{"syntax", "log_level: info\n  bad: [\n", []string{"tokend.yaml", "line"}},
+		{"indentation", "log_level: info\nhttp_addr: 127.0.0.1:1\n\n  grpc_addr: 127.0.0.1:2\n", []string{"tokend.yaml line 4: "}},
+		{"list of cors origins", "cors_origins:\n  - https://a.example\n - https://b.example\n", []string{"tokend.yaml line 3: ", "(in the block that starts at line"}},
 		{"two documents", "log_level: info\n---\nlog_level: debug\n", []string{"line 2", "one YAML document"}},
 	}
 	for _, c := range cases {
@@ -506,5 +514,70 @@ func TestParseReplicaIntervals(t *testing.T) {
 				t.Errorf("parse(%v, %v) = %v, want an error containing %q", tc.args, tc.env, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestUnknownFlagSuggests: an unknown flag names the nearest known one;
+// a flag nothing resembles points at tokend -h. Nothing else is printed.
+func TestUnknownFlagSuggests(t *testing.T) {
+	for _, tc := range []struct {
+		flag, want string
+	}{
+		{"--audit-file=x", "unknown flag --audit-file (did you mean --audit-log?)"},
+		{"--grpc-adr=x", "unknown flag --grpc-adr (did you mean --grpc-addr?)"},
+		{"-polcy-file=x", "unknown flag --polcy-file (did you mean --policy-file?)"},
+		{"--tls_cert=x", "unknown flag --tls_cert (did you mean --tls-cert?)"},
+		{"--Log-Level=debug", "unknown flag --Log-Level (did you mean --log-level?)"},
+		{"--colour=blue", "unknown flag --colour (tokend -h lists the flags)"},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			var stderr bytes.Buffer
+			_, err := parse([]string{tc.flag}, envOf(nil), &stderr)
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("parse(%s) = %v, want %q", tc.flag, err, tc.want)
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("parse(%s) printed %q, want nothing (the error says it all)", tc.flag, stderr.String())
+			}
+		})
+	}
+	// A bad value keeps the flag package's message.
+	if _, err := parse([]string{"--max-body-bytes=lots"}, envOf(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "max-body-bytes") {
+		t.Errorf("parse(--max-body-bytes=lots) = %v, want an error naming the flag", err)
+	}
+}
+
+// TestHelpAndVersion: tokend -h lists the subcommands and the flags;
+// tokend version prints the version and the commit, "unknown" in a test
+// binary built without VCS information.
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, envOf(nil), &stdout, &stderr)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("run(%v) = %v, want flag.ErrHelp", args, err)
+		}
+		for _, want := range []string{"tokend config", "tokend rekey", "tokend keygen", "tokend version"} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("run(%v) output lacks %q:\n%s", args, want, stderr.String())
+			}
+		}
+		if args[0] != "help" && !strings.Contains(stderr.String(), "-grpc-addr") {
+			t.Errorf("run(%v) lists no flags:\n%s", args, stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, envOf(nil), &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^tokend \S+\ncommit: \S+.*\ngo: go1\.`).MatchString(stdout.String()) {
+		t.Errorf("tokend version printed:\n%s", stdout.String())
+	}
+	if err := run(context.Background(), []string{"version", "x"}, envOf(nil), &stdout, &stderr); err == nil {
+		t.Error("tokend version x = nil, want an error")
+	}
+	err := run(context.Background(), []string{"verison"}, envOf(nil), &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "did you mean version?") {
+		t.Errorf("tokend verison = %v, want a suggestion", err)
 	}
 }

@@ -94,6 +94,21 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if err := tokenv1.RegisterAdminServiceHandlerServer(ctx, gw, cfg.Admin); err != nil {
 		return nil, fmt.Errorf("register admin gateway: %w", err)
 	}
+	// routes matches a request against the gateway's patterns without
+	// serving it, to label the requests refused before the gateway (401,
+	// 413, 415) with the route they were for.
+	routes := runtime.NewServeMux(
+		runtime.WithRoutingErrorHandler(func(context.Context, *runtime.ServeMux, runtime.Marshaler, http.ResponseWriter, *http.Request, int) {}),
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(), // it would read a form body
+		runtime.WithMiddlewares(notePattern),
+	)
+	if err := tokenv1.RegisterTokenServiceHandlerServer(ctx, routes, cfg.Token); err != nil {
+		return nil, fmt.Errorf("register token routes: %w", err)
+	}
+	if err := tokenv1.RegisterAdminServiceHandlerServer(ctx, routes, cfg.Admin); err != nil {
+		return nil, fmt.Errorf("register admin routes: %w", err)
+	}
 	mux := http.NewServeMux()
 	// /healthz: the process is alive and serving HTTP.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +150,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
 	// Every request gets a request id, a log line and a latency sample.
-	return observe(cfg.Logger, cfg.Metrics, mux), nil
+	return observe(cfg.Logger, cfg.Metrics, mux, routes), nil
 }
 
 // limitBody refuses bodies over max bytes (413) and bodies that are not

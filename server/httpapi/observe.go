@@ -44,14 +44,42 @@ func recordRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 	}
 }
 
+// notePattern is the middleware of the route matcher New builds: it notes
+// the matched gateway pattern and serves nothing.
+func notePattern(runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(_ http.ResponseWriter, r *http.Request, _ map[string]string) {
+		if info, ok := r.Context().Value(routeKey{}).(*reqInfo); ok {
+			if pat, ok := runtime.HTTPPattern(r.Context()); ok {
+				info.route = pat.String()
+			}
+		}
+	}
+}
+
+// discardWriter is the ResponseWriter of the route matcher: it writes
+// nothing anywhere.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header {
+	if w.h == nil {
+		w.h = http.Header{}
+	}
+	return w.h
+}
+func (*discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (*discardWriter) WriteHeader(int)             {}
+
 // observe gives each request an id (the caller's X-Request-Id when well
 // formed, else a new one), returns it in the X-Request-Id response header,
 // puts it in the context (so every log line of the request carries it),
 // and when the request ends records its latency and logs it: method,
 // route, status, duration, request_id; 2xx and 3xx at Debug, 4xx at Info,
 // 5xx at Error, as gRPC calls are logged. mux must be the handler that
-// routes (its pattern is read from the request after serving).
-func observe(log *slog.Logger, m Metrics, mux *http.ServeMux) http.Handler {
+// routes (its pattern is read from the request after serving). routes, if
+// set, matches a request the gateway never saw (refused before it: 401,
+// 413, 415) to the gateway pattern it was for; only those requests pay
+// for it.
+func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := requestid.Ensure(r.Header.Get(requestid.Header))
@@ -70,6 +98,12 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux) http.Handler {
 		route := info.route
 		if route == "" {
 			route = muxRoute(r.Pattern)
+			if route == routeUnmatched && routes != nil {
+				routes.ServeHTTP(&discardWriter{}, r)
+				if info.route != "" {
+					route = info.route
+				}
+			}
 		}
 		if m != nil {
 			m.ObserveHTTP(route, r.Method, code, d)

@@ -160,6 +160,10 @@ type Keystore struct {
 	onStoreError func(op string, err error)
 	// lastReload is when the view was last loaded (unix nanoseconds).
 	lastReload atomic.Int64
+
+	// watchOutage and flushOutage log the failures of Watch and
+	// FlushUsageEvery by state, not one line per tick.
+	watchOutage, flushOutage *outageLog
 }
 
 // SetStoreErrorHook sets a function told of every store error the
@@ -214,6 +218,8 @@ func (ks *Keystore) refreshKeyring() (bool, error) {
 // New returns a Keystore over store; call Reload before use.
 func New(store storage.Store, keyring *secrets.Keyring, log *slog.Logger) *Keystore {
 	ks := &Keystore{store: store, log: log}
+	ks.watchOutage = newOutageLog(log, "read the store's revision (changes made by other replicas are not seen)")
+	ks.flushOutage = newOutageLog(log, "record key usage (outstanding_until may lag)")
 	ks.keyring.Store(keyring)
 	ks.cur.Store(&view{apps: map[string]*App{}})
 	return ks
@@ -510,16 +516,21 @@ func (ks *Keystore) Watch(ctx context.Context, interval time.Duration) {
 		if err != nil {
 			if ctx.Err() == nil {
 				ks.storeError("watch", err)
-				ks.log.Warn("read store revision", "error", err)
+				ks.watchOutage.fail(err)
 			}
 			continue
 		}
 		if rev == ks.Revision() {
+			ks.watchOutage.ok()
 			continue
 		}
-		if err := ks.Reload(ctx); err != nil && ctx.Err() == nil {
-			ks.log.Error("reload keys after a change in the store", "error", err)
+		if err := ks.Reload(ctx); err != nil {
+			if ctx.Err() == nil {
+				ks.watchOutage.fail(fmt.Errorf("reload keys after a change in the store: %w", err))
+			}
+			continue
 		}
+		ks.watchOutage.ok()
 	}
 }
 
@@ -541,6 +552,12 @@ func (ks *Keystore) Usage(applicationSID, keySID string) (lastSigned, outstandin
 // the last flush to the store, so that other replicas and restarts know
 // when each key's tokens expire.
 func (ks *Keystore) FlushUsage(ctx context.Context) error {
+	_, err := ks.flushUsage(ctx)
+	return err
+}
+
+// flushUsage is FlushUsage; wrote says whether it called the store.
+func (ks *Keystore) flushUsage(ctx context.Context) (wrote bool, err error) {
 	ks.mu.Lock()
 	var usage []storage.KeyUsage
 	v := ks.cur.Load()
@@ -557,11 +574,11 @@ func (ks *Keystore) FlushUsage(ctx context.Context) error {
 	}
 	ks.mu.Unlock()
 	if len(usage) == 0 {
-		return nil
+		return false, nil
 	}
-	err := ks.store.RecordKeyUsage(ctx, usage)
+	err = ks.store.RecordKeyUsage(ctx, usage)
 	ks.storeError("flush", err)
-	return err
+	return true, err
 }
 
 // FlushUsageEvery calls FlushUsage every interval until ctx ends, and once
@@ -579,8 +596,13 @@ func (ks *Keystore) FlushUsageEvery(ctx context.Context, interval time.Duration)
 			cancel()
 			return
 		case <-t.C:
-			if err := ks.FlushUsage(ctx); err != nil && ctx.Err() == nil {
-				ks.log.Warn("record key usage", "error", err)
+			// Nothing to write says nothing of the store: only a write
+			// ends an outage.
+			switch wrote, err := ks.flushUsage(ctx); {
+			case err != nil && ctx.Err() == nil:
+				ks.flushOutage.fail(err)
+			case wrote && err == nil:
+				ks.flushOutage.ok()
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokend/tokend/internal/yamlpos"
 	"github.com/tokend/tokend/server/sid"
 )
 
@@ -53,13 +54,13 @@ func Parse(data []byte, name string) (*Policy, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s:1: policy: empty document: expected a mapping with rules", name)
 		}
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, data, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, data, err)
 	default:
 		return nil, fmt.Errorf("%s:%d: policy: only one YAML document is allowed", name, max(extra.Line, 1))
 	}
@@ -84,15 +85,18 @@ func Parse(data []byte, name string) (*Policy, error) {
 	return pol, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// yamlError rewrites a yaml.v3 syntax error as "name:line: message".
-func yamlError(name string, err error) error {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("%s:%s: %s", name, m[1], m[2])
+// yamlError rewrites a yaml.v3 syntax error as "name:line: message", at
+// the line where the fault is (yaml.v3 names the line where the enclosing
+// block starts, which is kept in the message when it differs).
+func yamlError(name string, data []byte, err error) error {
+	line, block, msg, ok := yamlpos.Locate(data, err)
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	case line > block:
+		return fmt.Errorf("%s:%d: %s (in the block that starts at line %d)", name, line, msg, block)
 	}
-	return fmt.Errorf("%s: %s", name, strings.TrimPrefix(msg, "yaml: "))
+	return fmt.Errorf("%s:%d: %s", name, line, msg)
 }
 
 type parser struct {

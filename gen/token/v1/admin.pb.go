@@ -7,6 +7,7 @@
 package tokenv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1664,7 +1665,7 @@ var File_token_v1_admin_proto protoreflect.FileDescriptor
 
 const file_token_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x14token/v1/admin.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14token/v1/token.proto\"\x98\x03\n" +
+	"\x14token/v1/admin.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x14token/v1/token.proto\"\x98\x03\n" +
 	"\vApplication\x12'\n" +
 	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1f\n" +
 	"\vaccount_sid\x18\x02 \x01(\tR\n" +
@@ -1768,21 +1769,240 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\vcredentials\x18\x01 \x03(\v2\x14.token.v1.CredentialR\vcredentials\"-\n" +
 	"\x17DeleteCredentialRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x1a\n" +
-	"\x18DeleteCredentialResponse2\xd6\f\n" +
-	"\fAdminService\x12y\n" +
-	"\x11CreateApplication\x12\".token.v1.CreateApplicationRequest\x1a#.token.v1.CreateApplicationResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/applications\x12s\n" +
-	"\x10ListApplications\x12!.token.v1.ListApplicationsRequest\x1a\".token.v1.ListApplicationsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/applications\x12\x7f\n" +
-	"\x0eGetApplication\x12\x1f.token.v1.GetApplicationRequest\x1a .token.v1.GetApplicationResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/applications/{application_sid}\x12\x8b\x01\n" +
-	"\x11UpdateApplication\x12\".token.v1.UpdateApplicationRequest\x1a#.token.v1.UpdateApplicationResponse\"-\x82\xd3\xe4\x93\x02':\x01*2\"/v1/applications/{application_sid}\x12\x88\x01\n" +
-	"\x11DeleteApplication\x12\".token.v1.DeleteApplicationRequest\x1a#.token.v1.DeleteApplicationResponse\"*\x82\xd3\xe4\x93\x02$*\"/v1/applications/{application_sid}\x12o\n" +
-	"\x06AddKey\x12\x17.token.v1.AddKeyRequest\x1a\x18.token.v1.AddKeyResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/applications/{application_sid}/keys\x12r\n" +
-	"\bListKeys\x12\x19.token.v1.ListKeysRequest\x1a\x1a.token.v1.ListKeysResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/applications/{application_sid}/keys\x12\x95\x01\n" +
-	"\vActivateKey\x12\x1c.token.v1.ActivateKeyRequest\x1a\x1d.token.v1.ActivateKeyResponse\"I\x82\xd3\xe4\x93\x02C:\x01*\">/v1/applications/{application_sid}/keys/{api_key_sid}:activate\x12\x83\x01\n" +
-	"\tDeleteKey\x12\x1a.token.v1.DeleteKeyRequest\x1a\x1b.token.v1.DeleteKeyResponse\"=\x82\xd3\xe4\x93\x027*5/v1/applications/{application_sid}/keys/{api_key_sid}\x12u\n" +
-	"\x10CreateCredential\x12!.token.v1.CreateCredentialRequest\x1a\".token.v1.CreateCredentialResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/credentials\x12o\n" +
-	"\x0fListCredentials\x12 .token.v1.ListCredentialsRequest\x1a!.token.v1.ListCredentialsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/credentials\x12y\n" +
-	"\x10DeleteCredential\x12!.token.v1.DeleteCredentialRequest\x1a\".token.v1.DeleteCredentialResponse\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/v1/credentials/{name}\x12V\n" +
-	"\x05Rekey\x12\x16.token.v1.RekeyRequest\x1a\x17.token.v1.RekeyResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/keyring:rekeyB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
+	"\x18DeleteCredentialResponse2\xd8E\n" +
+	"\fAdminService\x12\xb4\x06\n" +
+	"\x11CreateApplication\x12\".token.v1.CreateApplicationRequest\x1a#.token.v1.CreateApplicationResponse\"\xd5\x05\x92A\xb6\x05J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJC\n" +
+	"\x03409\x12<\n" +
+	"\"It exists already (AlreadyExists).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/applications\x12\xd1\x02\n" +
+	"\x10ListApplications\x12!.token.v1.ListApplicationsRequest\x1a\".token.v1.ListApplicationsResponse\"\xf5\x01\x92A\xd9\x01JT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/applications\x12\x81\x05\n" +
+	"\x0eGetApplication\x12\x1f.token.v1.GetApplicationRequest\x1a .token.v1.GetApplicationResponse\"\xab\x04\x92A\xfd\x03J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02$\x12\"/v1/applications/{application_sid}\x12\xe1\x06\n" +
+	"\x11UpdateApplication\x12\".token.v1.UpdateApplicationRequest\x1a#.token.v1.UpdateApplicationResponse\"\x82\x06\x92A\xd1\x05J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02':\x01*2\"/v1/applications/{application_sid}\x12\x8a\x05\n" +
+	"\x11DeleteApplication\x12\".token.v1.DeleteApplicationRequest\x1a#.token.v1.DeleteApplicationResponse\"\xab\x04\x92A\xfd\x03J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02$*\"/v1/applications/{application_sid}\x12\x8a\a\n" +
+	"\x06AddKey\x12\x17.token.v1.AddKeyRequest\x1a\x18.token.v1.AddKeyResponse\"\xcc\x06\x92A\x96\x06J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJC\n" +
+	"\x03409\x12<\n" +
+	"\"It exists already (AlreadyExists).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/applications/{application_sid}/keys\x12\xf4\x04\n" +
+	"\bListKeys\x12\x19.token.v1.ListKeysRequest\x1a\x1a.token.v1.ListKeysResponse\"\xb0\x04\x92A\xfd\x03J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02)\x12'/v1/applications/{application_sid}/keys\x12\xeb\x06\n" +
+	"\vActivateKey\x12\x1c.token.v1.ActivateKeyRequest\x1a\x1d.token.v1.ActivateKeyResponse\"\x9e\x06\x92A\xd1\x05J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02C:\x01*\">/v1/applications/{application_sid}/keys/{api_key_sid}:activate\x12\x85\x05\n" +
+	"\tDeleteKey\x12\x1a.token.v1.DeleteKeyRequest\x1a\x1b.token.v1.DeleteKeyResponse\"\xbe\x04\x92A\xfd\x03J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x027*5/v1/applications/{application_sid}/keys/{api_key_sid}\x12\xb0\x06\n" +
+	"\x10CreateCredential\x12!.token.v1.CreateCredentialRequest\x1a\".token.v1.CreateCredentialResponse\"\xd4\x05\x92A\xb6\x05J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJC\n" +
+	"\x03409\x12<\n" +
+	"\"It exists already (AlreadyExists).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/credentials\x12\xcd\x02\n" +
+	"\x0fListCredentials\x12 .token.v1.ListCredentialsRequest\x1a!.token.v1.ListCredentialsResponse\"\xf4\x01\x92A\xd9\x01JT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/credentials\x12\xfb\x04\n" +
+	"\x10DeleteCredential\x12!.token.v1.DeleteCredentialRequest\x1a\".token.v1.DeleteCredentialResponse\"\x9f\x04\x92A\xfd\x03J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x18*\x16/v1/credentials/{name}\x12\xcc\x05\n" +
+	"\x05Rekey\x12\x16.token.v1.RekeyRequest\x1a\x17.token.v1.RekeyResponse\"\x91\x05\x92A\xf1\x04J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/keyring:rekeyB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_token_v1_admin_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package tokenv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1044,7 +1045,7 @@ var File_token_v1_token_proto protoreflect.FileDescriptor
 
 const file_token_v1_token_proto_rawDesc = "" +
 	"\n" +
-	"\x14token/v1/token.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n" +
+	"\x14token/v1/token.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x81\x02\n" +
 	"\vMintRequest\x12\x1f\n" +
 	"\bidentity\x18\x01 \x01(\tH\x00R\bidentity\x88\x01\x01\x12'\n" +
 	"\x0fapplication_sid\x18\x02 \x01(\tR\x0eapplicationSid\x12$\n" +
@@ -1133,10 +1134,59 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"\rworkspace_sid\x18\x01 \x01(\tR\fworkspaceSid\x12\x1d\n" +
 	"\n" +
 	"worker_sid\x18\x02 \x01(\tR\tworkerSid\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role2\xbd\x01\n" +
-	"\fTokenService\x12R\n" +
-	"\x04Mint\x12\x15.token.v1.MintRequest\x1a\x16.token.v1.MintResponse\"\x1b\x82\xd3\xe4\x93\x02\x15Z\v:\x01*\"\x06/token\x12\x06/token\x12Y\n" +
-	"\x06Verify\x12\x17.token.v1.VerifyRequest\x1a\x18.token.v1.VerifyResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verifyB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
+	"\x04role\x18\x03 \x01(\tR\x04role2\xc3\r\n" +
+	"\fTokenService\x12\xf2\a\n" +
+	"\x04Mint\x12\x15.token.v1.MintRequest\x1a\x16.token.v1.MintResponse\"\xba\a\x92A\x9b\aJ\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ\xae\x01\n" +
+	"\x03401\x12\xa6\x01\n" +
+	"\x8b\x01Policy mode: no credential, or a bad, unknown or revoked one (Unauthenticated); the answer carries WWW-Authenticate: Bearer realm=\"tokend\".\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ\x84\x01\n" +
+	"\x03403\x12}\n" +
+	"cThe caller may not do this (PermissionDenied): the policy denies the mint, or the admin API is off.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJK\n" +
+	"\x03404\x12D\n" +
+	"*The application does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJs\n" +
+	"\x03413\x12l\n" +
+	"RPOST only: the body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJs\n" +
+	"\x03415\x12l\n" +
+	"RPOST only: the Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJf\n" +
+	"\x03429\x12_\n" +
+	"EA rate limit (ResourceExhausted); Retry-After says when to try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Status\x82\xd3\xe4\x93\x02\x15Z\v:\x01*\"\x06/token\x12\x06/token\x12\xbd\x05\n" +
+	"\x06Verify\x12\x17.token.v1.VerifyRequest\x1a\x18.token.v1.VerifyResponse\"\xff\x04\x92A\xdf\x04J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ\xae\x01\n" +
+	"\x03401\x12\xa6\x01\n" +
+	"\x8b\x01Policy mode: no credential, or a bad, unknown or revoked one (Unauthenticated); the answer carries WWW-Authenticate: Bearer realm=\"tokend\".\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJs\n" +
+	"\x03413\x12l\n" +
+	"RPOST only: the body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJs\n" +
+	"\x03415\x12l\n" +
+	"RPOST only: the Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Status\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verifyB\xbb\t\x92A\x88\t\x12\xd0\x04\n" +
+	"\x06tokend\x12\x8e\x04tokend mints Twilio access tokens over REST (this API, through grpc-gateway) and gRPC (token.v1.TokenService, token.v1.AdminService). Errors are google.rpc.Status JSON: code (the gRPC code), message, and details such as google.rpc.BadRequest field violations naming the field. In policy mode a token call authenticates with a caller credential (tkd_...), an OIDC JWT, a client certificate (mutual TLS) or a trusted proxy's header; in development mode (no policy, loopback only) it needs none. Admin calls need the admin token.*.\n" +
+	"\n" +
+	"UNLICENSED\x12 https://github.com/tokend/tokend2\x051.0.0*\x02\x01\x022\x10application/json:\x10application/jsonZ\xdd\x03\n" +
+	"\x95\x01\n" +
+	"\n" +
+	"AdminToken\x12\x86\x01\b\x02\x12qThe admin API's bearer token (--admin-token-file or TOKEND_ADMIN_TOKEN), sent as `Authorization: Bearer <token>`.\x1a\rAuthorization \x02\n" +
+	"\x83\x01\n" +
+	"\n" +
+	"OIDCBearer\x12u\b\x02\x12`A JWT from the OIDC issuer tokend trusts (--oidc-issuer), sent as `Authorization: Bearer <JWT>`.\x1a\rAuthorization \x02\n" +
+	"\xbc\x01\n" +
+	"\x11ServiceCredential\x12\xa6\x01\b\x02\x12\x90\x01A caller credential issued by the admin API (POST /v1/credentials), sent as `Authorization: Bearer tkd_...`; its principal is credential:<name>.\x1a\rAuthorization \x02b\x17\n" +
+	"\x15\n" +
+	"\x11ServiceCredential\x12\x00b\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"OIDCBearer\x12\x00b\x00Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_token_v1_token_proto_rawDescOnce sync.Once
