@@ -147,9 +147,14 @@ func serveMint(mux *runtime.ServeMux, svc tokenv1.TokenServiceServer, unmarshal 
 // local_request_TokenService_Mint_1 does (an empty body is an empty
 // request), unmarshaling straight into req when the body is valid.
 func decodeMintBody(inbound runtime.Marshaler, unmarshal protojson.UnmarshalOptions, body io.Reader, req *tokenv1.MintRequest) error {
-	b, err := io.ReadAll(body)
-	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "%v", err)
+	var b []byte
+	if rb, ok := body.(*readBody); ok && rb.Len() == len(rb.body) {
+		b = rb.body // read by limitBody, not yet by anyone else
+	} else {
+		var err error
+		if b, err = io.ReadAll(body); err != nil {
+			return status.Errorf(codes.InvalidArgument, "%v", err)
+		}
 	}
 	if len(bytes.Trim(b, " \t\r\n")) == 0 {
 		return nil // JSON whitespace only: the gateway's decoder says io.EOF, not an error
