@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -101,12 +102,23 @@ func runWrk(ctx context.Context, wrkBin, scriptPath, url string, conns, secs int
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("wrk: %w\n%s%s", err, out.String(), errb.String())
 	}
-	r := &wrkRun{}
+	r, err := parseWrkOutput(out.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s%s", err, out.String(), errb.String())
+	}
 	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return r, nil
+}
+
+// parseWrkOutput reads what wrkScript's done() printed: the "WRK" summary
+// line and the "P <percentile> <µs>" lines, the latter turned back into a
+// histogram.
+func parseWrkOutput(out string) (*wrkRun, error) {
+	r := &wrkRun{}
 	sawSummary := false
 	var pcts []float64
 	var lats []time.Duration
-	sc := bufio.NewScanner(&out)
+	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		switch {
@@ -134,7 +146,7 @@ func runWrk(ctx context.Context, wrkBin, scriptPath, url string, conns, secs int
 		}
 	}
 	if !sawSummary {
-		return nil, fmt.Errorf("wrk printed no summary (is the script's done() run?):\n%s%s", out.String(), errb.String())
+		return nil, errors.New("wrk printed no summary (is the script's done() run?)")
 	}
 	// Rebuild a histogram from the percentiles: the latency at percentile
 	// p stands for the requests between the previous grid point and p.
