@@ -31,12 +31,27 @@ type target struct {
 	// answer in full; it returns the answer's size in bytes (0 when not
 	// known) and how many calls it made.
 	preflight func(ctx context.Context) (size, calls int, err error)
+	// wrk, when set, is what wrk sends this HTTP target: run drives it
+	// with wrk (wrkBin, running the script at wrkScript) instead of the
+	// Go workers.
+	wrk               *wrkSpec
+	wrkBin, wrkScript string
+}
+
+// generator names what drives t.
+func (t target) generator() string {
+	if t.wrk != nil && t.wrkBin != "" {
+		return "wrk"
+	}
+	return "go"
 }
 
 // result is what one run of a target measured.
 type result struct {
 	name      string
-	ok        hist // latency of the successful calls
+	ok        hist   // latency of the calls (the Go generator: the successful ones; wrk: all it completed)
+	okCount   uint64 // successful calls in the measured windows
+	generator string // "wrk" or "go"
 	errs      uint64
 	errKinds  map[string]uint64
 	window    time.Duration // measured window
@@ -49,7 +64,15 @@ type result struct {
 	perRound  []float64     // calls/s of each measured slice
 }
 
-func (r *result) rate() float64 { return float64(r.ok.n) / r.window.Seconds() }
+func (r *result) rate() float64 { return float64(r.okCount) / r.window.Seconds() }
+
+// cpuPerReq is the server's CPU time per successful call.
+func (r *result) cpuPerReq() time.Duration {
+	if r.okCount == 0 {
+		return 0
+	}
+	return r.srvCPU / time.Duration(r.okCount)
+}
 
 // worker is what one load goroutine keeps: its own histogram, so that
 // recording takes no lock.
@@ -87,7 +110,7 @@ func prepare(ctx context.Context, t target, concurrency int) (*result, error) {
 		t.close()
 		return nil, fmt.Errorf("%s: first call: %w", t.name, err)
 	}
-	return &result{name: t.name, size: size, answered: uint64(calls), errKinds: map[string]uint64{}}, nil
+	return &result{name: t.name, size: size, answered: uint64(calls), errKinds: map[string]uint64{}, generator: t.generator()}, nil
 }
 
 // run drives t closed-loop and adds what it measured to res: concurrency
@@ -95,6 +118,9 @@ func prepare(ctx context.Context, t target, concurrency int) (*result, error) {
 // measured) then duration (each call that starts in it measured). Calls
 // still unanswered 10 s after the end are cancelled.
 func run(ctx context.Context, t target, res *result, concurrency int, warmup, duration time.Duration) error {
+	if t.generator() == "wrk" {
+		return runWrkTarget(ctx, t, res, concurrency, warmup, duration)
+	}
 	startAt := time.Now()
 	measureAt := startAt.Add(warmup)
 	endAt := measureAt.Add(duration)
@@ -169,6 +195,7 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 		n += workers[i].h.n
 	}
 	res.perRound = append(res.perRound, float64(n)/duration.Seconds())
+	res.okCount += n
 	res.srvCPU += cpu1 - cpu0
 	res.genCPU += gen1 - gen0
 	res.otherCPU += max(0, (busy1-busy0)-(cpu1-cpu0)-(gen1-gen0))
@@ -201,20 +228,34 @@ func (r *result) errSummary() string {
 	return strings.Join(kinds, "; ")
 }
 
-// httpTarget loads GET url with "Authorization: Bearer <bearer>" over a
-// shared keep-alive client (one idle connection per worker). check, if
-// set, vets the preflight answer's body.
-func httpTarget(name string, proc *child, url, bearer string, check func([]byte) error) target {
+// httpTarget loads method url (with body, as JSON, when not empty) with
+// "Authorization: Bearer <bearer>": with wrk when wrkBin is set, else over
+// a shared keep-alive Go client (one idle connection per worker). check,
+// if set, vets the preflight answer's body (always made with the Go
+// client).
+func httpTarget(name string, proc *child, method, url, body, bearer string, check func([]byte) error) target {
 	var client *http.Client
 	var transport *http.Transport
 	newReq := func(ctx context.Context) *http.Request {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req, _ := http.NewRequestWithContext(ctx, method, url, nil)
 		req.Header.Set("Authorization", "Bearer "+bearer)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		return req
+	}
+	// withBody gives req a fresh copy of the body for one send.
+	withBody := func(req *http.Request) *http.Request {
+		if body != "" {
+			req.Body = io.NopCloser(strings.NewReader(body))
+			req.ContentLength = int64(len(body))
+		}
 		return req
 	}
 	return target{
 		name: name,
 		proc: proc,
+		wrk:  &wrkSpec{url: url, method: method, body: body, bearer: bearer},
 		open: func(concurrency int) error {
 			transport = http.DefaultTransport.(*http.Transport).Clone()
 			transport.MaxIdleConns = concurrency
@@ -225,7 +266,7 @@ func httpTarget(name string, proc *child, url, bearer string, check func([]byte)
 		},
 		close: func() { transport.CloseIdleConnections() },
 		preflight: func(ctx context.Context) (int, int, error) {
-			resp, err := client.Do(newReq(ctx))
+			resp, err := client.Do(withBody(newReq(ctx)))
 			if err != nil {
 				return 0, 0, err
 			}
@@ -249,7 +290,7 @@ func httpTarget(name string, proc *child, url, bearer string, check func([]byte)
 			// and closed.
 			req := newReq(ctx)
 			return func() error {
-				resp, err := client.Do(req)
+				resp, err := client.Do(withBody(req))
 				if err != nil {
 					return err
 				}

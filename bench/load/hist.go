@@ -58,6 +58,25 @@ func (h *hist) record(d time.Duration) {
 	h.n++
 }
 
+// recordN records d n times (a value of another histogram, such as wrk's).
+func (h *hist) recordN(d time.Duration, n uint64) {
+	if n == 0 {
+		return
+	}
+	v := int64(d)
+	if v < 0 {
+		v = 0
+	}
+	if h.n == 0 || v < h.min {
+		h.min = v
+	}
+	if v > h.max {
+		h.max = v
+	}
+	h.counts[bucketOf(v)] += n
+	h.n += n
+}
+
 func (h *hist) merge(o *hist) {
 	if o.n == 0 {
 		return

@@ -2,29 +2,43 @@
 // servers of the same protocols on the same machine, in one run, and
 // prints the ratios the service is held to (make load):
 //
+//   - tokend's REST GET /token and POST /token against a bare net/http
+//     handler answering a fixed token-sized (450-byte) JSON body (and
+//     reading the POST body): server CPU time per request at most 1.6x
+//     the bare server's, and at least 65% of its req/s;
 //   - tokend's gRPC Mint against a bare gRPC server answering
-//     grpc.health.v1.Health/Check: at least 75% of its calls/s;
-//   - tokend's REST GET /token against a bare net/http handler answering a
-//     fixed token-sized (450-byte) JSON body: at least 70% of its req/s;
-//   - each with a p99 at most twice its ceiling's p99;
-//   - tokend's peak RSS under that load at most 64 MiB.
+//     grpc.health.v1.Health/Check: server CPU time per call at most 1.2x
+//     the bare server's, and at least 75% of its calls/s;
+//   - each with a p99 at most twice its bare server's p99;
+//   - tokend's peak RSS under that load at most 64 MiB, no failed
+//     request, and an audit record for every mint answered.
 //
 // tokend runs as it would in production: caller authentication (a service
 // credential, created through the admin API), a policy file and the audit
-// log are on, every request presents the credential (the ceilings get the
-// same header and ignore it). tokend and each ceiling run in processes of
-// their own (the ceilings are this binary re-executed with a hidden flag),
-// and each process's CPU time (/proc/<pid>/stat) and peak RSS (VmHWM) are
-// read around its run.
+// log are on, --log-level warn, and every request presents the credential
+// (the bare servers get the same header and ignore it). tokend and each
+// bare server run in processes of their own (the bare servers are this
+// binary re-executed with a hidden flag), and each process's CPU time
+// (/proc/<pid>/stat, user+system) and peak RSS (VmHWM) are read around
+// each measured window, so that CPU per request is measured the same way
+// on both sides of each ratio.
 //
-// The load is closed-loop: -concurrency workers each send a request, wait
-// for the answer and send the next, for -warmup (not measured) and then
-// -duration. The duration is split into -rounds slices run in turn across
-// the targets, so that other work on the machine weighs on each ratio's
-// two sides alike; the report shows the machine's CPU time no process of
-// the run used ("other") and each round's ratios. The generator shares the
-// machine's cores with the server under test, so the figures are only
-// meaningful as ratios within one run. See BENCHMARKS.md.
+// HTTP targets are driven by wrk (written in C) when it is on $PATH, else
+// by this program's own Go workers (-http-generator chooses); gRPC
+// targets by the Go workers. The report says which drove each target. CPU
+// per request does not depend on the generator's speed; throughput does,
+// since the generator shares the machine's cores with the server: the
+// slower the generator, the more both servers wait on it and the closer
+// the throughput ratios get to 1.
+//
+// The Go workers' load is closed-loop: -concurrency workers each send a
+// request, wait for the answer and send the next; wrk keeps -concurrency
+// connections with one request in flight each, the same. Each target gets
+// -warmup (not measured) and then -duration, split into -rounds slices run
+// in turn across the targets, so that other work on the machine weighs on
+// each ratio's two sides alike; the report shows the machine's CPU time no
+// process of the run used ("other") and each round's ratios. See
+// BENCHMARKS.md.
 //
 // Exit status: 0 when the harness ran (whatever the figures), 1 when
 // -enforce is set and a target is missed, 2 when the harness itself failed.
@@ -37,7 +51,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"strings"
@@ -45,13 +61,20 @@ import (
 	"time"
 )
 
-// The issue's targets.
+// The targets.
 const (
-	grpcRateTarget = 0.75 // tokend gRPC Mint calls/s ÷ gRPC ceiling
-	restRateTarget = 0.70 // tokend REST /token req/s ÷ HTTP ceiling
+	grpcRateTarget = 0.75 // tokend gRPC Mint calls/s ÷ gRPC ceiling, at least
+	grpcCPUTarget  = 1.2  // tokend gRPC Mint CPU/call ÷ gRPC ceiling's, at most
+	restRateTarget = 0.65 // tokend REST /token req/s ÷ HTTP ceiling, at least
+	restCPUTarget  = 1.6  // tokend REST /token CPU/request ÷ HTTP ceiling's, at most
 	p99Target      = 2.0  // tokend p99 ÷ its ceiling's p99, at most
 	rssTargetMiB   = 64.0 // tokend's peak RSS
 )
+
+// postBody is what POST /token sends (and the HTTP ceiling's POST target,
+// which reads and ignores it): a MintRequest naming an identity the
+// policy allows.
+const postBody = `{"identity":"load_user"}`
 
 // Hidden flags: this binary serving a ceiling (see ceiling.go).
 const (
@@ -67,6 +90,7 @@ type options struct {
 	tokendBin        string
 	keep, enforce    bool
 	tokendArgs       string
+	httpGen          string
 }
 
 func main() {
@@ -88,6 +112,7 @@ func main() {
 	fs.StringVar(&o.tokendBin, "tokend", "", "tokend binary to run; empty: build github.com/tokend/tokend/cmd/tokend")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (tokend's data, policy, audit log)")
 	fs.BoolVar(&o.enforce, "enforce", false, "exit 1 when a target is missed")
+	fs.StringVar(&o.httpGen, "http-generator", "auto", "what drives the HTTP targets: wrk, go (this program's own workers), or auto (wrk when it is on $PATH, else go)")
 	fs.StringVar(&o.tokendArgs, "tokend-args", "", "more flags for tokend, space-separated (e.g. '--gc-headroom-mib 0' to measure with Go's default collector pacing)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./load [flags]   (from bench/; or make load ARGS='...')\n\n"+
@@ -113,6 +138,8 @@ func main() {
 		fatalf("-grpc-conns must be 1 to 64")
 	case o.rounds < 1 || o.rounds > 20:
 		fatalf("-rounds must be 1 to 20")
+	case o.httpGen != "auto" && o.httpGen != "wrk" && o.httpGen != "go":
+		fatalf("-http-generator must be auto, wrk or go")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	missed, err := loadAll(ctx, o)
@@ -170,23 +197,43 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 		return false, err
 	}
 	children = append(children, httpCeil)
-	grpcCeil, grpcAddr, err := startCeiling("grpc ceiling", serveGRPCFlag)
+	grpcCeilProc, grpcAddr, err := startCeiling("grpc ceiling", serveGRPCFlag)
 	if err != nil {
 		return false, err
 	}
-	children = append(children, grpcCeil)
+	children = append(children, grpcCeilProc)
 	tk, err := startTokend(ctx, bin, dir, strings.Fields(o.tokendArgs))
 	if err != nil {
 		return false, err
 	}
 	children = append(children, tk.child)
 
+	wrkBin := ""
+	if o.httpGen != "go" {
+		if wrkBin, err = exec.LookPath("wrk"); err != nil {
+			if o.httpGen == "wrk" {
+				return false, fmt.Errorf("-http-generator wrk: %w (apt-get install wrk)", err)
+			}
+			fmt.Fprintln(os.Stderr, "load: wrk is not installed: the Go generator drives the HTTP targets (apt-get install wrk)")
+			wrkBin = ""
+		}
+	}
 	cred := tk.credential
 	targets := []target{
-		httpTarget("http ceiling", httpCeil, "http://"+httpAddr+"/token", cred, nil),
-		httpTarget("tokend REST /token", tk.child, "http://"+tk.httpAddr+"/token", cred, checkTokenJSON),
-		grpcTarget("grpc ceiling", grpcCeil, grpcAddr, cred, o.grpcConns, grpcCeilingCheck),
-		grpcTarget("tokend gRPC Mint", tk.child, tk.grpcAddr, cred, o.grpcConns, tokendMint),
+		httpTarget(httpCeilGET, httpCeil, http.MethodGet, "http://"+httpAddr+"/token", "", cred, nil),
+		httpTarget(restGET, tk.child, http.MethodGet, "http://"+tk.httpAddr+"/token", "", cred, checkTokenJSON),
+		httpTarget(httpCeilPOST, httpCeil, http.MethodPost, "http://"+httpAddr+"/token", postBody, cred, nil),
+		httpTarget(restPOST, tk.child, http.MethodPost, "http://"+tk.httpAddr+"/token", postBody, cred, checkTokenJSON),
+		grpcTarget(grpcCeil, grpcCeilProc, grpcAddr, cred, o.grpcConns, grpcCeilingCheck),
+		grpcTarget(grpcMint, tk.child, tk.grpcAddr, cred, o.grpcConns, tokendMint),
+	}
+	for i := range targets {
+		if targets[i].wrk != nil && wrkBin != "" {
+			targets[i].wrkBin = wrkBin
+			if targets[i].wrkScript, err = writeWrkScript(dir, targets[i].name, *targets[i].wrk); err != nil {
+				return false, err
+			}
+		}
 	}
 	total := time.Duration(len(targets)) * (o.warmup + o.duration + time.Duration(o.rounds-1)*o.warmup/time.Duration(o.rounds))
 	fmt.Fprintf(os.Stderr, "load: %d targets × (%v warm-up + %v) in %d round(s), %d workers each: about %v\n",
@@ -228,35 +275,62 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 	tk.stop(10 * time.Second)
 
 	w := os.Stdout
-	printHeader(w, o, results["tokend REST /token"].size, results["http ceiling"].size)
+	rg, rp, cg, cp := results[restGET], results[restPOST], results[httpCeilGET], results[httpCeilPOST]
+	gm, gc := results[grpcMint], results[grpcCeil]
+	printHeader(w, o, rg, cg)
 	printTable(w, order)
 	fmt.Fprintln(w)
 	checks := []check{
-		rateCheck("gRPC Mint calls/s vs gRPC ceiling", results["tokend gRPC Mint"], results["grpc ceiling"], grpcRateTarget),
-		p99Check("gRPC Mint p99 vs gRPC ceiling p99", results["tokend gRPC Mint"], results["grpc ceiling"]),
-		rateCheck("REST /token req/s vs HTTP ceiling", results["tokend REST /token"], results["http ceiling"], restRateTarget),
-		p99Check("REST /token p99 vs HTTP ceiling p99", results["tokend REST /token"], results["http ceiling"]),
+		cpuCheck("REST GET /token CPU/req vs HTTP ceiling", rg, cg, restCPUTarget),
+		cpuCheck("REST POST /token CPU/req vs ceiling", rp, cp, restCPUTarget),
+		rateCheck("REST GET /token req/s vs HTTP ceiling", rg, cg, restRateTarget),
+		rateCheck("REST POST /token req/s vs ceiling", rp, cp, restRateTarget),
+		p99Check("REST GET /token p99 vs ceiling p99", rg, cg),
+		p99Check("REST POST /token p99 vs ceiling p99", rp, cp),
+		cpuCheck("gRPC Mint CPU/call vs gRPC ceiling", gm, gc, grpcCPUTarget),
+		rateCheck("gRPC Mint calls/s vs gRPC ceiling", gm, gc, grpcRateTarget),
+		p99Check("gRPC Mint p99 vs gRPC ceiling p99", gm, gc),
 	}
-	peak := max(results["tokend REST /token"].peakRSSKB, results["tokend gRPC Mint"].peakRSSKB)
+	peak := max(rg.peakRSSKB, rp.peakRSSKB, gm.peakRSSKB)
 	checks = append(checks, check{
 		what: "tokend peak RSS (VmHWM)", got: fmt.Sprintf("%.1f MiB", float64(peak)/1024),
 		want: fmt.Sprintf("≤ %.0f MiB", rssTargetMiB), ok: float64(peak)/1024 <= rssTargetMiB,
 	})
-	tokendErrs := results["tokend REST /token"].errs + results["tokend gRPC Mint"].errs
+	tokendErrs := rg.errs + rp.errs + gm.errs
 	checks = append(checks, check{
 		what: "tokend errors under load", got: fmt.Sprint(tokendErrs), want: "0", ok: tokendErrs == 0,
+	})
+	mints := rg.answered + rp.answered + gm.answered
+	a, err := readAudit(tk.auditLog)
+	if err != nil {
+		return missed, err
+	}
+	// wrk stops with a request in flight on each connection: tokend may
+	// have minted (and audited) it without wrk counting the answer. So
+	// there may be up to that many more records than answers, never fewer.
+	inFlight := uint64(0)
+	for _, r := range []*result{rg, rp} {
+		if r.generator == "wrk" {
+			inFlight += uint64(o.concurrency) * uint64(2*o.rounds)
+		}
+	}
+	unaudited := int64(mints) - int64(a.mintsAllowed)
+	checks = append(checks, check{
+		what: "answered mints without an audit record", got: fmt.Sprint(max(0, unaudited)), want: "0",
+		ok: unaudited <= 0 && a.mintsAllowed-mints <= inFlight && a.dropped == 0,
 	})
 	for _, c := range checks {
 		mark := "PASS"
 		if !c.ok {
 			mark, missed = "MISS", true
 		}
-		fmt.Fprintf(w, "%-38s %12s   target %-8s %s\n", c.what, c.got, c.want, mark)
+		fmt.Fprintf(w, "%-40s %12s   target %-8s %s\n", c.what, c.got, c.want, mark)
 	}
 	if o.rounds > 1 {
 		fmt.Fprintln(w)
-		perRound(w, "gRPC Mint / gRPC ceiling, each round", results["tokend gRPC Mint"], results["grpc ceiling"])
-		perRound(w, "REST /token / HTTP ceiling, each round", results["tokend REST /token"], results["http ceiling"])
+		perRound(w, "REST GET /token / HTTP ceiling, each round", rg, cg)
+		perRound(w, "REST POST /token / ceiling, each round", rp, cp)
+		perRound(w, "gRPC Mint / gRPC ceiling, each round", gm, gc)
 	}
 
 	// What else the run saw: errors by kind, tokend's own log, the audit.
@@ -268,15 +342,15 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 	if n := tk.stderr.Lines(); n > 0 {
 		fmt.Fprintf(w, "\ntokend logged %d lines at warn or above; the last of them:\n%s", n, lastLines(tk.stderr.String(), 10))
 	}
-	mints := results["tokend REST /token"].answered + results["tokend gRPC Mint"].answered
-	a, err := readAudit(tk.auditLog)
-	if err != nil {
-		return missed, err
-	}
 	fmt.Fprintf(w, "\naudit log: %d records (%.1f MiB): %d mints allowed for the %d tokend answered, %d records reported dropped\n",
 		a.records, float64(a.size)/(1<<20), a.mintsAllowed, mints, a.dropped)
-	if a.mintsAllowed+a.dropped != mints {
+	switch {
+	case a.mintsAllowed < mints || a.dropped > 0:
 		fmt.Fprintf(w, "audit log: MISMATCH: %d mints answered but %d recorded and %d dropped\n", mints, a.mintsAllowed, a.dropped)
+	case a.mintsAllowed > mints+inFlight:
+		fmt.Fprintf(w, "audit log: MISMATCH: %d more mints recorded than answered, more than the %d wrk can leave in flight\n", a.mintsAllowed-mints, inFlight)
+	case a.mintsAllowed > mints:
+		fmt.Fprintf(w, "audit log: %d more records than answers: requests wrk left in flight when it stopped (at most %d)\n", a.mintsAllowed-mints, inFlight)
 	}
 	return missed, nil
 }
@@ -286,13 +360,30 @@ type check struct {
 	ok              bool
 }
 
+// The targets' names.
+const (
+	httpCeilGET  = "http ceiling GET"
+	restGET      = "tokend GET /token"
+	httpCeilPOST = "http ceiling POST"
+	restPOST     = "tokend POST /token"
+	grpcCeil     = "grpc ceiling"
+	grpcMint     = "tokend gRPC Mint"
+)
+
+// cpuCheck compares the server CPU time per successful call of r and its
+// ceiling: ratio at most target.
+func cpuCheck(what string, r, ceil *result, target float64) check {
+	ratio := float64(r.cpuPerReq()) / float64(ceil.cpuPerReq())
+	return check{what: what, got: fmt.Sprintf("%.2fx", ratio), want: fmt.Sprintf("≤ %.1fx", target), ok: ratio <= target}
+}
+
 func rateCheck(what string, r, ceil *result, target float64) check {
 	ratio := r.rate() / ceil.rate()
 	return check{what: what, got: fmt.Sprintf("%.1f%%", 100*ratio), want: fmt.Sprintf("≥ %.0f%%", 100*target), ok: ratio >= target}
 }
 
 func perRound(w io.Writer, what string, r, ceil *result) {
-	fmt.Fprintf(w, "%-38s", what)
+	fmt.Fprintf(w, "%-44s", what)
 	for i := range min(len(r.perRound), len(ceil.perRound)) {
 		fmt.Fprintf(w, " %5.1f%%", 100*r.perRound[i]/ceil.perRound[i])
 	}
@@ -304,31 +395,36 @@ func p99Check(what string, r, ceil *result) check {
 	return check{what: what, got: fmt.Sprintf("%.2fx", ratio), want: fmt.Sprintf("≤ %.0fx", p99Target), ok: ratio <= p99Target}
 }
 
-func printHeader(w io.Writer, o options, restSize, ceilSize int) {
+func printHeader(w io.Writer, o options, rest, ceil *result) {
 	fmt.Fprintf(w, "\nmachine: %d CPUs (%s), GOMAXPROCS %d, %s %s/%s\n",
 		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(w, "load: closed loop, %d workers, %v warm-up + %v measured per target in %d interleaved round(s), HTTP/1.1 keep-alive, %d gRPC connection(s); generator and servers share the CPUs\n",
-		o.concurrency, o.warmup, o.duration, o.rounds, o.grpcConns)
+	httpGen := "the Go generator (net/http client, closed loop, one worker per connection)"
+	if rest.generator == "wrk" {
+		httpGen = "wrk (one thread per CPU, one request in flight per connection)"
+	}
+	fmt.Fprintf(w, "load: %d connections (HTTP/1.1 keep-alive) or workers (gRPC, over %d connection(s)) per target, %v warm-up + %v measured per target in %d interleaved round(s); generator and servers share the CPUs\n",
+		o.concurrency, o.grpcConns, o.warmup, o.duration, o.rounds)
+	fmt.Fprintf(w, "generators: HTTP: %s; gRPC: the Go generator (grpc-go client, closed loop)\n", httpGen)
 	extra := ""
 	if o.tokendArgs != "" {
 		extra = "; extra flags: " + o.tokendArgs
 	}
-	fmt.Fprintf(w, "tokend: credential auth + policy file + audit log on%s; REST /token answers %d bytes, the HTTP ceiling %d\n\n", extra, restSize, ceilSize)
+	fmt.Fprintf(w, "tokend: credential auth + policy file + audit log on, --log-level warn%s; REST /token answers %d bytes, the HTTP ceiling %d\n\n", extra, rest.size, ceil.size)
 }
 
 func printTable(w io.Writer, rs []*result) {
-	fmt.Fprintf(w, "%-20s %10s %9s %9s %9s %7s %7s %9s %9s %7s %7s\n",
-		"target", "req/s", "p50", "p99", "p99.9", "errors", "CPU s", "CPU/req", "RSS MiB", "gen CPU", "other")
+	fmt.Fprintf(w, "%-19s %4s %9s %9s %9s %9s %7s %7s %9s %8s %7s %7s\n",
+		"target", "gen", "req/s", "p50", "p99", "p99.9", "errors", "CPU s", "CPU/req", "RSS MiB", "gen CPU", "other")
 	for _, r := range rs {
 		perReq := "-"
-		if r.ok.n > 0 {
-			perReq = fmtDur(r.srvCPU / time.Duration(r.ok.n))
+		if r.okCount > 0 {
+			perReq = fmtDur(r.cpuPerReq())
 		}
-		fmt.Fprintf(w, "%-20s %10.0f %9s %9s %9s %7d %7.2f %9s %9.1f %7.2f %7.2f\n",
-			r.name, r.rate(), fmtDur(r.ok.quantile(0.5)), fmtDur(r.ok.quantile(0.99)), fmtDur(r.ok.quantile(0.999)),
+		fmt.Fprintf(w, "%-19s %4s %9.0f %9s %9s %9s %7d %7.2f %9s %8.1f %7.2f %7.2f\n",
+			r.name, r.generator, r.rate(), fmtDur(r.ok.quantile(0.5)), fmtDur(r.ok.quantile(0.99)), fmtDur(r.ok.quantile(0.999)),
 			r.errs, r.srvCPU.Seconds(), perReq, float64(r.peakRSSKB)/1024, r.genCPU.Seconds(), r.otherCPU.Seconds())
 	}
-	fmt.Fprintf(w, "(CPU s: the server process's user+system time in the measured window; CPU/req: that per answered request;\n"+
+	fmt.Fprintf(w, "(gen: what drove the target; CPU s: the server process's user+system time in the measured window; CPU/req: that per answered request;\n"+
 		" RSS MiB: the server's peak RSS (VmHWM), tokend's covering both its APIs; gen CPU: the load generator's own CPU s;\n"+
 		" other: CPU s the rest of the machine kept busy in the window, other processes and steal)\n")
 	var other, avail float64

@@ -69,7 +69,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	gw := runtime.NewServeMux(
+	unmarshal := protojson.UnmarshalOptions{DiscardUnknown: false}
+	var gw *runtime.ServeMux
+	gw = runtime.NewServeMux(
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		// No request header becomes gRPC metadata but what the gateway
 		// always passes (Authorization, for the admin API's bearer token,
@@ -80,13 +82,14 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+			UnmarshalOptions: unmarshal,
 		}}),
 		runtime.SetQueryParameterParser(strictQueryParser{}),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithDisableHTTPMethodOverride(),
-		runtime.WithMiddlewares(recordRoute),
+		// recordRoute first: mintPath reads the route it notes.
+		runtime.WithMiddlewares(recordRoute, mintPath(func() *runtime.ServeMux { return gw }, cfg.Token, unmarshal)),
 	)
 	if err := tokenv1.RegisterTokenServiceHandlerServer(ctx, gw, cfg.Token); err != nil {
 		return nil, fmt.Errorf("register token gateway: %w", err)
@@ -165,7 +168,9 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			writeStatus(w, http.StatusRequestEntityTooLarge, bodyViolation(fmt.Sprintf("must be at most %d bytes, got %d", max, r.ContentLength)))
 			return
 		}
-		if ct := r.Header.Get("Content-Type"); ct != "" {
+		// The common "application/json" needs no parsing (ParseMediaType
+		// allocates its parameter map).
+		if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 			mt, _, err := mime.ParseMediaType(ct)
 			if err != nil || mt != "application/json" {
 				writeStatus(w, http.StatusUnsupportedMediaType, bodyViolation("Content-Type must be application/json"))
@@ -189,15 +194,31 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			writeStatus(w, http.StatusBadRequest, bodyViolation("must be a single JSON value: there is data after it"))
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &readBody{Reader: bytes.NewReader(body), body: body}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// readBody is a request body limitBody has read: the handler after it
+// reads it as any body, and the lean /token path (mintPath) takes the
+// bytes without copying them again.
+type readBody struct {
+	*bytes.Reader
+	body []byte
+}
+
+func (*readBody) Close() error { return nil }
 
 // trailingData reports whether body holds more than one JSON value (or
 // bytes after the first one). Malformed JSON is left to the decoder, which
 // names the problem.
 func trailingData(body []byte) bool {
+	// One valid JSON value and nothing after it, the common case, is
+	// checked without allocating (json.Valid scans, json.Decoder
+	// copies).
+	if json.Valid(body) {
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var v json.RawMessage
 	if err := dec.Decode(&v); err != nil {

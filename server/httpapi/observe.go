@@ -108,14 +108,18 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 		if m != nil {
 			m.ObserveHTTP(route, r.Method, code, d)
 		}
-		log.LogAttrs(ctx, httpLevel(code), "finished call",
-			slog.String("protocol", "http"),
-			slog.String("method", r.Method),
-			slog.String("route", route),
-			slog.Int("status", code),
-			slog.Duration("duration", d),
-			slog.String(requestid.LogKey, id),
-		)
+		// Attributes only for a line that will be written (a 2xx is at
+		// Debug, off in production).
+		if lvl := httpLevel(code); log.Enabled(ctx, lvl) {
+			log.LogAttrs(ctx, lvl, "finished call",
+				slog.String("protocol", "http"),
+				slog.String("method", r.Method),
+				slog.String("route", route),
+				slog.Int("status", code),
+				slog.Duration("duration", d),
+				slog.String(requestid.LogKey, id),
+			)
+		}
 	})
 }
 

@@ -93,6 +93,17 @@ type Metrics struct {
 	RateLimited *prometheus.CounterVec
 	// StoreErrors is tokend_store_errors_total{op}.
 	StoreErrors *prometheus.CounterVec
+
+	// httpObs caches HTTPDuration's observer of each (route, method,
+	// code): a REST request then costs one map read instead of the
+	// vector's label hashing and lookup. The key space is bounded (route
+	// patterns, standard methods, status codes).
+	httpObs sync.Map // httpKey -> prometheus.Observer
+}
+
+type httpKey struct {
+	route, method string
+	code          int
 }
 
 // New creates the metrics on a new registry.
@@ -236,7 +247,15 @@ func (m *Metrics) StoreError(op string, err error) {
 // ObserveHTTP records one REST request in tokend_http_request_duration_seconds.
 // route must be a pattern (bounded), not the raw path.
 func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
-	m.HTTPDuration.WithLabelValues(route, httpMethod(method), strconv.Itoa(code)).Observe(d.Seconds())
+	method = httpMethod(method)
+	k := httpKey{route, method, code}
+	if o, ok := m.httpObs.Load(k); ok {
+		o.(prometheus.Observer).Observe(d.Seconds())
+		return
+	}
+	o := m.HTTPDuration.WithLabelValues(route, method, strconv.Itoa(code))
+	m.httpObs.Store(k, o)
+	o.Observe(d.Seconds())
 }
 
 // httpMethod bounds the method label to the standard methods.
