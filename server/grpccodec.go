@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -89,7 +91,7 @@ func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Ma
 func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.base.Unmarshal(data, v)
 	if err == nil {
-		return nil
+		return checkUnknown(v)
 	}
 	m := messageOf(v)
 	if m == nil {
@@ -103,6 +105,78 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	proto.Reset(m)
 	decodeFailures.Store(v, f)
 	return nil
+}
+
+// strictPackage is the package whose requests must carry no unknown
+// field: tokend's own API. Health and reflection requests stay lenient.
+const strictPackage = "token.v1."
+
+// checkUnknown records a decode failure for a tokend request that carries
+// a field its schema does not have, at any depth. protobuf-go keeps such
+// fields as unknown bytes (proto3 forward compatibility) and has no option
+// to refuse them; REST refuses unknown JSON fields, and both paths must
+// accept the same requests: a client that sends a field tokend does not
+// know (a misspelt or future grant option) would otherwise believe it was
+// honoured. It always returns nil (see Unmarshal).
+func checkUnknown(v any) error {
+	m := messageOf(v)
+	if m == nil {
+		return nil
+	}
+	r := m.ProtoReflect()
+	if !strings.HasPrefix(string(r.Descriptor().FullName()), strictPackage) {
+		return nil
+	}
+	path, num, found := unknownField(r, "", 0)
+	if !found {
+		return nil
+	}
+	proto.Reset(m)
+	decodeFailures.Store(v, decodeFailure{
+		err:     fmt.Errorf("unknown field number %d", num),
+		unknown: true,
+		field:   path,
+	})
+	return nil
+}
+
+// unknownField returns the path (proto names, "" for the request itself)
+// and number of the first unknown field in m or a message it holds.
+func unknownField(m protoreflect.Message, prefix string, depth int) (path string, num protowire.Number, found bool) {
+	if u := m.GetUnknown(); len(u) > 0 {
+		n, _, l := protowire.ConsumeTag(u)
+		if l < 0 {
+			n = 0
+		}
+		return strings.TrimSuffix(prefix, "."), n, true
+	}
+	if depth > maxWalkDepth {
+		return "", 0, false
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil {
+				return true
+			}
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				path, num, found = unknownField(mv.Message(), prefix+string(fd.Name())+"["+clipKey([]byte(k.String()))+"].", depth+1)
+				return !found
+			})
+		case fd.IsList():
+			if fd.Message() == nil {
+				return true
+			}
+			l := v.List()
+			for i := 0; i < l.Len() && !found; i++ {
+				path, num, found = unknownField(l.Get(i).Message(), fmt.Sprintf("%s%s[%d].", prefix, fd.Name(), i), depth+1)
+			}
+		case fd.Message() != nil:
+			path, num, found = unknownField(v.Message(), prefix+string(fd.Name())+".", depth+1)
+		}
+		return !found
+	})
+	return path, num, found
 }
 
 func messageOf(v any) proto.Message {
@@ -125,6 +199,9 @@ func decodeError(req any) error {
 		return nil
 	}
 	f, _ := v.(decodeFailure)
+	if f.unknown {
+		return unknownFieldError(f)
+	}
 	desc := "invalid protobuf: " + f.err.Error()
 	violations := []*errdetails.BadRequest_FieldViolation{{Field: "request", Description: desc}}
 	if f.field != "" {
@@ -145,6 +222,26 @@ func decodeError(req any) error {
 type decodeFailure struct {
 	err   error
 	field string
+	// unknown: the request decoded but carries an unknown field (err
+	// names its number, field the message that holds it).
+	unknown bool
+}
+
+// unknownFieldError is the InvalidArgument answer to a request with an
+// unknown field: "invalid request: grants.voice: unknown field number 99
+// (...)", the shape REST uses for an unknown JSON field ("request" when
+// the unknown field is at the top level).
+func unknownFieldError(f decodeFailure) error {
+	field := f.field
+	if field == "" {
+		field = "request"
+	}
+	desc := f.err.Error() + " (not in this server's schema: misspelt, or newer than this server)"
+	st := status.New(codes.InvalidArgument, "invalid request: "+field+": "+desc)
+	if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}}}); derr == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // maxWalkDepth bounds invalidUTF8Field's recursion: the field is named
