@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokend/tokend/server/audit"
 	"github.com/tokend/tokend/server/auth"
+	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/policy"
 	"github.com/tokend/tokend/server/ratelimit"
 )
@@ -100,11 +101,4 @@ func (s *Server) initCallers() error {
 }
 
 // isAdminPath reports whether an HTTP path belongs to the admin API.
-func isAdminPath(p string) bool {
-	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
-		if p == prefix || strings.HasPrefix(p, prefix+"/") || strings.HasPrefix(p, prefix+":") {
-			return true
-		}
-	}
-	return false
-}
+func isAdminPath(p string) bool { return httpapi.IsAdminPath(p) }

@@ -349,6 +349,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		CORSOrigins:  s.cfg.CORSOrigins,
 		Page:         web.Handler(),
 		Authenticate: s.auth.HTTPMiddleware,
+		LoopbackOnly: !s.cfg.Authenticated(),
 	})
 	if err != nil {
 		return err
