@@ -82,4 +82,3 @@ func loopbackOnly(log *slog.Logger, next http.Handler) http.Handler {
 				strconv.Quote(shown)+": configure a policy (--policy-file) to serve tokend under other names"))
 	})
 }
-
