@@ -243,6 +243,8 @@ func TestConfigFileErrors(t *testing.T) {
 		{"inline seed secret", "api_secret: shh\n", []string{`"api_secret"`, "line 1", "API_SECRET"}},
 		{"store password", "store: postgres://tokend:pw-in-file@db/tokend\n", []string{"store", "line 1", "TOKEND_STORE", "password"}},
 		{"store password param", "store: postgres://tokend@db/tokend?password=pw-in-file\n", []string{"store", "line 1"}},
+		{"store sslpassword param", "store: postgres://tokend@db/tokend?sslmode=verify-full&sslpassword=pw-in-file\n", []string{"store", "line 1"}},
+		{"store keyword password", "store: \"host=db password='pw-in-file' dbname=tokend\"\n", []string{"store", "line 1"}},
 		{"duplicate", "log_level: info\nlog_level: debug\n", []string{`"log_level" given twice`, "line 2", "line 1"}},
 		{"nested config", "config: /etc/other.yaml\n", []string{`"config"`, "line 1"}},
 		{"not a mapping", "- grpc_addr\n", []string{"line 1", "mapping"}},
@@ -337,7 +339,7 @@ func TestConfigCommand(t *testing.T) {
 		"API_SECRET":         apiSecret,
 		"API_KEY":            "SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
 		"ACCOUNT_SID":        apiSecret, // misplaced: must not be shown either
-		"TOKEND_STORE":       "postgres://tokend:" + dbPassword + "@db.internal:5432/tokend?sslmode=require",
+		"TOKEND_STORE":       "postgres://tokend:" + dbPassword + "@db.internal:5432/tokend?sslmode=require&sslpassword=" + dbPassword + "-ssl",
 		"TOKEND_CONFIG":      path,
 	})
 	var stdout, stderr bytes.Buffer
@@ -358,7 +360,7 @@ func TestConfigCommand(t *testing.T) {
 		"# flag (--log-level)",
 		"http_addr: 127.0.0.1:8080",
 		"# default",
-		"store: postgres://tokend:REDACTED@db.internal:5432/tokend?sslmode=require",
+		"store: postgres://tokend:REDACTED@db.internal:5432/tokend?sslmode=require&sslpassword=REDACTED",
 		"# env (TOKEND_STORE), password redacted",
 		"master_key_file: /run/secrets/master.key",
 		"max_body_bytes: ",
@@ -414,7 +416,9 @@ func TestRedactStore(t *testing.T) {
 		"postgresql://u:p%40ss@h/db?x=1":    "postgresql://u:REDACTED@h/db?x=1",
 		"postgres://u@h/db?password=p":      "postgres://u@h/db?password=REDACTED",
 		"postgres://u:p/ss@h/db":            "REDACTED",
-		"host=h user=u password=p dbname=d": "REDACTED",
+		"host=h user=u password=p dbname=d": "host=h user=u password=REDACTED dbname=d",
+		"postgres://u@h/db?sslpassword=p":   "postgres://u@h/db?sslpassword=REDACTED",
+		"host=h sslpassword='p q'":          "host=h sslpassword='REDACTED'",
 	} {
 		if got := redactStore(in); got != want {
 			t.Errorf("redactStore(%q) = %q, want %q", in, got, want)
