@@ -27,4 +27,3 @@ func openStore(ctx context.Context, spec, dataDir string) (storage.Store, string
 	}
 	return nil, "", fmt.Errorf("store: want empty (SQLite in the data dir), a postgres:// URL or a key=value PostgreSQL connection string")
 }
-

@@ -14,7 +14,7 @@ const Redacted = "REDACTED"
 //
 //   - URLs (postgres:// or postgresql://, any case): the user info's
 //     password, and the value of every secret query parameter;
-//   - keyword/value strings (host=db password='it''s' sslpassword=x),
+//   - keyword/value strings (host=db password='it”s' sslpassword=x),
 //     quoted or not, with spaces around "=": the value of every secret
 //     keyword, quoting kept.
 //
@@ -168,4 +168,6 @@ func redactKeywords(dsn string) (string, bool) {
 	}
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
