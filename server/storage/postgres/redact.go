@@ -14,7 +14,7 @@ const Redacted = "REDACTED"
 //
 //   - URLs (postgres:// or postgresql://, any case): the user info's
 //     password, and the value of every secret query parameter;
-//   - keyword/value strings (host=db password='it”s' sslpassword=x),
+//   - keyword/value strings (host=db password='it\'s' sslpassword=x),
 //     quoted or not, with spaces around "=": the value of every secret
 //     keyword, quoting kept.
 //
