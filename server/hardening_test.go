@@ -2,9 +2,15 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/codes"
 
 	"github.com/tokend/tokend/server"
 )
@@ -180,4 +186,139 @@ func TestAdminNoCORS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// groupsPolicy gives the group "admins" incoming calls; other browser
+// callers outgoing only.
+const groupsPolicy = `rules:
+  - name: admins
+    groups: ["admins"]
+    applications: ["*"]
+    identities: {pattern: ".*"}
+    grants:
+      voice: {incoming: true, outgoing: true}
+    max_ttl_seconds: 3600
+  - name: browsers
+    kinds: ["oidc", "proxy"]
+    applications: ["` + testApp + `"]
+    identities: {self: true}
+    grants:
+      voice: {incoming: false, outgoing: true}
+    max_ttl_seconds: 600
+`
+
+// TestBrowserCallersProve: an email identity needs email_verified, proxy
+// groups come only from a configured header, and a repeated proxy header
+// is refused; through gRPC and REST where both apply.
+func TestBrowserCallersProve(t *testing.T) {
+	is := newIssuer(t)
+	withPolicy := func(groupsHeader string, allowUnverified bool) func(*server.Config) {
+		return func(cfg *server.Config) {
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			if err := os.WriteFile(path, []byte(groupsPolicy), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg.PolicyFile = path
+			cfg.OIDC.IdentityClaim = "email"
+			cfg.OIDC.AllowUnverifiedEmail = allowUnverified
+			cfg.Proxy.GroupsHeader = groupsHeader
+		}
+	}
+	strict, _, _ := callerHarness(t, is, "127.0.0.1/32", withPolicy("", false))
+	groups, _, _ := callerHarness(t, is, "127.0.0.1/32", withPolicy("X-Auth-Request-Groups", false))
+	lax, _, _ := callerHarness(t, is, "127.0.0.1/32", withPolicy("", true))
+
+	email := func(verified any) string {
+		return is.token(t, func(c jwt.MapClaims) {
+			c["email"] = "alice@example.com"
+			if verified != nil {
+				c["email_verified"] = verified
+			}
+		})
+	}
+	const aliceID = "alice_40example_2Ecom"
+	// Only the admins rule allows incoming calls.
+	const incoming = `{"grants":{"voice":{"incoming":{"allow":true}}}}`
+	const unverified = `the identity claim "email" is an email address the provider has not verified (email_verified is not true)`
+	cases := []struct {
+		name     string
+		h        *harness
+		caller   caller
+		headers  map[string][]string // REST only: extra headers, repeated as given
+		body     string
+		want     codes.Code
+		identity string
+		msg      string
+	}{
+		{name: "oidc_email_verified", h: strict, caller: caller{bearer: email(true)}, body: `{}`, want: codes.OK, identity: aliceID},
+		{name: "oidc_email_verified_string", h: strict, caller: caller{bearer: email("true")}, body: `{}`, want: codes.OK, identity: aliceID},
+		{name: "oidc_email_unverified", h: strict, caller: caller{bearer: email(nil)}, body: `{}`, want: codes.Unauthenticated, msg: unverified},
+		{name: "oidc_email_verified_false", h: strict, caller: caller{bearer: email(false)}, body: `{}`, want: codes.Unauthenticated, msg: unverified},
+		{name: "oidc_email_verified_false_validate_only", h: strict, caller: caller{bearer: email(false)}, body: `{"validate_only":true}`, want: codes.Unauthenticated, msg: unverified},
+		{name: "oidc_email_unverified_operator_opted_out", h: lax, caller: caller{bearer: email(false)}, body: `{}`, want: codes.OK, identity: aliceID},
+		{name: "proxy_groups_header_off", h: strict, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "X-Auth-Request-Groups": {"admins"}}, body: incoming, want: codes.PermissionDenied},
+		{name: "proxy_groups_header_off_own_identity", h: strict, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "X-Auth-Request-Groups": {"admins"}}, body: `{}`, want: codes.OK, identity: "carol"},
+		{name: "proxy_groups_header_on", h: groups, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "X-Auth-Request-Groups": {"admins"}}, body: incoming, want: codes.OK, identity: "carol"},
+		{name: "proxy_user_repeated", h: strict, headers: map[string][]string{"X-Auth-Request-User": {"carol", "admin"}}, body: `{}`, want: codes.Unauthenticated, msg: "proxy header X-Auth-Request-User given 2 times: want it once"},
+		{name: "proxy_user_repeated_case", h: strict, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "x-auth-request-user": {"admin"}}, body: `{}`, want: codes.Unauthenticated, msg: "given 2 times"},
+		{name: "proxy_groups_repeated", h: groups, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "X-Auth-Request-Groups": {"users", "admins"}}, body: incoming, want: codes.Unauthenticated, msg: "proxy header X-Auth-Request-Groups given 2 times: want it once"},
+	}
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			if tc.headers != nil && path == "grpc" {
+				continue // proxy headers are REST only
+			}
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				var code codes.Code
+				var resp map[string]any
+				var httpStatus int
+				if tc.headers != nil {
+					code, resp, httpStatus = restWithHeaders(t, tc.h, tc.headers, tc.body)
+				} else {
+					code, resp, _ = tc.h.mintAs(t, path, tc.caller, tc.body)
+				}
+				if code != tc.want {
+					t.Fatalf("mint = %v %v, want %v", code, resp, tc.want)
+				}
+				if code == codes.OK && tc.identity != "" && resp["identity"] != tc.identity {
+					t.Errorf("token for %v, want %s", resp["identity"], tc.identity)
+				}
+				if tc.msg != "" && !strings.Contains(fmt.Sprint(resp["message"]), tc.msg) {
+					t.Errorf("message %q does not say %q", resp["message"], tc.msg)
+				}
+				if httpStatus != 0 && code == codes.Unauthenticated && httpStatus != http.StatusUnauthorized {
+					t.Errorf("HTTP status %d, want 401", httpStatus)
+				}
+			})
+		}
+	}
+}
+
+// restWithHeaders mints over REST with headers sent as given (repeated
+// values as repeated header lines), and returns the gRPC code, the body
+// and the HTTP status.
+func restWithHeaders(t *testing.T, h *harness, hdr map[string][]string, body string) (codes.Code, map[string]any, int) {
+	t.Helper()
+	req, err := http.NewRequest("POST", h.httpURL+"/token", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, vs := range hdr {
+		for _, v := range vs {
+			req.Header[http.CanonicalHeaderKey(k)] = append(req.Header[http.CanonicalHeaderKey(k)], v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	if resp.StatusCode == http.StatusOK {
+		return codes.OK, m, resp.StatusCode
+	}
+	c, _ := m["code"].(float64)
+	return codes.Code(c), m, resp.StatusCode
 }

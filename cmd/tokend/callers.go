@@ -45,6 +45,10 @@ func checkNumericEnv(getenv func(string) string) error {
 // when off); errors name the option.
 func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
 	var oidc *auth.OIDCConfig
+	allowUnverified, err := strconv.ParseBool(o.oidcAllowUnverifiedEmail)
+	if err != nil {
+		return nil, nil, fmt.Errorf("oidc-allow-unverified-email: %q is not true or false", o.oidcAllowUnverifiedEmail)
+	}
 	if o.oidcIssuer != "" {
 		if o.oidcAudience == "" {
 			return nil, nil, fmt.Errorf("oidc-audience: required with --oidc-issuer")
@@ -52,13 +56,14 @@ func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
 		oidc = &auth.OIDCConfig{
 			Issuer: o.oidcIssuer, Audience: o.oidcAudience, JWKSURL: o.oidcJWKS,
 			IdentityClaim: o.oidcClaim, GroupsClaim: o.oidcGroupsClaim,
+			AllowUnverifiedEmail: allowUnverified,
 		}
 	} else if o.oidcAudience != "" || o.oidcJWKS != "" {
 		return nil, nil, fmt.Errorf("oidc-issuer: required with --oidc-audience or --oidc-jwks-url")
 	}
 	var proxy *auth.ProxyConfig
 	if o.trustedProxies != "" {
-		proxy = &auth.ProxyConfig{UserHeader: o.proxyUserHeader}
+		proxy = &auth.ProxyConfig{UserHeader: o.proxyUserHeader, GroupsHeader: o.proxyGroupsHeader}
 		for _, part := range strings.Split(o.trustedProxies, ",") {
 			part = strings.TrimSpace(part)
 			if part == "" {

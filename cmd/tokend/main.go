@@ -55,8 +55,9 @@ type options struct {
 	// Callers: TLS, authentication, policy, limits, audit.
 	tlsCert, tlsKey, tlsClientCA                  string
 	oidcIssuer, oidcAudience, oidcJWKS, oidcClaim string
-	oidcGroupsClaim                               string
+	oidcGroupsClaim, oidcAllowUnverifiedEmail     string
 	trustedProxies, proxyUserHeader               string
+	proxyGroupsHeader                             string
 	policyFile, auditLog                          string
 	rateLimitPrincipal, rateLimitIdentity         float64
 	rateLimitBurst                                int
@@ -99,8 +100,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.oidcJWKS, "oidc-jwks-url", env("TOKEND_OIDC_JWKS_URL", ""), "JWKS URL of the issuer; empty: discovered from the issuer (env TOKEND_OIDC_JWKS_URL)")
 	fs.StringVar(&o.oidcClaim, "oidc-identity-claim", env("TOKEND_OIDC_IDENTITY_CLAIM", "sub"), "claim that holds the user's identity (env TOKEND_OIDC_IDENTITY_CLAIM)")
 	fs.StringVar(&o.oidcGroupsClaim, "oidc-groups-claim", env("TOKEND_OIDC_GROUPS_CLAIM", "groups"), "claim that holds the user's groups (env TOKEND_OIDC_GROUPS_CLAIM)")
+	fs.StringVar(&o.oidcAllowUnverifiedEmail, "oidc-allow-unverified-email", env("TOKEND_OIDC_ALLOW_UNVERIFIED_EMAIL", "false"), "true: accept an identity that is an email address from a token whose email_verified claim is not true (refused by default) (env TOKEND_OIDC_ALLOW_UNVERIFIED_EMAIL)")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("TOKEND_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose user header is trusted; empty: off (env TOKEND_TRUSTED_PROXIES)")
 	fs.StringVar(&o.proxyUserHeader, "proxy-user-header", env("TOKEND_PROXY_USER_HEADER", "X-Auth-Request-User"), "header a trusted proxy sets to the user (env TOKEND_PROXY_USER_HEADER)")
+	fs.StringVar(&o.proxyGroupsHeader, "proxy-groups-header", env("TOKEND_PROXY_GROUPS_HEADER", ""), "header a trusted proxy sets to the user's groups (comma-separated); empty: proxy users have no groups (env TOKEND_PROXY_GROUPS_HEADER)")
 	fs.StringVar(&o.policyFile, "policy-file", env("TOKEND_POLICY_FILE", ""), "caller policy (YAML), reloaded on SIGHUP and on change; empty: development mode, loopback only (env TOKEND_POLICY_FILE)")
 	fs.StringVar(&o.auditLog, "audit-log", env("TOKEND_AUDIT_LOG", ""), "audit log (JSON lines): a path, - for standard error, off for none; empty: audit.log in the data dir (env TOKEND_AUDIT_LOG)")
 	fs.Float64Var(&o.rateLimitPrincipal, "rate-limit-principal", envFloat(getenv, "TOKEND_RATE_LIMIT_PRINCIPAL", 0), "mints per second per caller; 0: no limit (env TOKEND_RATE_LIMIT_PRINCIPAL)")

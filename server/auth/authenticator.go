@@ -55,9 +55,24 @@ type Request struct {
 	// Header returns a request header (REST) or metadata (gRPC) value by
 	// name, "" when absent; nil when there are none.
 	Header func(name string) string
+	// HeaderValues returns every value of a request header (REST) or
+	// metadata key (gRPC), to refuse a repeated proxy header; nil: each
+	// header is taken to appear at most once.
+	HeaderValues func(name string) []string
 	// REST is true for requests that came in over HTTP rather than gRPC.
 	// Only REST requests authenticate through the proxy headers.
 	REST bool
+}
+
+// headerCount returns how many times the header name appears.
+func (r Request) headerCount(name string) int {
+	if r.HeaderValues != nil {
+		return len(r.HeaderValues(name))
+	}
+	if r.Header != nil && r.Header(name) != "" {
+		return 1
+	}
+	return 0
 }
 
 // Authenticator authenticates requests as Config says. It is safe for

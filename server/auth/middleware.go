@@ -150,10 +150,11 @@ func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		req := Request{
-			Peer:   remoteAddr(r.RemoteAddr),
-			TLS:    r.TLS,
-			Header: r.Header.Get,
-			REST:   true,
+			Peer:         remoteAddr(r.RemoteAddr),
+			TLS:          r.TLS,
+			Header:       r.Header.Get,
+			HeaderValues: r.Header.Values,
+			REST:         true,
 		}
 		authz := r.Header.Values("Authorization")
 		var err error
