@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -24,14 +25,14 @@ func envFloat(getenv func(string) string, name string, def float64) float64 {
 // checkNumericEnv fails on numeric environment variables that do not parse
 // (instead of silently falling back to their defaults).
 func checkNumericEnv(getenv func(string) string) error {
-	for _, name := range []string{"TOKEND_RATE_LIMIT_PRINCIPAL", "TOKEND_RATE_LIMIT_IDENTITY"} {
+	for _, name := range []string{"TOKEND_RATE_LIMIT_PRINCIPAL", "TOKEND_RATE_LIMIT_IDENTITY", "TOKEND_AUTH_FAILURE_RATE"} {
 		if v := getenv(name); v != "" {
 			if _, err := strconv.ParseFloat(v, 64); err != nil {
 				return fmt.Errorf("%s: %q is not a number", name, v)
 			}
 		}
 	}
-	for _, name := range []string{"TOKEND_RATE_LIMIT_BURST", "TOKEND_GC_HEADROOM_MIB"} {
+	for _, name := range []string{"TOKEND_RATE_LIMIT_BURST", "TOKEND_GC_HEADROOM_MIB", "TOKEND_AUTH_FAILURE_BURST"} {
 		if v := getenv(name); v != "" {
 			if _, err := strconv.Atoi(v); err != nil {
 				return fmt.Errorf("%s: %q is not a whole number", name, v)
@@ -89,6 +90,12 @@ func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
 	}
 	if o.rateLimitBurst < 1 {
 		return nil, nil, fmt.Errorf("rate-limit-burst: must be at least 1")
+	}
+	if o.authFailureRate < 0 || math.IsNaN(o.authFailureRate) || math.IsInf(o.authFailureRate, 0) {
+		return nil, nil, fmt.Errorf("auth-failure-rate: must be a number, 0 or more")
+	}
+	if o.authFailureBurst < 1 || o.authFailureBurst > 1000 {
+		return nil, nil, fmt.Errorf("auth-failure-burst: must be between 1 and 1000")
 	}
 	return oidc, proxy, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/gctune"
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/secrets"
@@ -61,6 +62,8 @@ type options struct {
 	policyFile, auditLog                          string
 	rateLimitPrincipal, rateLimitIdentity         float64
 	rateLimitBurst                                int
+	authFailureRate                               float64
+	authFailureBurst                              int
 
 	gcHeadroomMiB int
 }
@@ -109,6 +112,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.Float64Var(&o.rateLimitPrincipal, "rate-limit-principal", envFloat(getenv, "TOKEND_RATE_LIMIT_PRINCIPAL", 0), "mints per second per caller; 0: no limit (env TOKEND_RATE_LIMIT_PRINCIPAL)")
 	fs.Float64Var(&o.rateLimitIdentity, "rate-limit-identity", envFloat(getenv, "TOKEND_RATE_LIMIT_IDENTITY", 0), "mints per second per application and identity; 0: no limit (env TOKEND_RATE_LIMIT_IDENTITY)")
 	fs.IntVar(&o.rateLimitBurst, "rate-limit-burst", int(envFloat(getenv, "TOKEND_RATE_LIMIT_BURST", 10)), "burst of both rate limits (env TOKEND_RATE_LIMIT_BURST)")
+	fs.Float64Var(&o.authFailureRate, "auth-failure-rate", envFloat(getenv, "TOKEND_AUTH_FAILURE_RATE", auth.DefaultFailureRate), "failed authentications per second a client address earns back once its burst is spent; meanwhile its requests get 429 / ResourceExhausted; 0: no throttling (env TOKEND_AUTH_FAILURE_RATE)")
+	fs.IntVar(&o.authFailureBurst, "auth-failure-burst", int(envFloat(getenv, "TOKEND_AUTH_FAILURE_BURST", auth.DefaultFailureBurst)), "failed authentications a client address may make in a row before it is slowed down (env TOKEND_AUTH_FAILURE_BURST)")
 	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", int(envFloat(getenv, "TOKEND_GC_HEADROOM_MIB", DefaultGCHeadroomMiB)), "let the heap grow at least this many MiB over the live heap between garbage collections (GOGC is raised for a small heap, never below 100); 0: the Go default; ignored when GOGC is set (env TOKEND_GC_HEADROOM_MIB)")
 	// --help shows the defaults, which come from the environment: never
 	// the store's password.
@@ -277,6 +282,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		RateLimitPrincipal: o.rateLimitPrincipal,
 		RateLimitIdentity:  o.rateLimitIdentity,
 		RateLimitBurst:     o.rateLimitBurst,
+		AuthFailureRate:    o.authFailureRate,
+		AuthFailureBurst:   o.authFailureBurst,
 		AuditLog:           auditPath(o),
 	})
 	if err != nil {

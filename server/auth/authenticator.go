@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,6 +40,30 @@ type Config struct {
 	// Logger receives spoofing warnings, JWKS fetch failures and, at debug
 	// level, refused requests; nil means slog.Default().
 	Logger *slog.Logger
+	// Failures, if set, slows down addresses that fail to authenticate
+	// again and again (see FailureLimiter). Addresses inside the trusted
+	// proxy prefixes are never slowed down: every browser user comes from
+	// there, and one user's failures must not lock the others out.
+	Failures *FailureLimiter
+	// OnFailure, if set, is told of every refused request (for the audit
+	// log): failed authentication and requests refused by Failures alike.
+	OnFailure func(ctx context.Context, f Failure)
+}
+
+// Failure describes a request refused by the Authenticator. It never
+// holds the credentials presented.
+type Failure struct {
+	// Transport is "grpc" or "http" (the Authenticator), or "admin" (the
+	// admin API's own credential check, on either); Call the gRPC method
+	// or "METHOD /path".
+	Transport, Call string
+	// Peer is the client's address (the zero Addr when unknown).
+	Peer netip.Addr
+	// Reason is the refusal's message, as the caller got it.
+	Reason string
+	// Throttled is true when the request was refused, credentials unread,
+	// because its address failed too often (ResourceExhausted).
+	Throttled bool
 }
 
 // Request is what Authenticate needs to know of a call, whatever its
@@ -79,6 +104,7 @@ func (r Request) headerCount(name string) int {
 // concurrent use.
 type Authenticator struct {
 	cfg        Config
+	failures   *FailureLimiter
 	log        *slog.Logger
 	oidc       *oidcVerifier
 	proxy      *ProxyConfig
@@ -89,7 +115,7 @@ type Authenticator struct {
 // New checks cfg and returns an Authenticator for it. Nothing is fetched
 // yet: the OIDC provider's keys are fetched on the first token.
 func New(cfg Config) (*Authenticator, error) {
-	a := &Authenticator{cfg: cfg, log: cfg.Logger, publicGRPC: cfg.PublicGRPC, publicHTTP: cfg.PublicHTTP}
+	a := &Authenticator{cfg: cfg, log: cfg.Logger, publicGRPC: cfg.PublicGRPC, publicHTTP: cfg.PublicHTTP, failures: cfg.Failures}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -116,6 +142,28 @@ func New(cfg Config) (*Authenticator, error) {
 		a.proxy = &p
 	}
 	return a, nil
+}
+
+// blocked reports whether peer's requests are refused for its failures
+// (never a trusted proxy's).
+func (a *Authenticator) blocked(peer netip.Addr) (bool, time.Duration) {
+	if a.failures == nil {
+		return false, 0
+	}
+	blocked, wait := a.failures.Blocked(peer)
+	if blocked && a.proxy != nil && a.proxy.trusts(peer) {
+		return false, 0
+	}
+	return blocked, wait
+}
+
+// fail counts a failed authentication against peer (never a trusted
+// proxy).
+func (a *Authenticator) fail(peer netip.Addr) {
+	if a.failures == nil || (a.proxy != nil && a.proxy.trusts(peer)) {
+		return
+	}
+	a.failures.Fail(peer)
 }
 
 // unauthenticated returns the Unauthenticated status error every refusal
