@@ -102,7 +102,7 @@ var catRESTCases = []catRESTCase{
 	{name: "body_chunked_over_limit", body: `{"identity":"` + strings.Repeat("a", 70<<10) + `"}`, chunked: true, status: 413, field: "body"},
 	{name: "body_content_length_limit_plus_one", body: catPadded(catMaxMsg + 1), status: 413, field: "body"},
 	{name: "body_chunked_limit_plus_one", body: catPadded(catMaxMsg + 1), chunked: true, status: 413, field: "body"},
-	{name: "body_declared_one_tebibyte", rawHTTP: "POST /token HTTP/1.1\r\nHost: tokend\r\nContent-Type: application/json\r\nContent-Length: 1099511627776\r\nConnection: close\r\n\r\n{}", status: 413, field: "body"},
+	{name: "body_declared_one_tebibyte", rawHTTP: "POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1099511627776\r\nConnection: close\r\n\r\n{}", status: 413, field: "body"},
 
 	// Nesting: encoding/json's depth limit (10000), protojson's recursion
 	// limit (10000 messages: a Struct level is two), tokend's (16).

@@ -1,17 +1,25 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
+	"google.golang.org/protobuf/proto"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
 )
 
@@ -321,4 +329,190 @@ func restWithHeaders(t *testing.T, h *harness, hdr map[string][]string, body str
 	}
 	c, _ := m["code"].(float64)
 	return codes.Code(c), m, resp.StatusCode
+}
+
+// TestAuthFailureThrottle: failed authentication is audited and, past the
+// burst, refused per client address with 429 / ResourceExhausted and
+// Retry-After, good credentials from that address included, while other
+// addresses go on. REST comes from 127.0.0.1, gRPC over bufconn from an
+// unknown address: two addresses. Policy mode, development mode and the
+// admin API.
+func TestAuthFailureThrottle(t *testing.T) {
+	is := newIssuer(t)
+	throttle := func(cfg *server.Config) { cfg.AuthFailureRate, cfg.AuthFailureBurst = 0.001, 3 }
+	pol, cred, polAudit := callerHarness(t, is, "10.0.0.0/8", throttle)
+	admin, _, adminAudit := callerHarness(t, is, "10.0.0.0/8", throttle)
+	devAudit := filepath.Join(t.TempDir(), "audit.log")
+	dev := adminHarness(t, server.Config{AuditLog: devAudit, AuthFailureRate: 0.001, AuthFailureBurst: 3})
+
+	badCred := caller{bearer: "tkd_" + strings.Repeat("A", 43)}
+	badOIDC := caller{bearer: is.token(t, func(c jwt.MapClaims) { c["aud"] = "someone-else" })}
+	good := caller{bearer: cred}
+	type step struct {
+		name   string
+		h      *harness
+		path   string // grpc, rest, admin-grpc, admin-rest
+		caller caller
+		admin  string // admin-*: the bearer sent
+		want   codes.Code
+	}
+	steps := []step{
+		{"policy_rest_good", pol, "rest", good, "", codes.OK},
+		{"policy_rest_bad_1", pol, "rest", badCred, "", codes.Unauthenticated},
+		{"policy_rest_bad_2", pol, "rest", badOIDC, "", codes.Unauthenticated},
+		{"policy_rest_none_3", pol, "rest", caller{}, "", codes.Unauthenticated},
+		{"policy_rest_bad_throttled", pol, "rest", badCred, "", codes.ResourceExhausted},
+		{"policy_rest_good_throttled", pol, "rest", good, "", codes.ResourceExhausted},
+		{"policy_grpc_other_address_good", pol, "grpc", good, "", codes.OK},
+		{"policy_grpc_bad_1", pol, "grpc", badOIDC, "", codes.Unauthenticated},
+		{"policy_grpc_bad_2", pol, "grpc", badCred, "", codes.Unauthenticated},
+		{"policy_grpc_bad_3", pol, "grpc", badCred, "", codes.Unauthenticated},
+		{"policy_grpc_good_throttled", pol, "grpc", good, "", codes.ResourceExhausted},
+
+		{"dev_rest_anonymous", dev, "rest", caller{}, "", codes.OK},
+		{"dev_rest_bad_1", dev, "rest", badCred, "", codes.Unauthenticated},
+		{"dev_rest_bad_2", dev, "rest", badCred, "", codes.Unauthenticated},
+		{"dev_rest_bad_3", dev, "rest", caller{bearer: "not-a-credential"}, "", codes.Unauthenticated},
+		{"dev_rest_anonymous_throttled", dev, "rest", caller{}, "", codes.ResourceExhausted},
+		{"dev_grpc_other_address", dev, "grpc", caller{}, "", codes.OK},
+
+		{"admin_rest_good", admin, "admin-rest", caller{}, adminToken, codes.OK},
+		{"admin_rest_wrong_1", admin, "admin-rest", caller{}, "wrong-admin-token-1", codes.Unauthenticated},
+		{"admin_rest_wrong_2", admin, "admin-rest", caller{}, "", codes.Unauthenticated},
+		{"admin_rest_wrong_3", admin, "admin-rest", caller{}, "wrong-admin-token-3", codes.Unauthenticated},
+		{"admin_rest_good_throttled", admin, "admin-rest", caller{}, adminToken, codes.ResourceExhausted},
+		{"admin_rest_mint_throttled_too", admin, "rest", good, "", codes.ResourceExhausted},
+		{"admin_grpc_other_address_good", admin, "admin-grpc", caller{}, adminToken, codes.OK},
+		{"admin_grpc_wrong_1", admin, "admin-grpc", caller{}, "wrong-admin-token-4", codes.Unauthenticated},
+		{"admin_grpc_wrong_2", admin, "admin-grpc", caller{}, "wrong-admin-token-5", codes.Unauthenticated},
+		{"admin_grpc_wrong_3", admin, "admin-grpc", caller{}, "wrong-admin-token-6", codes.Unauthenticated},
+		{"admin_grpc_good_throttled", admin, "admin-grpc", caller{}, adminToken, codes.ResourceExhausted},
+	}
+	for _, st := range steps {
+		var code codes.Code
+		var msg, retryAfter string
+		switch st.path {
+		case "grpc":
+			ctx := context.Background()
+			if st.caller.bearer != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+st.caller.bearer)
+			}
+			var hdr metadata.MD
+			_, err := st.h.token.Mint(ctx, &tokenv1.MintRequest{Identity: proto.String("agent_7")}, grpc.Header(&hdr))
+			code, msg = status.Code(err), status.Convert(err).Message()
+			if v := hdr.Get("retry-after"); len(v) > 0 {
+				retryAfter = v[0]
+			}
+		case "admin-grpc":
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+st.admin)
+			var hdr metadata.MD
+			_, err := tokenv1.NewAdminServiceClient(st.h.conn).ListApplications(ctx, &tokenv1.ListApplicationsRequest{}, grpc.Header(&hdr))
+			code, msg = status.Code(err), status.Convert(err).Message()
+			if v := hdr.Get("retry-after"); len(v) > 0 {
+				retryAfter = v[0]
+			}
+		case "rest", "admin-rest":
+			method, path, body, authz := "POST", "/token", `{"identity":"agent_7"}`, ""
+			if st.caller.bearer != "" {
+				authz = "Bearer " + st.caller.bearer
+			}
+			if st.path == "admin-rest" {
+				method, path, body, authz = "GET", "/v1/applications", "", "Bearer "+st.admin
+			}
+			hdr := map[string]string{}
+			if authz != "Bearer " && authz != "" {
+				hdr["Authorization"] = authz
+			}
+			status, h, raw := hostRequest(t, st.h, method, path, "", hdr, body)
+			var m map[string]any
+			json.Unmarshal([]byte(raw), &m)
+			code, msg, retryAfter = codes.OK, raw, h.Get("Retry-After")
+			if status != http.StatusOK {
+				c, _ := m["code"].(float64)
+				code = codes.Code(c)
+			}
+			want := map[codes.Code]int{codes.OK: 200, codes.Unauthenticated: 401, codes.ResourceExhausted: 429}[st.want]
+			if status != want {
+				t.Errorf("%s: HTTP status %d, want %d", st.name, status, want)
+			}
+		}
+		if code != st.want {
+			t.Fatalf("%s: code %v (%s), want %v", st.name, code, msg, st.want)
+		}
+		if st.want == codes.ResourceExhausted {
+			if n, err := strconv.Atoi(retryAfter); err != nil || n < 1 {
+				t.Errorf("%s: retry-after %q, want whole seconds", st.name, retryAfter)
+			}
+			if !strings.Contains(msg, "too many failed authentication attempts from this address") {
+				t.Errorf("%s: message %q does not say why", st.name, msg)
+			}
+		}
+		for _, secret := range []string{cred, badCred.bearer, badOIDC.bearer, adminToken, "wrong-admin-token"} {
+			if strings.Contains(msg, secret) {
+				t.Errorf("%s: answer holds a credential", st.name)
+			}
+		}
+	}
+
+	// Every failure is audited, with address and request id, and no
+	// credential.
+	for _, c := range []struct {
+		name                 string
+		h                    *harness
+		path                 string
+		unauth, throttled    int
+		anyCall, wantClients []string
+	}{
+		{name: "policy", h: pol, path: polAudit, unauth: 6, throttled: 3, wantClients: []string{"127.0.0.1:", "bufconn"}},
+		{name: "dev", h: dev, path: devAudit, unauth: 3, throttled: 1, wantClients: []string{"127.0.0.1:"}},
+		{name: "admin", h: admin, path: adminAudit, unauth: 6, throttled: 3, wantClients: []string{"127.0.0.1:", "bufconn"}},
+	} {
+		c.h.srv.Close()
+		raw, err := os.ReadFile(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unauth, throttled := 0, 0
+		clients := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var r map[string]any
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("%s: audit line %q: %v", c.name, line, err)
+			}
+			if r["event"] != "auth-failure" {
+				continue
+			}
+			for _, k := range []string{"time", "client_addr", "request_id", "reason", "action", "decision"} {
+				if r[k] == nil || r[k] == "" {
+					t.Errorf("%s: auth-failure record %v lacks %s", c.name, r, k)
+				}
+			}
+			for _, w := range c.wantClients {
+				if strings.HasPrefix(fmt.Sprint(r["client_addr"]), w) {
+					clients[w] = true
+				}
+			}
+			switch r["code"] {
+			case "Unauthenticated":
+				unauth++
+			case "ResourceExhausted":
+				throttled++
+			default:
+				t.Errorf("%s: auth-failure record with code %v", c.name, r["code"])
+			}
+		}
+		if unauth != c.unauth || throttled != c.throttled {
+			t.Errorf("%s: audit has %d Unauthenticated and %d ResourceExhausted auth failures, want %d and %d", c.name, unauth, throttled, c.unauth, c.throttled)
+		}
+		for _, w := range c.wantClients {
+			if !clients[w] {
+				t.Errorf("%s: no auth-failure record from client %s", c.name, w)
+			}
+		}
+		for _, secret := range []string{cred, badCred.bearer, badOIDC.bearer, adminToken, "wrong-admin-token"} {
+			if strings.Contains(string(raw), secret) {
+				t.Errorf("%s: the audit log holds a credential", c.name)
+			}
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -134,6 +135,9 @@ func (s *Service) authorize(ctx context.Context) error {
 func (s *Service) authFailed(ctx context.Context, peer netip.Addr, err error, throttled bool) error {
 	if s.onAuthFail != nil {
 		method, _ := grpc.Method(ctx)
+		if method == "" {
+			method, _ = runtime.RPCMethod(ctx) // the in-process REST gateway
+		}
 		s.onAuthFail(ctx, auth.Failure{Transport: "admin", Call: method, Peer: peer, Reason: status.Convert(err).Message(), Throttled: throttled})
 	}
 	return err
