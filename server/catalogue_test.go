@@ -603,6 +603,8 @@ func TestCatalogueAccepted(t *testing.T) {
 	}{
 		{name: "top_level", req: append(pbString(1, "carol"), pbString(99, "future field")...), field: "request", num: "99"},
 		{name: "top_level_varint", req: append(pbString(1, "carol"), pbVarint(17, 1)...), field: "request", num: "17"},
+		{name: "known_number_wrong_wire_type", req: pbVarint(1, 5), field: "request", num: "1"},
+		{name: "in_outgoing_message_field", req: pbMsg(5, pbMsg(1, pbMsg(2, pbString(1, testApp), pbMsg(3, pbVarint(1, 1))))), field: "grants.voice.outgoing", num: "3"},
 		{name: "in_grants", req: pbMsg(5, pbVarint(40, 1)), field: "grants", num: "40"},
 		{name: "in_voice", req: pbMsg(5, pbMsg(1, pbVarint(9, 1))), field: "grants.voice", num: "9"},
 		{name: "in_outgoing", req: pbMsg(5, pbMsg(1, pbMsg(2, pbString(1, testApp), pbString(12, "x")))), field: "grants.voice.outgoing", num: "12"},

@@ -80,10 +80,10 @@ type Request struct {
 	// Header returns a request header (REST) or metadata (gRPC) value by
 	// name, "" when absent; nil when there are none.
 	Header func(name string) string
-	// HeaderValues returns every value of a request header (REST) or
-	// metadata key (gRPC), to refuse a repeated proxy header; nil: each
-	// header is taken to appear at most once.
-	HeaderValues func(name string) []string
+	// HTTPHeader is the REST request's header, to refuse a repeated proxy
+	// header; nil: each header is taken to appear at most once. (A map,
+	// not a func: a method value would cost an allocation per request.)
+	HTTPHeader http.Header
 	// REST is true for requests that came in over HTTP rather than gRPC.
 	// Only REST requests authenticate through the proxy headers.
 	REST bool
@@ -91,8 +91,8 @@ type Request struct {
 
 // headerCount returns how many times the header name appears.
 func (r Request) headerCount(name string) int {
-	if r.HeaderValues != nil {
-		return len(r.HeaderValues(name))
+	if r.HTTPHeader != nil {
+		return len(r.HTTPHeader.Values(name))
 	}
 	if r.Header != nil && r.Header(name) != "" {
 		return 1

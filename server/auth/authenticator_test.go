@@ -91,7 +91,7 @@ func TestProxyAuthentication(t *testing.T) {
 					hh.Add(k, v)
 				}
 			}
-			req := Request{Header: hh.Get, HeaderValues: hh.Values, REST: !tt.grpc}
+			req := Request{Header: hh.Get, HTTPHeader: hh, REST: !tt.grpc}
 			if tt.peer != "" {
 				req.Peer = netip.MustParseAddr(tt.peer)
 			}

@@ -154,11 +154,11 @@ func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		req := Request{
-			Peer:         remoteAddr(r.RemoteAddr),
-			TLS:          r.TLS,
-			Header:       r.Header.Get,
-			HeaderValues: r.Header.Values,
-			REST:         true,
+			Peer:       remoteAddr(r.RemoteAddr),
+			TLS:        r.TLS,
+			Header:     r.Header.Get,
+			HTTPHeader: r.Header,
+			REST:       true,
 		}
 		if blocked, wait := a.blocked(req.Peer); blocked {
 			secs := retryAfterSeconds(wait)
