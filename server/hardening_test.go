@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/auth"
 )
 
 // hostRequest sends method path to h with the Host header host and returns
@@ -145,7 +147,8 @@ func TestDevModeLoopbackHost(t *testing.T) {
 // answers allowed origins.
 func TestAdminNoCORS(t *testing.T) {
 	const origin = "https://app.example.com"
-	h := adminHarness(t, server.Config{CORSOrigins: []string{origin}})
+	dev := adminHarness(t, server.Config{CORSOrigins: []string{origin}})
+	pol, _, _ := callerHarness(t, newIssuer(t), "10.0.0.0/8", func(cfg *server.Config) { cfg.CORSOrigins = []string{origin} })
 	cors := []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
 		"Access-Control-Max-Age", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers"}
 	preflight := map[string]string{"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
@@ -160,6 +163,7 @@ func TestAdminNoCORS(t *testing.T) {
 		name, method, path, body string
 		hdr                      map[string]string
 		status                   int
+		policyStatus             int // in policy mode, when not status
 		wantCORS                 bool
 	}{
 		{name: "admin_list_allowed_origin", method: "GET", path: "/v1/applications", hdr: withOrigin(true), status: 200},
@@ -170,29 +174,39 @@ func TestAdminNoCORS(t *testing.T) {
 		{name: "admin_application_preflight", method: "OPTIONS", path: "/v1/applications/" + testApp, hdr: preflight, status: 403},
 		{name: "admin_credentials_preflight", method: "OPTIONS", path: "/v1/credentials", hdr: preflight, status: 403},
 		{name: "token_preflight", method: "OPTIONS", path: "/token", hdr: preflight, status: 204, wantCORS: true},
-		{name: "token_mint", method: "POST", path: "/token", body: `{}`, hdr: withOrigin(false), status: 200, wantCORS: true},
+		{name: "token_mint", method: "POST", path: "/token", body: `{}`, hdr: withOrigin(false), status: 200, policyStatus: 401, wantCORS: true},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			code, hdr, body := hostRequest(t, h, tc.method, tc.path, "", tc.hdr, tc.body)
-			if code != tc.status {
-				t.Fatalf("%s %s = %d, want %d: %s", tc.method, tc.path, code, tc.status, body)
-			}
-			if tc.wantCORS {
-				if got := hdr.Get("Access-Control-Allow-Origin"); got != origin {
-					t.Errorf("Access-Control-Allow-Origin = %q, want %q", got, origin)
+	for _, mode := range []struct {
+		name   string
+		h      *harness
+		policy bool
+	}{{"dev", dev, false}, {"policy", pol, true}} {
+		for _, tc := range cases {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				want := tc.status
+				if mode.policy && tc.policyStatus != 0 {
+					want = tc.policyStatus
 				}
-				return
-			}
-			for _, k := range cors {
-				if v := hdr.Values(k); len(v) > 0 {
-					t.Errorf("admin %s %s sent %s: %q", tc.method, tc.path, k, v)
+				code, hdr, body := hostRequest(t, mode.h, tc.method, tc.path, "", tc.hdr, tc.body)
+				if code != want {
+					t.Fatalf("%s %s = %d, want %d: %s", tc.method, tc.path, code, want, body)
 				}
-			}
-			if tc.status == 403 && !strings.Contains(body, "admin API does not answer cross-origin") {
-				t.Errorf("preflight refusal %q does not say why", body)
-			}
-		})
+				if tc.wantCORS {
+					if got := hdr.Get("Access-Control-Allow-Origin"); got != origin {
+						t.Errorf("Access-Control-Allow-Origin = %q, want %q", got, origin)
+					}
+					return
+				}
+				for _, k := range cors {
+					if v := hdr.Values(k); len(v) > 0 {
+						t.Errorf("admin %s %s sent %s: %q", tc.method, tc.path, k, v)
+					}
+				}
+				if tc.status == 403 && !strings.Contains(body, "admin API does not answer cross-origin") {
+					t.Errorf("preflight refusal %q does not say why", body)
+				}
+			})
+		}
 	}
 }
 
@@ -235,6 +249,10 @@ func TestBrowserCallersProve(t *testing.T) {
 	strict, _, _ := callerHarness(t, is, "127.0.0.1/32", withPolicy("", false))
 	groups, _, _ := callerHarness(t, is, "127.0.0.1/32", withPolicy("X-Auth-Request-Groups", false))
 	lax, _, _ := callerHarness(t, is, "127.0.0.1/32", withPolicy("", true))
+	dev := adminHarness(t, server.Config{
+		OIDC:  &auth.OIDCConfig{Issuer: is.name, Audience: "tokend", JWKSURL: is.url, IdentityClaim: "email"},
+		Proxy: &auth.ProxyConfig{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+	})
 
 	email := func(verified any) string {
 		return is.token(t, func(c jwt.MapClaims) {
@@ -269,6 +287,11 @@ func TestBrowserCallersProve(t *testing.T) {
 		{name: "proxy_groups_header_on", h: groups, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "X-Auth-Request-Groups": {"admins"}}, body: incoming, want: codes.OK, identity: "carol"},
 		{name: "proxy_user_repeated", h: strict, headers: map[string][]string{"X-Auth-Request-User": {"carol", "admin"}}, body: `{}`, want: codes.Unauthenticated, msg: "proxy header X-Auth-Request-User given 2 times: want it once"},
 		{name: "proxy_user_repeated_case", h: strict, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "x-auth-request-user": {"admin"}}, body: `{}`, want: codes.Unauthenticated, msg: "given 2 times"},
+		{name: "dev_oidc_email_verified", h: dev, caller: caller{bearer: email(true)}, body: `{}`, want: codes.OK},
+		{name: "dev_oidc_email_unverified", h: dev, caller: caller{bearer: email(nil)}, body: `{}`, want: codes.Unauthenticated, msg: unverified},
+		{name: "dev_oidc_email_verified_false", h: dev, caller: caller{bearer: email(false)}, body: `{"identity":"x"}`, want: codes.Unauthenticated, msg: unverified},
+		{name: "dev_anonymous", h: dev, body: `{}`, want: codes.OK},
+		{name: "dev_proxy_user_repeated", h: dev, headers: map[string][]string{"X-Auth-Request-User": {"carol", "admin"}}, body: `{}`, want: codes.Unauthenticated, msg: "proxy header X-Auth-Request-User given 2 times: want it once"},
 		{name: "proxy_groups_repeated", h: groups, headers: map[string][]string{"X-Auth-Request-User": {"carol"}, "X-Auth-Request-Groups": {"users", "admins"}}, body: incoming, want: codes.Unauthenticated, msg: "proxy header X-Auth-Request-Groups given 2 times: want it once"},
 	}
 	for _, tc := range cases {
@@ -514,5 +537,36 @@ func TestAuthFailureThrottle(t *testing.T) {
 				t.Errorf("%s: the audit log holds a credential", c.name)
 			}
 		}
+	}
+}
+
+// TestUnknownFieldPolicyMode: in policy mode too, gRPC refuses a request
+// with an unknown field, naming its number, whoever the caller is; the
+// same request without it mints.
+func TestUnknownFieldPolicyMode(t *testing.T) {
+	h, cred, _ := callerHarness(t, newIssuer(t), "10.0.0.0/8", nil)
+	withCred := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+cred)
+	cases := []struct {
+		name string
+		ctx  context.Context
+		req  []byte
+		want codes.Code
+	}{
+		{"credential_unknown_top_level", withCred, append(pbString(1, "agent_7"), pbString(42, "x")...), codes.InvalidArgument},
+		{"credential_unknown_in_voice", withCred, append(pbString(1, "agent_7"), pbMsg(5, pbMsg(1, pbVarint(77, 1)))...), codes.InvalidArgument},
+		{"anonymous_unknown_field", context.Background(), append(pbString(1, "agent_7"), pbString(42, "x")...), codes.InvalidArgument},
+		{"credential_known_fields", withCred, pbString(1, "agent_7"), codes.OK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in, out := tc.req, []byte(nil)
+			err := h.conn.Invoke(tc.ctx, catMint, &in, &out, grpc.ForceCodecV2(rawCodec{}))
+			if status.Code(err) != tc.want {
+				t.Fatalf("Mint = %v, want %v", err, tc.want)
+			}
+			if tc.want == codes.InvalidArgument && !strings.Contains(status.Convert(err).Message(), "unknown field number") {
+				t.Errorf("message %q does not name the field number", status.Convert(err).Message())
+			}
+		})
 	}
 }
