@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/server/auth"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -471,5 +473,55 @@ func TestRefusesNonLoopbackWithoutPolicy(t *testing.T) {
 	err := run(context.Background(), []string{"--http-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0"}, env, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "beyond loopback") || !strings.Contains(err.Error(), "policy") {
 		t.Fatalf("run on 0.0.0.0 without a policy = %v, want a refusal naming the policy", err)
+	}
+}
+
+// TestCallerHardeningOptions: the options of issue 12 reach the auth
+// configuration, and bad values are errors naming the option.
+func TestCallerHardeningOptions(t *testing.T) {
+	base := []string{"--oidc-issuer", "https://login.example", "--oidc-audience", "tokend", "--trusted-proxies", "10.0.0.1"}
+	cases := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		errWant    string
+		unverified bool
+		groups     string
+		rate       float64
+		burst      int
+	}{
+		{name: "defaults", rate: 0.2, burst: 10},
+		{name: "flags", args: []string{"--oidc-allow-unverified-email", "true", "--proxy-groups-header", "X-Forwarded-Groups", "--auth-failure-rate", "1.5", "--auth-failure-burst", "3"},
+			unverified: true, groups: "X-Forwarded-Groups", rate: 1.5, burst: 3},
+		{name: "env", env: map[string]string{"TOKEND_OIDC_ALLOW_UNVERIFIED_EMAIL": "1", "TOKEND_PROXY_GROUPS_HEADER": "X-Auth-Request-Groups", "TOKEND_AUTH_FAILURE_RATE": "0", "TOKEND_AUTH_FAILURE_BURST": "20"},
+			unverified: true, groups: "X-Auth-Request-Groups", rate: 0, burst: 20},
+		{name: "unverified_not_bool", args: []string{"--oidc-allow-unverified-email", "maybe"}, errWant: "oidc-allow-unverified-email"},
+		{name: "rate_negative", args: []string{"--auth-failure-rate", "-1"}, errWant: "auth-failure-rate"},
+		{name: "burst_zero", args: []string{"--auth-failure-burst", "0"}, errWant: "auth-failure-burst"},
+		{name: "burst_env_not_number", env: map[string]string{"TOKEND_AUTH_FAILURE_BURST": "ten"}, errWant: "TOKEND_AUTH_FAILURE_BURST"},
+		{name: "rate_env_not_number", env: map[string]string{"TOKEND_AUTH_FAILURE_RATE": "fast"}, errWant: "TOKEND_AUTH_FAILURE_RATE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parse(append(append([]string(nil), base...), tc.args...), envOf(tc.env), &bytes.Buffer{})
+			var oidc *auth.OIDCConfig
+			var proxy *auth.ProxyConfig
+			if err == nil {
+				oidc, proxy, err = callerConfig(o)
+			}
+			if tc.errWant != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errWant) {
+					t.Fatalf("error = %v, want one naming %s", err, tc.errWant)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if oidc.AllowUnverifiedEmail != tc.unverified || proxy.GroupsHeader != tc.groups || o.authFailureRate != tc.rate || o.authFailureBurst != tc.burst {
+				t.Errorf("got unverified %v, groups header %q, rate %v, burst %d; want %v, %q, %v, %d",
+					oidc.AllowUnverifiedEmail, proxy.GroupsHeader, o.authFailureRate, o.authFailureBurst, tc.unverified, tc.groups, tc.rate, tc.burst)
+			}
+		})
 	}
 }
