@@ -383,7 +383,8 @@ func TestAuthFailureThrottle(t *testing.T) {
 		{"policy_rest_good", pol, "rest", good, "", codes.OK},
 		{"policy_rest_bad_1", pol, "rest", badCred, "", codes.Unauthenticated},
 		{"policy_rest_bad_2", pol, "rest", badOIDC, "", codes.Unauthenticated},
-		{"policy_rest_none_3", pol, "rest", caller{}, "", codes.Unauthenticated},
+		{"policy_rest_none_not_counted", pol, "rest", caller{}, "", codes.Unauthenticated},
+		{"policy_rest_bad_3", pol, "rest", caller{bearer: "not-a-credential"}, "", codes.Unauthenticated},
 		{"policy_rest_bad_throttled", pol, "rest", badCred, "", codes.ResourceExhausted},
 		{"policy_rest_good_throttled", pol, "rest", good, "", codes.ResourceExhausted},
 		{"policy_grpc_other_address_good", pol, "grpc", good, "", codes.OK},
@@ -401,7 +402,8 @@ func TestAuthFailureThrottle(t *testing.T) {
 
 		{"admin_rest_good", admin, "admin-rest", caller{}, adminToken, codes.OK},
 		{"admin_rest_wrong_1", admin, "admin-rest", caller{}, "wrong-admin-token-1", codes.Unauthenticated},
-		{"admin_rest_wrong_2", admin, "admin-rest", caller{}, "", codes.Unauthenticated},
+		{"admin_rest_none_not_counted", admin, "admin-rest", caller{}, "", codes.Unauthenticated},
+		{"admin_rest_wrong_2", admin, "admin-rest", caller{}, "wrong-admin-token-2", codes.Unauthenticated},
 		{"admin_rest_wrong_3", admin, "admin-rest", caller{}, "wrong-admin-token-3", codes.Unauthenticated},
 		{"admin_rest_good_throttled", admin, "admin-rest", caller{}, adminToken, codes.ResourceExhausted},
 		{"admin_rest_mint_throttled_too", admin, "rest", good, "", codes.ResourceExhausted},
@@ -486,9 +488,9 @@ func TestAuthFailureThrottle(t *testing.T) {
 		unauth, throttled    int
 		anyCall, wantClients []string
 	}{
-		{name: "policy", h: pol, path: polAudit, unauth: 6, throttled: 3, wantClients: []string{"127.0.0.1:", "bufconn"}},
+		{name: "policy", h: pol, path: polAudit, unauth: 7, throttled: 3, wantClients: []string{"127.0.0.1:", "bufconn"}},
 		{name: "dev", h: dev, path: devAudit, unauth: 3, throttled: 1, wantClients: []string{"127.0.0.1:"}},
-		{name: "admin", h: admin, path: adminAudit, unauth: 6, throttled: 3, wantClients: []string{"127.0.0.1:", "bufconn"}},
+		{name: "admin", h: admin, path: adminAudit, unauth: 7, throttled: 3, wantClients: []string{"127.0.0.1:", "bufconn"}},
 	} {
 		c.h.srv.Close()
 		raw, err := os.ReadFile(c.path)

@@ -127,7 +127,9 @@ func (s *Service) authorize(ctx context.Context) error {
 			return nil
 		}
 	}
-	s.failures.Fail(peer)
+	if len(md.Get("authorization")) > 0 {
+		s.failures.Fail(peer) // a request without any credential guesses nothing
+	}
 	return s.authFailed(ctx, peer, status.Error(codes.Unauthenticated, "admin credential missing or wrong: send authorization: Bearer <admin token>"), false)
 }
 

@@ -221,8 +221,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, req Request) (Principa
 	if a.cfg.Anonymous {
 		return Principal{Kind: KindAnonymous, Name: "anonymous"}, nil
 	}
-	return Principal{}, unauthenticated("authentication required")
+	return Principal{}, errNoCredentials
 }
+
+// errNoCredentials refuses a request that presents no credentials at all.
+// It is audited but not counted by the FailureLimiter: it guesses nothing.
+var errNoCredentials = unauthenticated("authentication required")
 
 // mtlsPrincipal names a service by its verified client certificate.
 func mtlsPrincipal(cert *x509.Certificate) (Principal, error) {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -190,14 +191,15 @@ func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 }
 
 // refused logs a refusal at debug level, counts it against the peer
-// (unless it is itself a refusal for too many failures), tells
+// (unless it is itself a refusal for too many failures, or the request
+// presented no credentials at all), tells
 // Config.OnFailure, and returns err.
 func (a *Authenticator) refused(ctx context.Context, transport, what string, peer netip.Addr, err error) error {
 	st := status.Convert(err)
 	isThrottled := st.Code() == codes.ResourceExhausted
 	a.log.DebugContext(ctx, "auth: request refused", "transport", transport, "call", what,
 		"peer", peer.String(), "reason", st.Message())
-	if !isThrottled {
+	if !isThrottled && !errors.Is(err, errNoCredentials) {
 		a.fail(peer)
 	}
 	if a.cfg.OnFailure != nil {

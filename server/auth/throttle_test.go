@@ -96,6 +96,8 @@ func TestFailureThrottleHTTP(t *testing.T) {
 		want              int
 	}{
 		{"good", "192.0.2.1:1", good, http.StatusTeapot},
+		{"none: not counted", "192.0.2.1:2", "", http.StatusUnauthorized},
+		{"none: not counted either", "192.0.2.1:2", "", http.StatusUnauthorized},
 		{"bad 1", "192.0.2.1:2", bad, http.StatusUnauthorized},
 		{"bad 2", "192.0.2.1:3", bad, http.StatusUnauthorized},
 		{"bad 3 throttled", "192.0.2.1:4", bad, http.StatusTooManyRequests},
@@ -110,7 +112,9 @@ func TestFailureThrottleHTTP(t *testing.T) {
 	for _, st := range steps {
 		r := httptest.NewRequest("POST", "/token", nil)
 		r.RemoteAddr = st.peer
-		r.Header.Set("Authorization", st.authz)
+		if st.authz != "" {
+			r.Header.Set("Authorization", st.authz)
+		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != st.want {
@@ -129,8 +133,8 @@ func TestFailureThrottleHTTP(t *testing.T) {
 		}
 	}
 	// Every refusal was reported, none with the credential.
-	if len(failures) != 8 {
-		t.Fatalf("OnFailure called %d times, want 8: %+v", len(failures), failures)
+	if len(failures) != 10 {
+		t.Fatalf("OnFailure called %d times, want 10: %+v", len(failures), failures)
 	}
 	throttled := 0
 	for _, f := range failures {
