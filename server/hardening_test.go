@@ -479,6 +479,18 @@ func TestAuthFailureThrottle(t *testing.T) {
 		}
 	}
 
+	// Throttled refusals are counted (public /metrics: not throttled).
+	for _, m := range []struct {
+		name string
+		h    *harness
+		want string
+	}{{"policy", pol, "3"}, {"dev", dev, "1"}, {"admin", admin, "3"}} {
+		code, _, body := hostRequest(t, m.h, "GET", "/metrics", "", nil, "")
+		if line := `tokend_rate_limited_total{scope="auth_failure"} ` + m.want; code != 200 || !strings.Contains(body, line) {
+			t.Errorf("%s: /metrics = %d, lacks %q", m.name, code, line)
+		}
+	}
+
 	// Every failure is audited, with address and request id, and no
 	// credential.
 	for _, c := range []struct {
