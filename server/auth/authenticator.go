@@ -41,9 +41,9 @@ type Config struct {
 	// level, refused requests; nil means slog.Default().
 	Logger *slog.Logger
 	// Failures, if set, slows down addresses that fail to authenticate
-	// again and again (see FailureLimiter). Addresses inside the trusted
-	// proxy prefixes are never slowed down: every browser user comes from
-	// there, and one user's failures must not lock the others out.
+	// again and again (see FailureLimiter). New makes the trusted proxy's
+	// prefixes exempt from it: every browser user comes from there, and
+	// one user's failures must not lock the others out.
 	Failures *FailureLimiter
 	// OnFailure, if set, is told of every refused request (for the audit
 	// log): failed authentication and requests refused by Failures alike.
@@ -140,31 +140,18 @@ func New(cfg Config) (*Authenticator, error) {
 			}
 		}
 		a.proxy = &p
+		a.failures.Exempt(p.Trusted...)
 	}
 	return a, nil
 }
 
-// blocked reports whether peer's requests are refused for its failures
-// (never a trusted proxy's).
+// blocked reports whether peer's requests are refused for its failures.
 func (a *Authenticator) blocked(peer netip.Addr) (bool, time.Duration) {
-	if a.failures == nil {
-		return false, 0
-	}
-	blocked, wait := a.failures.Blocked(peer)
-	if blocked && a.proxy != nil && a.proxy.trusts(peer) {
-		return false, 0
-	}
-	return blocked, wait
+	return a.failures.Blocked(peer)
 }
 
-// fail counts a failed authentication against peer (never a trusted
-// proxy).
-func (a *Authenticator) fail(peer netip.Addr) {
-	if a.failures == nil || (a.proxy != nil && a.proxy.trusts(peer)) {
-		return
-	}
-	a.failures.Fail(peer)
-}
+// fail counts a failed authentication against peer.
+func (a *Authenticator) fail(peer netip.Addr) { a.failures.Fail(peer) }
 
 // unauthenticated returns the Unauthenticated status error every refusal
 // is.

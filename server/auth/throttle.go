@@ -52,6 +52,7 @@ type FailureLimiter struct {
 	maxKeys int
 	refill  time.Duration // how long an empty bucket takes to refill
 	now     func() time.Time
+	exempt  []netip.Prefix // set before use (Exempt), read-only after
 
 	tracked atomic.Int64 // len(keys), read without the lock
 	mu      sync.Mutex
@@ -87,6 +88,28 @@ func NewFailureLimiter(rps float64, burst, maxAddrs int) *FailureLimiter {
 	}
 }
 
+// Exempt makes the addresses inside prefixes never slowed down (a trusted
+// proxy: every browser user comes from it, and one user's failures must not
+// lock the others out). Call it before the FailureLimiter is used.
+func (f *FailureLimiter) Exempt(prefixes ...netip.Prefix) {
+	if f == nil {
+		return
+	}
+	for _, p := range prefixes {
+		f.exempt = append(f.exempt, p.Masked())
+	}
+}
+
+func (f *FailureLimiter) exempted(addr netip.Addr) bool {
+	addr = addr.Unmap().WithZone("")
+	for _, p := range f.exempt {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
 // failureKey is the bucket of addr: itself, or its /64 for IPv6.
 func failureKey(addr netip.Addr) netip.Addr {
 	addr = addr.Unmap().WithZone("")
@@ -100,7 +123,7 @@ func failureKey(addr netip.Addr) netip.Addr {
 // Blocked reports whether addr has spent its failures and, if so, how
 // long until it may try again.
 func (f *FailureLimiter) Blocked(addr netip.Addr) (bool, time.Duration) {
-	if f == nil || f.tracked.Load() == 0 {
+	if f == nil || f.tracked.Load() == 0 || f.exempted(addr) {
 		return false, 0
 	}
 	key := failureKey(addr)
@@ -121,7 +144,7 @@ func (f *FailureLimiter) Blocked(addr netip.Addr) (bool, time.Duration) {
 
 // Fail records a failed authentication from addr.
 func (f *FailureLimiter) Fail(addr netip.Addr) {
-	if f == nil {
+	if f == nil || f.exempted(addr) {
 		return
 	}
 	key := failureKey(addr)

@@ -64,6 +64,24 @@ func TestFailureLimiter(t *testing.T) {
 		t.Errorf("Len after every bucket refilled = %d, want 1", n)
 	}
 
+	// Exempt prefixes are never counted nor blocked.
+	ex := NewFailureLimiter(1, 1, 0)
+	ex.Exempt(netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/64"))
+	for _, addr := range []netip.Addr{netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("::ffff:10.1.2.3"), netip.MustParseAddr("fd00::7")} {
+		ex.Fail(addr)
+		ex.Fail(addr)
+		if blocked, _ := ex.Blocked(addr); blocked {
+			t.Errorf("exempt %v blocked", addr)
+		}
+	}
+	if n := ex.Len(); n != 0 {
+		t.Errorf("exempt addresses tracked: %d", n)
+	}
+	ex.Fail(a)
+	if blocked, _ := ex.Blocked(a); !blocked {
+		t.Errorf("%v not exempt, not blocked after its burst", a)
+	}
+
 	// Off: nil never blocks.
 	var off *FailureLimiter = NewFailureLimiter(0, 3, 0)
 	off.Fail(a)
