@@ -8,10 +8,14 @@ import (
 	"os"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/tokend/tokend/server/audit"
 	"github.com/tokend/tokend/server/auth"
+	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/policy"
 	"github.com/tokend/tokend/server/ratelimit"
+	"github.com/tokend/tokend/server/requestid"
 )
 
 // MaxRateLimitKeys bounds the token buckets kept per limiter.
@@ -63,7 +67,10 @@ func (s *Server) initCallers() error {
 		s.log.Warn("DEVELOPMENT MODE: no caller policy configured, so ANY caller that reaches tokend may mint ANY identity, anonymously; keep it on loopback (set --policy-file to require authentication)")
 	}
 
+	s.authFailures = auth.NewFailureLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst, auth.DefaultFailureMaxAddrs)
 	s.auth, err = auth.New(auth.Config{
+		Failures:    s.authFailures,
+		OnFailure:   s.authFailure,
 		Credentials: s.keys.LookupCredential,
 		OIDC:        cfg.OIDC,
 		Proxy:       cfg.Proxy,
@@ -100,11 +107,32 @@ func (s *Server) initCallers() error {
 }
 
 // isAdminPath reports whether an HTTP path belongs to the admin API.
-func isAdminPath(p string) bool {
-	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
-		if p == prefix || strings.HasPrefix(p, prefix+"/") || strings.HasPrefix(p, prefix+":") {
-			return true
-		}
+func isAdminPath(p string) bool { return httpapi.IsAdminPath(p) }
+
+// authFailure audits a request refused for failed authentication (or for
+// too many failures from its address) and counts the latter in
+// tokend_rate_limited_total{scope="auth_failure"}. The record never holds
+// the credentials presented: auth.Failure has no field for them.
+func (s *Server) authFailure(ctx context.Context, f auth.Failure) {
+	code := codes.Unauthenticated
+	if f.Throttled {
+		code = codes.ResourceExhausted
+		s.metrics.RateLimited.WithLabelValues("auth_failure").Inc()
 	}
-	return false
+	if s.audit == nil {
+		return
+	}
+	addr := auth.ClientAddr(ctx)
+	if addr == "" && f.Peer.IsValid() {
+		addr = f.Peer.String()
+	}
+	s.audit.Log(audit.Record{
+		Event:      audit.EventAuthFailure,
+		Decision:   audit.Deny,
+		Action:     f.Call,
+		Reason:     f.Reason,
+		Code:       code.String(),
+		ClientAddr: addr,
+		RequestID:  requestid.FromContext(ctx),
+	})
 }

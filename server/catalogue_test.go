@@ -102,7 +102,7 @@ var catRESTCases = []catRESTCase{
 	{name: "body_chunked_over_limit", body: `{"identity":"` + strings.Repeat("a", 70<<10) + `"}`, chunked: true, status: 413, field: "body"},
 	{name: "body_content_length_limit_plus_one", body: catPadded(catMaxMsg + 1), status: 413, field: "body"},
 	{name: "body_chunked_limit_plus_one", body: catPadded(catMaxMsg + 1), chunked: true, status: 413, field: "body"},
-	{name: "body_declared_one_tebibyte", rawHTTP: "POST /token HTTP/1.1\r\nHost: tokend\r\nContent-Type: application/json\r\nContent-Length: 1099511627776\r\nConnection: close\r\n\r\n{}", status: 413, field: "body"},
+	{name: "body_declared_one_tebibyte", rawHTTP: "POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1099511627776\r\nConnection: close\r\n\r\n{}", status: 413, field: "body"},
 
 	// Nesting: encoding/json's depth limit (10000), protojson's recursion
 	// limit (10000 messages: a Struct level is two), tokend's (16).
@@ -593,13 +593,49 @@ func TestCatalogueAccepted(t *testing.T) {
 			}
 		})
 	}
-	// Over gRPC an unknown field is kept as unknown and ignored (proto3
-	// forward compatibility); REST refuses it (strict JSON decoding).
-	t.Run("grpc_unknown_field_ignored", func(t *testing.T) {
-		in := append(pbString(1, "carol"), pbString(99, "future field")...)
-		var out []byte
+	// Over gRPC an unknown field is refused as REST refuses an unknown
+	// JSON field: InvalidArgument naming the field number and the message
+	// that holds it, at any depth. Health requests stay lenient.
+	for _, tc := range []struct {
+		name, method string
+		req          []byte
+		field, num   string
+	}{
+		{name: "top_level", req: append(pbString(1, "carol"), pbString(99, "future field")...), field: "request", num: "99"},
+		{name: "top_level_varint", req: append(pbString(1, "carol"), pbVarint(17, 1)...), field: "request", num: "17"},
+		{name: "known_number_wrong_wire_type", req: pbVarint(1, 5), field: "request", num: "1"},
+		{name: "in_outgoing_message_field", req: pbMsg(5, pbMsg(1, pbMsg(2, pbString(1, testApp), pbMsg(3, pbVarint(1, 1))))), field: "grants.voice.outgoing", num: "3"},
+		{name: "in_grants", req: pbMsg(5, pbVarint(40, 1)), field: "grants", num: "40"},
+		{name: "in_voice", req: pbMsg(5, pbMsg(1, pbVarint(9, 1))), field: "grants.voice", num: "9"},
+		{name: "in_outgoing", req: pbMsg(5, pbMsg(1, pbMsg(2, pbString(1, testApp), pbString(12, "x")))), field: "grants.voice.outgoing", num: "12"},
+		{name: "in_video", req: pbMsg(5, pbMsg(2, pbString(1, "room"), pbString(3, "x"))), field: "grants.video", num: "3"},
+		{name: "in_player_value", req: pbPlayer("k", pbVarint(30, 1)), field: "grants.player.fields[k]", num: "30"},
+		{name: "verify", method: catVerify, req: append(pbString(1, "x"), pbString(2, "y")...), field: "request", num: "2"},
+	} {
+		t.Run("grpc_unknown_field/"+tc.name, func(t *testing.T) {
+			method := tc.method
+			if method == "" {
+				method = catMint
+			}
+			in, out := tc.req, []byte(nil)
+			err := h.conn.Invoke(context.Background(), method, &in, &out, grpc.ForceCodecV2(rawCodec{}))
+			catCheckStatus(t, err, codes.InvalidArgument, tc.field)
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, "unknown field number "+tc.num) {
+				t.Errorf("message %q does not name field number %s", msg, tc.num)
+			}
+		})
+	}
+	t.Run("grpc_unknown_field/health_lenient", func(t *testing.T) {
+		in, out := append(pbString(1, ""), pbString(9, "x")...), []byte(nil)
+		if err := h.conn.Invoke(context.Background(), "/grpc.health.v1.Health/Check", &in, &out, grpc.ForceCodecV2(rawCodec{})); err != nil {
+			t.Fatalf("health check with an unknown field = %v, want OK", err)
+		}
+	})
+	// The same request without the unknown field mints.
+	t.Run("grpc_known_fields_mint", func(t *testing.T) {
+		in, out := pbString(1, "carol"), []byte(nil)
 		if err := h.conn.Invoke(context.Background(), catMint, &in, &out, grpc.ForceCodecV2(rawCodec{})); err != nil {
-			t.Fatalf("Mint with an unknown field = %v", err)
+			t.Fatalf("Mint = %v", err)
 		}
 		resp := &tokenv1.MintResponse{}
 		if err := proto.Unmarshal(out, resp); err != nil {

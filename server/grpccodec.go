@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -56,6 +59,15 @@ import (
 //     without it a stream handler would be given an empty message, and the
 //     entry would never be deleted.
 //
+// A request that decodes but carries a field its schema does not declare
+// (kept by protobuf-go as an unknown field, for forward compatibility) is
+// refused the same way for token.v1 messages: REST refuses unknown JSON
+// fields, and both paths must accept the same requests. checkUnknown walks
+// the wire bytes without allocating and, only when it finds a suspect,
+// walks the decoded message to name the field's number and where it sits
+// ("invalid request: grants.voice: unknown field number 9 ..."); the
+// interceptors answer it as above.
+//
 // The codec is the server's only: clients (and tokend's in-process REST
 // gateway, which never encodes) are unaffected. Entries live only between
 // the decode and the first interceptor of the same call, so the table stays
@@ -89,7 +101,7 @@ func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Ma
 func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.base.Unmarshal(data, v)
 	if err == nil {
-		return nil
+		return checkUnknown(v, data)
 	}
 	m := messageOf(v)
 	if m == nil {
@@ -103,6 +115,180 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	proto.Reset(m)
 	decodeFailures.Store(v, f)
 	return nil
+}
+
+// strictPackage is the package whose requests must carry no unknown
+// field: tokend's own API. Health and reflection requests stay lenient.
+const strictPackage = "token.v1."
+
+// checkUnknown records a decode failure for a tokend request that carries
+// a field its schema does not have, at any depth. protobuf-go keeps such
+// fields as unknown bytes (proto3 forward compatibility) and has no option
+// to refuse them; REST refuses unknown JSON fields, and both paths must
+// accept the same requests: a client that sends a field tokend does not
+// know (a misspelt or future grant option) would otherwise believe it was
+// honoured. It always returns nil (see Unmarshal).
+func checkUnknown(v any, data mem.BufferSlice) error {
+	m := messageOf(v)
+	if m == nil {
+		return nil
+	}
+	r := m.ProtoReflect()
+	md := r.Descriptor()
+	if !strings.HasPrefix(string(md.FullName()), strictPackage) {
+		return nil
+	}
+	// A walk of the wire bytes, without allocation, says whether there
+	// can be an unknown field; only then does the reflective walk find
+	// and name it (it allocates).
+	var b []byte
+	if len(data) == 1 {
+		b = data[0].ReadOnlyData()
+	} else {
+		b = data.Materialize()
+	}
+	if !mayHaveUnknown(md, b, 0) {
+		return nil
+	}
+	path, num, found := unknownField(r, 0)
+	if !found {
+		return nil
+	}
+	proto.Reset(m)
+	decodeFailures.Store(v, decodeFailure{
+		err:     fmt.Errorf("unknown field number %d", num),
+		unknown: true,
+		field:   path,
+	})
+	return nil
+}
+
+// mayHaveUnknown reports whether the wire-format message b of type md
+// holds a field md does not declare, or a declared field with a wire type
+// that does not fit it (protobuf-go keeps both as unknown fields), at any
+// depth. It allocates nothing; false positives (a malformed nested
+// message, a walk too deep) only cost the reflective walk.
+func mayHaveUnknown(md protoreflect.MessageDescriptor, b []byte, depth int) bool {
+	if depth > maxWalkDepth {
+		return true
+	}
+	fields := md.Fields()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return true
+		}
+		b = b[n:]
+		fd := fields.ByNumber(num)
+		if fd == nil || !wireTypeFits(fd, typ) {
+			return true
+		}
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return true
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return true
+		}
+		b = b[n:]
+		if fd.Message() != nil && mayHaveUnknown(fd.Message(), v, depth+1) {
+			return true // a map entry is a message too: key 1, value 2
+		}
+	}
+	return false
+}
+
+// wireTypeFits reports whether protobuf-go decodes wire type typ into fd
+// (rather than keeping it as an unknown field).
+func wireTypeFits(fd protoreflect.FieldDescriptor, typ protowire.Type) bool {
+	switch fd.Kind() {
+	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.MessageKind:
+		return typ == protowire.BytesType
+	case protoreflect.GroupKind:
+		return typ == protowire.StartGroupType
+	}
+	if typ == protowire.BytesType && fd.IsList() {
+		return true // packed
+	}
+	switch fd.Kind() {
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return typ == protowire.Fixed32Type
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return typ == protowire.Fixed64Type
+	}
+	return typ == protowire.VarintType
+}
+
+// unknownField returns the path (proto names, "" for the request itself)
+// and number of the first unknown field in m or a message it holds.
+func unknownField(m protoreflect.Message, depth int) (path string, num protowire.Number, found bool) {
+	segs, num, found := unknownIn(m, depth)
+	if !found {
+		return "", 0, false
+	}
+	var b strings.Builder
+	for i := len(segs) - 1; i >= 0; i-- {
+		if b.Len() > 0 && !strings.HasPrefix(segs[i], "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(segs[i])
+	}
+	return b.String(), num, true
+}
+
+// unknownIn finds the first unknown field under m; segs is its path,
+// innermost first (built only when one is found: a request without
+// unknown fields costs no allocation but for maps of messages).
+func unknownIn(m protoreflect.Message, depth int) (segs []string, num protowire.Number, found bool) {
+	if u := m.GetUnknown(); len(u) > 0 {
+		n, _, l := protowire.ConsumeTag(u)
+		if l < 0 {
+			n = 0
+		}
+		return nil, n, true
+	}
+	if depth > maxWalkDepth {
+		return nil, 0, false
+	}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Message() == nil || !m.Has(fd) {
+			continue
+		}
+		name := string(fd.Name())
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil {
+				continue
+			}
+			m.Get(fd).Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+				if segs, num, found = unknownIn(v.Message(), depth+1); found {
+					segs = append(segs, "["+clipKey([]byte(k.String()))+"]", name)
+				}
+				return !found
+			})
+		case fd.IsList():
+			l := m.Get(fd).List()
+			for j := 0; j < l.Len() && !found; j++ {
+				if segs, num, found = unknownIn(l.Get(j).Message(), depth+1); found {
+					segs = append(segs, "["+strconv.Itoa(j)+"]", name)
+				}
+			}
+		default:
+			if segs, num, found = unknownIn(m.Get(fd).Message(), depth+1); found {
+				segs = append(segs, name)
+			}
+		}
+		if found {
+			return segs, num, true
+		}
+	}
+	return nil, 0, false
 }
 
 func messageOf(v any) proto.Message {
@@ -125,6 +311,9 @@ func decodeError(req any) error {
 		return nil
 	}
 	f, _ := v.(decodeFailure)
+	if f.unknown {
+		return unknownFieldError(f)
+	}
 	desc := "invalid protobuf: " + f.err.Error()
 	violations := []*errdetails.BadRequest_FieldViolation{{Field: "request", Description: desc}}
 	if f.field != "" {
@@ -145,6 +334,26 @@ func decodeError(req any) error {
 type decodeFailure struct {
 	err   error
 	field string
+	// unknown: the request decoded but carries an unknown field (err
+	// names its number, field the message that holds it).
+	unknown bool
+}
+
+// unknownFieldError is the InvalidArgument answer to a request with an
+// unknown field: "invalid request: grants.voice: unknown field number 99
+// (...)", the shape REST uses for an unknown JSON field ("request" when
+// the unknown field is at the top level).
+func unknownFieldError(f decodeFailure) error {
+	field := f.field
+	if field == "" {
+		field = "request"
+	}
+	desc := f.err.Error() + " (not in this server's schema: misspelt, or newer than this server)"
+	st := status.New(codes.InvalidArgument, "invalid request: "+field+": "+desc)
+	if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}}}); derr == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // maxWalkDepth bounds invalidUTF8Field's recursion: the field is named

@@ -106,6 +106,15 @@ type Config struct {
 	// the rate limits are divided; ReplicaTTL how long an announcement
 	// counts. Zero: ReplicaHeartbeatInterval and ReplicaTTL.
 	ReplicaHeartbeat, ReplicaTTL time.Duration
+	// AuthFailureRate and AuthFailureBurst slow down client addresses
+	// that fail to authenticate (bad, unknown or missing credentials, a
+	// wrong admin token): AuthFailureBurst failures in a row, then
+	// AuthFailureRate per second, and meanwhile every request from the
+	// address is refused with ResourceExhausted / 429 (see
+	// auth.FailureLimiter). 0: no throttling (the tokend command's default
+	// is auth.DefaultFailureRate and auth.DefaultFailureBurst).
+	AuthFailureRate  float64
+	AuthFailureBurst int
 	// AuditLog is where audit records go: a file path, "-" for standard
 	// error, or "" for none.
 	AuditLog string
@@ -186,6 +195,7 @@ type Server struct {
 	tls                           *tls.Config
 	policy                        *policy.Holder
 	principalLimit, identityLimit *ratelimit.Limiter
+	authFailures                  *auth.FailureLimiter
 	audit                         *audit.Logger
 	// stopWatch ends the policy file watcher.
 	stopWatch context.CancelFunc
@@ -345,7 +355,8 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	}
 	s.grpc = grpc.NewServer(grpcOpts...)
-	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError, Audit: s.audit})
+	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError, Audit: s.audit,
+		Failures: s.authFailures, OnAuthFailure: s.authFailure})
 	if s.cfg.AdminToken == "" {
 		s.log.Info("admin API off: no admin credential configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
 	}
@@ -370,6 +381,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		CORSOrigins:  s.cfg.CORSOrigins,
 		Page:         web.Handler(),
 		Authenticate: s.auth.HTTPMiddleware,
+		LoopbackOnly: !s.cfg.Authenticated(),
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -36,7 +37,7 @@ func envDuration(getenv func(string) string, name string, def time.Duration) tim
 // checkNumericEnv fails on numeric environment variables that do not parse
 // (instead of silently falling back to their defaults).
 func checkNumericEnv(getenv func(string) string) error {
-	for _, name := range []string{"TOKEND_RATE_LIMIT_PRINCIPAL", "TOKEND_RATE_LIMIT_IDENTITY"} {
+	for _, name := range []string{"TOKEND_RATE_LIMIT_PRINCIPAL", "TOKEND_RATE_LIMIT_IDENTITY", "TOKEND_AUTH_FAILURE_RATE"} {
 		if v := getenv(name); v != "" {
 			if _, err := strconv.ParseFloat(v, 64); err != nil {
 				return fmt.Errorf("%s: %q is not a number", name, v)
@@ -50,7 +51,7 @@ func checkNumericEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	for _, name := range []string{"TOKEND_RATE_LIMIT_BURST", "TOKEND_GC_HEADROOM_MIB"} {
+	for _, name := range []string{"TOKEND_RATE_LIMIT_BURST", "TOKEND_GC_HEADROOM_MIB", "TOKEND_AUTH_FAILURE_BURST"} {
 		if v := getenv(name); v != "" {
 			if _, err := strconv.Atoi(v); err != nil {
 				return fmt.Errorf("%s: %q is not a whole number", name, v)
@@ -64,6 +65,10 @@ func checkNumericEnv(getenv func(string) string) error {
 // when off); errors name the option.
 func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
 	var oidc *auth.OIDCConfig
+	allowUnverified, err := strconv.ParseBool(o.oidcAllowUnverifiedEmail)
+	if err != nil {
+		return nil, nil, fmt.Errorf("oidc-allow-unverified-email: %q is not true or false", o.oidcAllowUnverifiedEmail)
+	}
 	if o.oidcIssuer != "" {
 		if o.oidcAudience == "" {
 			return nil, nil, fmt.Errorf("oidc-audience: required with --oidc-issuer")
@@ -71,13 +76,14 @@ func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
 		oidc = &auth.OIDCConfig{
 			Issuer: o.oidcIssuer, Audience: o.oidcAudience, JWKSURL: o.oidcJWKS,
 			IdentityClaim: o.oidcClaim, GroupsClaim: o.oidcGroupsClaim,
+			AllowUnverifiedEmail: allowUnverified,
 		}
 	} else if o.oidcAudience != "" || o.oidcJWKS != "" {
 		return nil, nil, fmt.Errorf("oidc-issuer: required with --oidc-audience or --oidc-jwks-url")
 	}
 	var proxy *auth.ProxyConfig
 	if o.trustedProxies != "" {
-		proxy = &auth.ProxyConfig{UserHeader: o.proxyUserHeader}
+		proxy = &auth.ProxyConfig{UserHeader: o.proxyUserHeader, GroupsHeader: o.proxyGroupsHeader}
 		for _, part := range strings.Split(o.trustedProxies, ",") {
 			part = strings.TrimSpace(part)
 			if part == "" {
@@ -103,6 +109,12 @@ func callerConfig(o *options) (*auth.OIDCConfig, *auth.ProxyConfig, error) {
 	}
 	if o.rateLimitBurst < 1 {
 		return nil, nil, fmt.Errorf("rate-limit-burst: must be at least 1")
+	}
+	if o.authFailureRate < 0 || math.IsNaN(o.authFailureRate) || math.IsInf(o.authFailureRate, 0) {
+		return nil, nil, fmt.Errorf("auth-failure-rate: must be a number, 0 or more")
+	}
+	if o.authFailureBurst < 1 || o.authFailureBurst > 1000 {
+		return nil, nil, fmt.Errorf("auth-failure-burst: must be between 1 and 1000")
 	}
 	return oidc, proxy, nil
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/secrets"
+	"github.com/tokend/tokend/server/storage/postgres"
 	"github.com/tokend/tokend/server/tokenapi"
 )
 
@@ -378,51 +378,15 @@ func (o *options) invalid(flagName, format string, args ...any) error {
 	return fmt.Errorf("%s: %s%s", flagName, fmt.Sprintf(format, args...), o.setting(flagName).origin(o.configFile))
 }
 
-// dsnHasPassword reports whether a store DSN holds a password, in the URL's
-// user info or a password parameter.
+// dsnHasPassword reports whether a store DSN holds a password or another
+// secret (see postgres.RedactDSN).
 func dsnHasPassword(dsn string) bool {
 	return redactStore(dsn) != dsn
 }
 
-// redactStore replaces the password of a postgres:// DSN, in the user info
-// or a password query parameter, with REDACTED. Anything else that might
-// hold a password is redacted whole.
-func redactStore(dsn string) string {
-	lower := strings.ToLower(dsn)
-	mayHold := strings.Contains(dsn, "@") || strings.Contains(lower, "password")
-	if !strings.HasPrefix(lower, "postgres://") && !strings.HasPrefix(lower, "postgresql://") {
-		if mayHold {
-			return "REDACTED"
-		}
-		return dsn
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		if mayHold {
-			return "REDACTED"
-		}
-		return dsn
-	}
-	changed := false
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			changed = true
-		}
-	}
-	q := u.Query()
-	for k := range q {
-		if strings.EqualFold(k, "password") {
-			q.Set(k, "REDACTED")
-			changed = true
-		}
-	}
-	if !changed {
-		return dsn
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// redactStore redacts every secret of a store DSN, in every form (see
+// postgres.RedactDSN).
+func redactStore(dsn string) string { return postgres.RedactDSN(dsn) }
 
 // printConfig writes the effective configuration as YAML: every option
 // with its source as a trailing comment, secrets shown only as set or not.

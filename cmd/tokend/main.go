@@ -20,6 +20,7 @@ import (
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/internal/buildinfo"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/gctune"
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/replicas"
@@ -58,12 +59,15 @@ type options struct {
 	// Callers: TLS, authentication, policy, limits, audit.
 	tlsCert, tlsKey, tlsClientCA                  string
 	oidcIssuer, oidcAudience, oidcJWKS, oidcClaim string
-	oidcGroupsClaim                               string
+	oidcGroupsClaim, oidcAllowUnverifiedEmail     string
 	trustedProxies, proxyUserHeader               string
+	proxyGroupsHeader                             string
 	policyFile, auditLog                          string
 	rateLimitPrincipal, rateLimitIdentity         float64
 	rateLimitBurst                                int
 	replicaHeartbeat, replicaTTL                  time.Duration
+	authFailureRate                               float64
+	authFailureBurst                              int
 
 	gcHeadroomMiB int
 }
@@ -106,8 +110,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.oidcJWKS, "oidc-jwks-url", env("TOKEND_OIDC_JWKS_URL", ""), "JWKS URL of the issuer; empty: discovered from the issuer (env TOKEND_OIDC_JWKS_URL)")
 	fs.StringVar(&o.oidcClaim, "oidc-identity-claim", env("TOKEND_OIDC_IDENTITY_CLAIM", "sub"), "claim that holds the user's identity (env TOKEND_OIDC_IDENTITY_CLAIM)")
 	fs.StringVar(&o.oidcGroupsClaim, "oidc-groups-claim", env("TOKEND_OIDC_GROUPS_CLAIM", "groups"), "claim that holds the user's groups (env TOKEND_OIDC_GROUPS_CLAIM)")
+	fs.StringVar(&o.oidcAllowUnverifiedEmail, "oidc-allow-unverified-email", env("TOKEND_OIDC_ALLOW_UNVERIFIED_EMAIL", "false"), "true: accept an identity that is an email address from a token whose email_verified claim is not true (refused by default) (env TOKEND_OIDC_ALLOW_UNVERIFIED_EMAIL)")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("TOKEND_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose user header is trusted; empty: off (env TOKEND_TRUSTED_PROXIES)")
 	fs.StringVar(&o.proxyUserHeader, "proxy-user-header", env("TOKEND_PROXY_USER_HEADER", "X-Auth-Request-User"), "header a trusted proxy sets to the user (env TOKEND_PROXY_USER_HEADER)")
+	fs.StringVar(&o.proxyGroupsHeader, "proxy-groups-header", env("TOKEND_PROXY_GROUPS_HEADER", ""), "header a trusted proxy sets to the user's groups (comma-separated); empty: proxy users have no groups (env TOKEND_PROXY_GROUPS_HEADER)")
 	fs.StringVar(&o.policyFile, "policy-file", env("TOKEND_POLICY_FILE", ""), "caller policy (YAML), reloaded on SIGHUP and on change; empty: development mode, loopback only (env TOKEND_POLICY_FILE)")
 	fs.StringVar(&o.auditLog, "audit-log", env("TOKEND_AUDIT_LOG", ""), "audit log (JSON lines): a path, - for standard error, off for none; empty: audit.log in the data dir (env TOKEND_AUDIT_LOG)")
 	fs.Float64Var(&o.rateLimitPrincipal, "rate-limit-principal", envFloat(getenv, "TOKEND_RATE_LIMIT_PRINCIPAL", 0), "mints per second per caller; 0: no limit (env TOKEND_RATE_LIMIT_PRINCIPAL)")
@@ -115,6 +121,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.IntVar(&o.rateLimitBurst, "rate-limit-burst", int(envFloat(getenv, "TOKEND_RATE_LIMIT_BURST", 10)), "burst of both rate limits (env TOKEND_RATE_LIMIT_BURST)")
 	fs.DurationVar(&o.replicaHeartbeat, "replica-heartbeat-interval", envDuration(getenv, "TOKEND_REPLICA_HEARTBEAT_INTERVAL", replicas.DefaultInterval), "on a PostgreSQL store, how often a replica announces itself and counts the live replicas, which divide the rate limits (env TOKEND_REPLICA_HEARTBEAT_INTERVAL)")
 	fs.DurationVar(&o.replicaTTL, "replica-ttl", envDuration(getenv, "TOKEND_REPLICA_TTL", replicas.DefaultTTL), "how long a replica's announcement counts: a replica that dies is counted out after it (env TOKEND_REPLICA_TTL)")
+	fs.Float64Var(&o.authFailureRate, "auth-failure-rate", envFloat(getenv, "TOKEND_AUTH_FAILURE_RATE", auth.DefaultFailureRate), "failed authentications per second a client address earns back once its burst is spent; meanwhile its requests get 429 / ResourceExhausted; 0: no throttling (env TOKEND_AUTH_FAILURE_RATE)")
+	fs.IntVar(&o.authFailureBurst, "auth-failure-burst", int(envFloat(getenv, "TOKEND_AUTH_FAILURE_BURST", auth.DefaultFailureBurst)), "failed authentications a client address may make in a row before it is slowed down (env TOKEND_AUTH_FAILURE_BURST)")
 	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", int(envFloat(getenv, "TOKEND_GC_HEADROOM_MIB", DefaultGCHeadroomMiB)), "let the heap grow at least this many MiB over the live heap between garbage collections (GOGC is raised for a small heap, never below 100); 0: the Go default; ignored when GOGC is set (env TOKEND_GC_HEADROOM_MIB)")
 	// --help shows the defaults, which come from the environment: never
 	// the store's password.
@@ -307,6 +315,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		RateLimitBurst:     o.rateLimitBurst,
 		ReplicaHeartbeat:   o.replicaHeartbeat,
 		ReplicaTTL:         o.replicaTTL,
+		AuthFailureRate:    o.authFailureRate,
+		AuthFailureBurst:   o.authFailureBurst,
 		AuditLog:           auditPath(o),
 	})
 	if err != nil {

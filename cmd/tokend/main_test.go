@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/server/auth"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -249,6 +251,8 @@ func TestConfigFileErrors(t *testing.T) {
 		{"inline seed secret", "api_secret: shh\n", []string{`"api_secret"`, "line 1", "API_SECRET"}},
 		{"store password", "store: postgres://tokend:pw-in-file@db/tokend\n", []string{"store", "line 1", "TOKEND_STORE", "password"}},
 		{"store password param", "store: postgres://tokend@db/tokend?password=pw-in-file\n", []string{"store", "line 1"}},
+		{"store sslpassword param", "store: postgres://tokend@db/tokend?sslmode=verify-full&sslpassword=pw-in-file\n", []string{"store", "line 1"}},
+		{"store keyword password", "store: \"host=db password='pw-in-file' dbname=tokend\"\n", []string{"store", "line 1"}},
 		{"duplicate", "log_level: info\nlog_level: debug\n", []string{`"log_level" given twice`, "line 2", "line 1"}},
 		{"nested config", "config: /etc/other.yaml\n", []string{`"config"`, "line 1"}},
 		{"not a mapping", "- grpc_addr\n", []string{"line 1", "mapping"}},
@@ -345,7 +349,7 @@ func TestConfigCommand(t *testing.T) {
 		"API_SECRET":         apiSecret,
 		"API_KEY":            "SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
 		"ACCOUNT_SID":        apiSecret, // misplaced: must not be shown either
-		"TOKEND_STORE":       "postgres://tokend:" + dbPassword + "@db.internal:5432/tokend?sslmode=require",
+		"TOKEND_STORE":       "postgres://tokend:" + dbPassword + "@db.internal:5432/tokend?sslmode=require&sslpassword=" + dbPassword + "-ssl",
 		"TOKEND_CONFIG":      path,
 	})
 	var stdout, stderr bytes.Buffer
@@ -366,7 +370,7 @@ func TestConfigCommand(t *testing.T) {
 		"# flag (--log-level)",
 		"http_addr: 127.0.0.1:8080",
 		"# default",
-		"store: postgres://tokend:REDACTED@db.internal:5432/tokend?sslmode=require",
+		"store: postgres://tokend:REDACTED@db.internal:5432/tokend?sslmode=require&sslpassword=REDACTED",
 		"# env (TOKEND_STORE), password redacted",
 		"master_key_file: /run/secrets/master.key",
 		"max_body_bytes: ",
@@ -422,7 +426,9 @@ func TestRedactStore(t *testing.T) {
 		"postgresql://u:p%40ss@h/db?x=1":    "postgresql://u:REDACTED@h/db?x=1",
 		"postgres://u@h/db?password=p":      "postgres://u@h/db?password=REDACTED",
 		"postgres://u:p/ss@h/db":            "REDACTED",
-		"host=h user=u password=p dbname=d": "REDACTED",
+		"host=h user=u password=p dbname=d": "host=h user=u password=REDACTED dbname=d",
+		"postgres://u@h/db?sslpassword=p":   "postgres://u@h/db?sslpassword=REDACTED",
+		"host=h sslpassword='p q'":          "host=h sslpassword='REDACTED'",
 	} {
 		if got := redactStore(in); got != want {
 			t.Errorf("redactStore(%q) = %q, want %q", in, got, want)
@@ -512,6 +518,56 @@ func TestParseReplicaIntervals(t *testing.T) {
 			_, err := parse(tc.args, envOf(tc.env), &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("parse(%v, %v) = %v, want an error containing %q", tc.args, tc.env, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCallerHardeningOptions: the options of issue 12 reach the auth
+// configuration, and bad values are errors naming the option.
+func TestCallerHardeningOptions(t *testing.T) {
+	base := []string{"--oidc-issuer", "https://login.example", "--oidc-audience", "tokend", "--trusted-proxies", "10.0.0.1"}
+	cases := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		errWant    string
+		unverified bool
+		groups     string
+		rate       float64
+		burst      int
+	}{
+		{name: "defaults", rate: 0.2, burst: 10},
+		{name: "flags", args: []string{"--oidc-allow-unverified-email", "true", "--proxy-groups-header", "X-Forwarded-Groups", "--auth-failure-rate", "1.5", "--auth-failure-burst", "3"},
+			unverified: true, groups: "X-Forwarded-Groups", rate: 1.5, burst: 3},
+		{name: "env", env: map[string]string{"TOKEND_OIDC_ALLOW_UNVERIFIED_EMAIL": "1", "TOKEND_PROXY_GROUPS_HEADER": "X-Auth-Request-Groups", "TOKEND_AUTH_FAILURE_RATE": "0", "TOKEND_AUTH_FAILURE_BURST": "20"},
+			unverified: true, groups: "X-Auth-Request-Groups", rate: 0, burst: 20},
+		{name: "unverified_not_bool", args: []string{"--oidc-allow-unverified-email", "maybe"}, errWant: "oidc-allow-unverified-email"},
+		{name: "rate_negative", args: []string{"--auth-failure-rate", "-1"}, errWant: "auth-failure-rate"},
+		{name: "burst_zero", args: []string{"--auth-failure-burst", "0"}, errWant: "auth-failure-burst"},
+		{name: "burst_env_not_number", env: map[string]string{"TOKEND_AUTH_FAILURE_BURST": "ten"}, errWant: "TOKEND_AUTH_FAILURE_BURST"},
+		{name: "rate_env_not_number", env: map[string]string{"TOKEND_AUTH_FAILURE_RATE": "fast"}, errWant: "TOKEND_AUTH_FAILURE_RATE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parse(append(append([]string(nil), base...), tc.args...), envOf(tc.env), &bytes.Buffer{})
+			var oidc *auth.OIDCConfig
+			var proxy *auth.ProxyConfig
+			if err == nil {
+				oidc, proxy, err = callerConfig(o)
+			}
+			if tc.errWant != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errWant) {
+					t.Fatalf("error = %v, want one naming %s", err, tc.errWant)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if oidc.AllowUnverifiedEmail != tc.unverified || proxy.GroupsHeader != tc.groups || o.authFailureRate != tc.rate || o.authFailureBurst != tc.burst {
+				t.Errorf("got unverified %v, groups header %q, rate %v, burst %d; want %v, %q, %v, %d",
+					oidc.AllowUnverifiedEmail, proxy.GroupsHeader, o.authFailureRate, o.authFailureBurst, tc.unverified, tc.groups, tc.rate, tc.burst)
 			}
 		})
 	}

@@ -12,9 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -58,6 +61,13 @@ type Config struct {
 	DemoApplicationSID string
 	// Audit receives one record per admin action; nil: none.
 	Audit *audit.Logger
+	// Failures, if set, slows down addresses that present wrong admin
+	// credentials again and again (shared with caller authentication).
+	Failures *auth.FailureLimiter
+	// OnAuthFailure, if set, is told of every call refused for a missing
+	// or wrong admin credential, or for too many of them (for the audit
+	// log).
+	OnAuthFailure func(ctx context.Context, f auth.Failure)
 }
 
 // Service implements tokenv1.AdminServiceServer.
@@ -66,6 +76,8 @@ type Service struct {
 	keys       *keystore.Keystore
 	store      storage.Store
 	tokenHash  [sha256.Size]byte
+	failures   *auth.FailureLimiter
+	onAuthFail func(context.Context, auth.Failure)
 	enabled    bool
 	now        func() time.Time
 	log        *slog.Logger
@@ -78,7 +90,7 @@ var _ tokenv1.AdminServiceServer = (*Service)(nil)
 
 // New returns the service.
 func New(cfg Config) *Service {
-	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID, auditLog: cfg.Audit}
+	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID, auditLog: cfg.Audit, failures: cfg.Failures, onAuthFail: cfg.OnAuthFailure}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -100,6 +112,10 @@ func (s *Service) authorize(ctx context.Context) error {
 	if !s.enabled {
 		return status.Error(codes.PermissionDenied, "the admin API is off: no admin credential is configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
 	}
+	peer := auth.ParseClientAddr(auth.ClientAddr(ctx))
+	if blocked, wait := s.failures.Blocked(peer); blocked {
+		return s.authFailed(ctx, peer, auth.ThrottledError(ctx, wait), true)
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	for _, v := range md.Get("authorization") {
 		scheme, tok, ok := strings.Cut(v, " ")
@@ -111,7 +127,22 @@ func (s *Service) authorize(ctx context.Context) error {
 			return nil
 		}
 	}
-	return status.Error(codes.Unauthenticated, "admin credential missing or wrong: send authorization: Bearer <admin token>")
+	if len(md.Get("authorization")) > 0 {
+		s.failures.Fail(peer) // a request without any credential guesses nothing
+	}
+	return s.authFailed(ctx, peer, status.Error(codes.Unauthenticated, "admin credential missing or wrong: send authorization: Bearer <admin token>"), false)
+}
+
+// authFailed tells OnAuthFailure of a refused admin call and returns err.
+func (s *Service) authFailed(ctx context.Context, peer netip.Addr, err error, throttled bool) error {
+	if s.onAuthFail != nil {
+		method, _ := grpc.Method(ctx)
+		if method == "" {
+			method, _ = runtime.RPCMethod(ctx) // the in-process REST gateway
+		}
+		s.onAuthFail(ctx, auth.Failure{Transport: "admin", Call: method, Peer: peer, Reason: status.Convert(err).Message(), Throttled: throttled})
+	}
+	return err
 }
 
 // storeErr maps store errors to gRPC codes; unexpected errors are logged

@@ -50,6 +50,14 @@ const (
 	// EventExplain is a mint request with validate_only: decided,
 	// audited and rate limited like a mint, but nothing is signed.
 	EventExplain = "explain"
+
+	// EventAuthFailure is a request refused because its caller failed to
+	// authenticate (Code Unauthenticated: no, bad or unknown credentials,
+	// including a wrong admin token) or had failed too often from its
+	// address (Code ResourceExhausted). Action names the call, Reason
+	// the refusal as the caller saw it, ClientAddr and RequestID where it
+	// came from; the credentials presented are never recorded.
+	EventAuthFailure = "auth-failure"
 	// EventDropped is written by the Logger itself after records were
 	// dropped; Reason says how many.
 	EventDropped = "audit-dropped"
@@ -71,7 +79,7 @@ const maxFieldLen = 1024
 type Record struct {
 	// Time of the event; Log sets it to now when zero.
 	Time time.Time `json:"time,omitzero"`
-	// Event is EventMint, EventExplain, EventVerify or EventAdmin.
+	// Event is EventMint, EventExplain, EventVerify, EventAdmin or EventAuthFailure.
 	Event string `json:"event,omitempty"`
 	// Principal is the caller's principal name; PrincipalKind how it
 	// authenticated (anonymous, mtls, credential, oidc, proxy).

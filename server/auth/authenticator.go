@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,6 +40,30 @@ type Config struct {
 	// Logger receives spoofing warnings, JWKS fetch failures and, at debug
 	// level, refused requests; nil means slog.Default().
 	Logger *slog.Logger
+	// Failures, if set, slows down addresses that fail to authenticate
+	// again and again (see FailureLimiter). New makes the trusted proxy's
+	// prefixes exempt from it: every browser user comes from there, and
+	// one user's failures must not lock the others out.
+	Failures *FailureLimiter
+	// OnFailure, if set, is told of every refused request (for the audit
+	// log): failed authentication and requests refused by Failures alike.
+	OnFailure func(ctx context.Context, f Failure)
+}
+
+// Failure describes a request refused by the Authenticator. It never
+// holds the credentials presented.
+type Failure struct {
+	// Transport is "grpc" or "http" (the Authenticator), or "admin" (the
+	// admin API's own credential check, on either); Call the gRPC method
+	// or "METHOD /path".
+	Transport, Call string
+	// Peer is the client's address (the zero Addr when unknown).
+	Peer netip.Addr
+	// Reason is the refusal's message, as the caller got it.
+	Reason string
+	// Throttled is true when the request was refused, credentials unread,
+	// because its address failed too often (ResourceExhausted).
+	Throttled bool
 }
 
 // Request is what Authenticate needs to know of a call, whatever its
@@ -55,15 +80,31 @@ type Request struct {
 	// Header returns a request header (REST) or metadata (gRPC) value by
 	// name, "" when absent; nil when there are none.
 	Header func(name string) string
+	// HTTPHeader is the REST request's header, to refuse a repeated proxy
+	// header; nil: each header is taken to appear at most once. (A map,
+	// not a func: a method value would cost an allocation per request.)
+	HTTPHeader http.Header
 	// REST is true for requests that came in over HTTP rather than gRPC.
 	// Only REST requests authenticate through the proxy headers.
 	REST bool
+}
+
+// headerCount returns how many times the header name appears.
+func (r Request) headerCount(name string) int {
+	if r.HTTPHeader != nil {
+		return len(r.HTTPHeader.Values(name))
+	}
+	if r.Header != nil && r.Header(name) != "" {
+		return 1
+	}
+	return 0
 }
 
 // Authenticator authenticates requests as Config says. It is safe for
 // concurrent use.
 type Authenticator struct {
 	cfg        Config
+	failures   *FailureLimiter
 	log        *slog.Logger
 	oidc       *oidcVerifier
 	proxy      *ProxyConfig
@@ -74,7 +115,7 @@ type Authenticator struct {
 // New checks cfg and returns an Authenticator for it. Nothing is fetched
 // yet: the OIDC provider's keys are fetched on the first token.
 func New(cfg Config) (*Authenticator, error) {
-	a := &Authenticator{cfg: cfg, log: cfg.Logger, publicGRPC: cfg.PublicGRPC, publicHTTP: cfg.PublicHTTP}
+	a := &Authenticator{cfg: cfg, log: cfg.Logger, publicGRPC: cfg.PublicGRPC, publicHTTP: cfg.PublicHTTP, failures: cfg.Failures}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -99,9 +140,18 @@ func New(cfg Config) (*Authenticator, error) {
 			}
 		}
 		a.proxy = &p
+		a.failures.Exempt(p.Trusted...)
 	}
 	return a, nil
 }
+
+// blocked reports whether peer's requests are refused for its failures.
+func (a *Authenticator) blocked(peer netip.Addr) (bool, time.Duration) {
+	return a.failures.Blocked(peer)
+}
+
+// fail counts a failed authentication against peer.
+func (a *Authenticator) fail(peer netip.Addr) { a.failures.Fail(peer) }
 
 // unauthenticated returns the Unauthenticated status error every refusal
 // is.
@@ -158,8 +208,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, req Request) (Principa
 	if a.cfg.Anonymous {
 		return Principal{Kind: KindAnonymous, Name: "anonymous"}, nil
 	}
-	return Principal{}, unauthenticated("authentication required")
+	return Principal{}, errNoCredentials
 }
+
+// errNoCredentials refuses a request that presents no credentials at all.
+// It is audited but not counted by the FailureLimiter: it guesses nothing.
+var errNoCredentials = unauthenticated("authentication required")
 
 // mtlsPrincipal names a service by its verified client certificate.
 func mtlsPrincipal(cert *x509.Certificate) (Principal, error) {

@@ -32,6 +32,13 @@ func TestProxyAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	withGroups, err := New(Config{
+		Proxy:  &ProxyConfig{GroupsHeader: "X-Auth-Request-Groups", Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	custom, err := New(Config{
 		Proxy:     &ProxyConfig{UserHeader: "X-Forwarded-User", GroupsHeader: "X-Forwarded-Groups", Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
 		Anonymous: true,
@@ -46,10 +53,20 @@ func TestProxyAuthentication(t *testing.T) {
 		a        *Authenticator
 		peer     string // "" is unknown
 		h        map[string]string
+		repeated map[string][]string // headers sent more than once
 		grpc     bool
 		wantKind Kind // 0 for a refusal
 		wantMsg  string
+		groups   string // of an accepted proxy principal, "|"-joined
 	}{
+		{name: "groups header off by default", a: a, peer: "10.1.2.3", h: user, wantKind: KindProxy, groups: ""},
+		{name: "groups header configured", a: withGroups, peer: "10.1.2.3", h: user, wantKind: KindProxy, groups: "ops|dev"},
+		{name: "user header repeated", a: a, peer: "10.1.2.3", repeated: map[string][]string{"X-Auth-Request-User": {"alice", "mallory"}}, wantMsg: "proxy header X-Auth-Request-User given 2 times: want it once"},
+		{name: "user header repeated, untrusted", a: a, peer: "192.0.2.7", repeated: map[string][]string{"X-Auth-Request-User": {"alice", "mallory"}}, wantMsg: "proxy header X-Auth-Request-User given 2 times: want it once"},
+		{name: "user header repeated, first empty", a: a, peer: "10.1.2.3", repeated: map[string][]string{"X-Auth-Request-User": {"", "mallory"}}, wantMsg: "proxy header X-Auth-Request-User given 2 times: want it once"},
+		{name: "groups header repeated", a: withGroups, peer: "10.1.2.3", h: map[string]string{"X-Auth-Request-User": "alice"}, repeated: map[string][]string{"X-Auth-Request-Groups": {"ops", "admins"}}, wantMsg: "proxy header X-Auth-Request-Groups given 2 times: want it once"},
+		{name: "groups header repeated, groups off: ignored", a: a, peer: "10.1.2.3", h: map[string]string{"X-Auth-Request-User": "alice"}, repeated: map[string][]string{"X-Auth-Request-Groups": {"ops", "admins"}}, wantKind: KindProxy},
+		{name: "custom user header repeated", a: custom, peer: "127.0.0.1", repeated: map[string][]string{"X-Forwarded-User": {"bob", "bob"}}, wantMsg: "proxy header X-Forwarded-User given 2 times: want it once"},
 		{name: "trusted IPv4", a: a, peer: "10.1.2.3", h: user, wantKind: KindProxy},
 		{name: "trusted IPv4-mapped", a: a, peer: "::ffff:10.1.2.3", h: user, wantKind: KindProxy},
 		{name: "trusted IPv6", a: a, peer: "fd00::1", h: user, wantKind: KindProxy},
@@ -59,13 +76,22 @@ func TestProxyAuthentication(t *testing.T) {
 		{name: "no header", a: a, peer: "10.1.2.3", h: nil, wantMsg: "authentication required"},
 		{name: "blank header", a: a, peer: "10.1.2.3", h: map[string]string{"X-Auth-Request-User": "  "}, wantMsg: "authentication required"},
 		{name: "gRPC ignores proxy headers", a: a, peer: "10.1.2.3", h: user, grpc: true, wantMsg: "authentication required"},
-		{name: "custom headers", a: custom, peer: "127.0.0.1", h: map[string]string{"X-Forwarded-User": "bob", "X-Forwarded-Groups": "a"}, wantKind: KindProxy},
+		{name: "custom headers", a: custom, peer: "127.0.0.1", h: map[string]string{"X-Forwarded-User": "bob", "X-Forwarded-Groups": "a"}, wantKind: KindProxy, groups: "a"},
 		{name: "custom: default header ignored", a: custom, peer: "127.0.0.1", h: user, wantKind: KindAnonymous},
 		{name: "custom: untrusted, anonymous allowed, still refused", a: custom, peer: "127.0.0.2", h: map[string]string{"X-Forwarded-User": "bob"}, wantMsg: "proxy header from an untrusted address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := Request{Header: headers(tt.h), REST: !tt.grpc}
+			hh := http.Header{}
+			for k, v := range tt.h {
+				hh.Set(k, v)
+			}
+			for k, vs := range tt.repeated {
+				for _, v := range vs {
+					hh.Add(k, v)
+				}
+			}
+			req := Request{Header: hh.Get, HTTPHeader: hh, REST: !tt.grpc}
 			if tt.peer != "" {
 				req.Peer = netip.MustParseAddr(tt.peer)
 			}
@@ -83,10 +109,13 @@ func TestProxyAuthentication(t *testing.T) {
 			if p.Kind == KindProxy && !p.Browser {
 				t.Fatalf("proxy principal not Browser: %+v", p)
 			}
+			if p.Kind == KindProxy && strings.Join(p.Groups, "|") != tt.groups {
+				t.Errorf("groups = %q, want %q", p.Groups, tt.groups)
+			}
 		})
 	}
 
-	p, err := a.Authenticate(context.Background(), Request{Peer: netip.MustParseAddr("10.9.9.9"), Header: headers(user), REST: true})
+	p, err := withGroups.Authenticate(context.Background(), Request{Peer: netip.MustParseAddr("10.9.9.9"), Header: headers(user), REST: true})
 	if err != nil {
 		t.Fatal(err)
 	}

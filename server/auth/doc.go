@@ -31,7 +31,8 @@
 //     the issuer's JWKS ([OIDCConfig]): [KindOIDC], a browser user;
 //  4. an identity header set by a trusted authenticating reverse proxy such as
 //     oauth2-proxy ([ProxyConfig]), on REST requests only: [KindProxy], a
-//     browser user;
+//     browser user (a request carrying that header, or the groups header,
+//     more than once is refused);
 //  5. nothing: [KindAnonymous] when [Config].Anonymous allows it, else an
 //     error.
 //
@@ -40,10 +41,25 @@
 // in [Principal].Identity the one Twilio identity they may mint for, derived
 // from their user name by [SafeIdentity].
 //
+// An OIDC identity that is an email address needs the token's
+// email_verified to be true unless [OIDCConfig].AllowUnverifiedEmail.
+//
 // Every error is a gRPC status error with code Unauthenticated whose message
 // never contains the presented token or secret; the HTTP middleware writes
 // it as a google.rpc.Status JSON body with status 401 and a
 // "WWW-Authenticate: Bearer" challenge.
+//
+// # Failed authentication
+//
+// Every refusal is reported to [Config].OnFailure (tokend audits it) as a
+// [Failure], which has no field for the credentials presented. With
+// [Config].Failures, a [FailureLimiter] counts failures per client address:
+// once an address has spent its burst, its requests are refused with
+// ResourceExhausted (HTTP 429 and Retry-After) before their credentials are
+// read, until its bucket refills; other addresses are not affected, and the
+// trusted proxy's addresses are never slowed down. While no address has
+// failed recently, the check is one atomic load. The admin API, which checks
+// its own credential, shares the same FailureLimiter ([ThrottledError]).
 //
 // # Public endpoints
 //

@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -109,6 +111,9 @@ func (a *Authenticator) authenticateGRPC(ctx context.Context, method string) (co
 			req.TLS = &st
 		}
 	}
+	if blocked, wait := a.blocked(req.Peer); blocked {
+		return nil, a.refused(ctx, "grpc", method, req.Peer, ThrottledError(ctx, wait))
+	}
 	// ValueFromIncomingContext copies one value, where FromIncomingContext
 	// would copy the whole metadata map on every call.
 	switch v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) {
@@ -150,10 +155,18 @@ func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		req := Request{
-			Peer:   remoteAddr(r.RemoteAddr),
-			TLS:    r.TLS,
-			Header: r.Header.Get,
-			REST:   true,
+			Peer:       remoteAddr(r.RemoteAddr),
+			TLS:        r.TLS,
+			Header:     r.Header.Get,
+			HTTPHeader: r.Header,
+			REST:       true,
+		}
+		if blocked, wait := a.blocked(req.Peer); blocked {
+			secs := retryAfterSeconds(wait)
+			err := a.refused(ctx, "http", r.Method+" "+r.URL.Path, req.Peer, throttled(secs))
+			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			writeError(w, err, false)
+			return
 		}
 		authz := r.Header.Values("Authorization")
 		var err error
@@ -177,10 +190,21 @@ func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 	})
 }
 
-// refused logs a refusal at debug level and returns err.
+// refused logs a refusal at debug level, counts it against the peer
+// (unless it is itself a refusal for too many failures, or the request
+// presented no credentials at all), tells
+// Config.OnFailure, and returns err.
 func (a *Authenticator) refused(ctx context.Context, transport, what string, peer netip.Addr, err error) error {
+	st := status.Convert(err)
+	isThrottled := st.Code() == codes.ResourceExhausted
 	a.log.DebugContext(ctx, "auth: request refused", "transport", transport, "call", what,
-		"peer", peer.String(), "reason", status.Convert(err).Message())
+		"peer", peer.String(), "reason", st.Message())
+	if !isThrottled && !errors.Is(err, errNoCredentials) {
+		a.fail(peer)
+	}
+	if a.cfg.OnFailure != nil {
+		a.cfg.OnFailure(ctx, Failure{Transport: transport, Call: what, Peer: peer, Reason: st.Message(), Throttled: isThrottled})
+	}
 	return err
 }
 
@@ -188,7 +212,11 @@ func (a *Authenticator) refused(ctx context.Context, transport, what string, pee
 func writeError(w http.ResponseWriter, err error, tokenGiven bool) {
 	st := status.Convert(err)
 	code := http.StatusUnauthorized
-	if st.Code() != codes.Unauthenticated {
+	switch st.Code() {
+	case codes.Unauthenticated:
+	case codes.ResourceExhausted:
+		code = http.StatusTooManyRequests
+	default:
 		code = http.StatusInternalServerError
 	}
 	body, merr := protojson.Marshal(st.Proto())
@@ -196,11 +224,13 @@ func writeError(w http.ResponseWriter, err error, tokenGiven bool) {
 		body = []byte(`{"code":16,"message":"authentication required"}`)
 	}
 	h := w.Header()
-	challenge := `Bearer realm="tokend"`
-	if tokenGiven {
-		challenge += `, error="invalid_token"`
+	if code == http.StatusUnauthorized {
+		challenge := `Bearer realm="tokend"`
+		if tokenGiven {
+			challenge += `, error="invalid_token"`
+		}
+		h.Set("WWW-Authenticate", challenge)
 	}
-	h.Set("WWW-Authenticate", challenge)
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(code)

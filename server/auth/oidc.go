@@ -52,6 +52,12 @@ type OIDCConfig struct {
 	// GroupsClaim names the claim listing the user's groups (an array of
 	// strings, or one string); default "groups".
 	GroupsClaim string
+	// AllowUnverifiedEmail accepts an identity that is an email address
+	// (IdentityClaim "email", or any claim whose value holds an "@") from
+	// a token whose email_verified claim is not true. Off (the default),
+	// such a token is refused: many providers let a user put any address
+	// in their profile, so an unverified address proves nothing.
+	AllowUnverifiedEmail bool
 	// Algorithms are the accepted signature algorithms; default RS256,
 	// ES256 and EdDSA. Supported: RS256, RS384, RS512, PS256, PS384, PS512,
 	// ES256, ES384, ES512, EdDSA. "none" and the HMAC algorithms (HS*) are
@@ -248,6 +254,10 @@ func (v *oidcVerifier) verify(ctx context.Context, raw string) (Principal, error
 	if identity == "" {
 		return Principal{}, unauthenticated(fmt.Sprintf("invalid token: no %q claim (a non-empty string) to take the identity from", v.cfg.IdentityClaim))
 	}
+	if !v.cfg.AllowUnverifiedEmail && (v.cfg.IdentityClaim == "email" || strings.Contains(identity, "@")) && !emailVerified(claims["email_verified"]) {
+		return Principal{}, unauthenticated(fmt.Sprintf(
+			"invalid token: the identity claim %q is an email address the provider has not verified (email_verified is not true)", v.cfg.IdentityClaim))
+	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
 		sub = identity
@@ -259,6 +269,19 @@ func (v *oidcVerifier) verify(ctx context.Context, raw string) (Principal, error
 		Groups:   stringsClaim(claims[v.cfg.GroupsClaim]),
 		Browser:  true,
 	}, nil
+}
+
+// emailVerified reports whether an email_verified claim says true: the
+// JSON boolean true, or the string "true" (some providers, Amazon Cognito
+// among them, send it as a string).
+func emailVerified(c any) bool {
+	switch c := c.(type) {
+	case bool:
+		return c
+	case string:
+		return c == "true"
+	}
+	return false
 }
 
 // stringsClaim reads a groups claim: an array of strings (other elements

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -19,26 +20,23 @@ import (
 type ProxyConfig struct {
 	// UserHeader names the user; default "X-Auth-Request-User".
 	UserHeader string
-	// GroupsHeader lists the user's groups, comma-separated; default
-	// "X-Auth-Request-Groups".
+	// GroupsHeader lists the user's groups, comma-separated. Empty (the
+	// default) reads no groups: a proxy principal then has none, whatever
+	// headers the request carries. Set it only to a header the proxy
+	// always sets or strips (oauth2-proxy: X-Auth-Request-Groups), or a
+	// client could name its own groups through the proxy.
 	GroupsHeader string
 	// Trusted are the addresses the proxy connects from. Empty trusts
 	// nobody: every proxy header is refused.
 	Trusted []netip.Prefix
 }
 
-// Default proxy header names, as oauth2-proxy sets them.
-const (
-	DefaultProxyUserHeader   = "X-Auth-Request-User"
-	DefaultProxyGroupsHeader = "X-Auth-Request-Groups"
-)
+// DefaultProxyUserHeader is the user header oauth2-proxy sets.
+const DefaultProxyUserHeader = "X-Auth-Request-User"
 
 func (c ProxyConfig) withDefaults() ProxyConfig {
 	if c.UserHeader == "" {
 		c.UserHeader = DefaultProxyUserHeader
-	}
-	if c.GroupsHeader == "" {
-		c.GroupsHeader = DefaultProxyGroupsHeader
 	}
 	c.Trusted = append([]netip.Prefix(nil), c.Trusted...)
 	for i, p := range c.Trusted {
@@ -64,10 +62,15 @@ func (c ProxyConfig) trusts(addr netip.Addr) bool {
 
 // authenticateProxy returns the proxy's user, present false when the
 // request carries no proxy user header (or proxy authentication is off, or
-// the request is gRPC).
+// the request is gRPC). A request that carries the user header, or the
+// groups header, more than once is refused: which copy the proxy set and
+// which the client sent cannot be told apart.
 func (a *Authenticator) authenticateProxy(ctx context.Context, req Request) (p Principal, present bool, err error) {
 	if a.proxy == nil || !req.REST || req.Header == nil {
 		return Principal{}, false, nil
+	}
+	if n := req.headerCount(a.proxy.UserHeader); n > 1 {
+		return Principal{}, true, unauthenticated(fmt.Sprintf("proxy header %s given %d times: want it once", a.proxy.UserHeader, n))
 	}
 	user := strings.TrimSpace(req.Header(a.proxy.UserHeader))
 	if user == "" {
@@ -84,9 +87,14 @@ func (a *Authenticator) authenticateProxy(ctx context.Context, req Request) (p P
 	}
 	identity := SafeIdentity(user)
 	var groups []string
-	for _, g := range strings.Split(req.Header(a.proxy.GroupsHeader), ",") {
-		if g = strings.TrimSpace(g); g != "" {
-			groups = append(groups, g)
+	if gh := a.proxy.GroupsHeader; gh != "" {
+		if n := req.headerCount(gh); n > 1 {
+			return Principal{}, true, unauthenticated(fmt.Sprintf("proxy header %s given %d times: want it once", gh, n))
+		}
+		for _, g := range strings.Split(req.Header(gh), ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				groups = append(groups, g)
+			}
 		}
 	}
 	return Principal{

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // CORS answers cross-origin requests from the origins listed, exactly as
@@ -58,6 +61,33 @@ func CORS(origins []string, next http.Handler) http.Handler {
 		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Request-Id")
 		h.Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// IsAdminPath reports whether an HTTP path belongs to the admin API
+// (/v1/applications, /v1/keyring, /v1/credentials and below).
+func IsAdminPath(p string) bool {
+	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") || strings.HasPrefix(p, prefix+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// noCORS serves the admin API: it sends no CORS header to any origin,
+// allowed or not, and answers every CORS preflight 403 with a
+// google.rpc.Status body saying why, so that no browser page can call it.
+// Requests that are not preflights pass unchanged (a browser refuses to
+// show their answers to the page, which gets no Access-Control-Allow-Origin).
+func noCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			writeStatus(w, http.StatusForbidden, status.New(codes.PermissionDenied,
+				"the admin API does not answer cross-origin requests: call it from a server or tokenctl, not from a web page"))
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

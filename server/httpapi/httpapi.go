@@ -59,6 +59,11 @@ type Config struct {
 	Page http.Handler
 	// Metrics, if set, records REST latency and is served at GET /metrics.
 	Metrics Metrics
+	// LoopbackOnly answers 421 Misdirected Request, on every route, to
+	// requests whose Host header is not localhost, 127.0.0.1 or [::1]
+	// (with or without a port): development mode sets it, so that a web
+	// page cannot reach tokend through DNS rebinding.
+	LoopbackOnly bool
 }
 
 // New returns the REST handler.
@@ -148,12 +153,25 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if cfg.Authenticate != nil {
 		api = cfg.Authenticate(api)
 	}
-	mux.Handle("/", CORS(cfg.CORSOrigins, api))
+	// The admin API never answers cross-origin: no page, whatever its
+	// origin, may drive it from a browser (see noCORS).
+	cors, admin := CORS(cfg.CORSOrigins, api), noCORS(api)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if IsAdminPath(r.URL.Path) {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		cors.ServeHTTP(w, r)
+	}))
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
 	// Every request gets a request id, a log line and a latency sample.
-	return observe(cfg.Logger, cfg.Metrics, mux, routes), nil
+	h := observe(cfg.Logger, cfg.Metrics, mux, routes)
+	if cfg.LoopbackOnly {
+		h = loopbackOnly(cfg.Logger, h)
+	}
+	return h, nil
 }
 
 // limitBody refuses bodies over max bytes (413) and bodies that are not
