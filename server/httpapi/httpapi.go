@@ -130,12 +130,37 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if cfg.Authenticate != nil {
 		api = cfg.Authenticate(api)
 	}
-	mux.Handle("/", CORS(cfg.CORSOrigins, api))
+	mux.Handle("/", noStore(CORS(cfg.CORSOrigins, api)))
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
 	// Every request gets a request id, a log line and a latency sample.
 	return observe(cfg.Logger, cfg.Metrics, mux), nil
+}
+
+// Pre-built header values of noStore: setting them allocates nothing per
+// request (the keys are already canonical, so no Header.Set).
+var (
+	noStoreValue = []string{"no-store"}
+	noCacheValue = []string{"no-cache"}
+)
+
+const (
+	hdrCacheControl = "Cache-Control"
+	hdrPragma       = "Pragma"
+)
+
+// noStore marks every answer of the API (tokens, credentials, and the
+// errors and admin answers beside them) as not to be stored by any cache:
+// a GET /token answer kept by a shared cache would hand one user's token
+// to another. Pragma: no-cache is for HTTP/1.0 caches.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h[hdrCacheControl] = noStoreValue
+		h[hdrPragma] = noCacheValue
+		next.ServeHTTP(w, r)
+	})
 }
 
 // limitBody refuses bodies over max bytes (413) and bodies that are not
@@ -244,7 +269,8 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 			sm := reQueryParam.FindStringSubmatch(msg)
 			st = violation(sm[1], sm[2])
 		case reUnknownField.MatchString(msg):
-			st = violation(reUnknownField.FindStringSubmatch(msg)[1], "unknown field")
+			field := reUnknownField.FindStringSubmatch(msg)[1]
+			st = violation(field, "unknown field"+fieldHint(field))
 		case reDuplicateField.MatchString(msg):
 			st = violation(reDuplicateField.FindStringSubmatch(msg)[1], "duplicate field")
 		case reInvalidValue.MatchString(msg):
@@ -282,9 +308,12 @@ type strictQueryParser struct{}
 func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
 	seen := make(map[string]string, len(values))
 	for key, vals := range values {
+		if key == CacheBustParam {
+			continue
+		}
 		path, err := fieldPath(msg.ProtoReflect().Descriptor(), key)
 		if err != nil {
-			return fmt.Errorf("query parameter %q: %v", key, err)
+			return fmt.Errorf("query parameter %q: %v%s", key, err, fieldHint(key))
 		}
 		if other, ok := seen[path]; ok {
 			return fmt.Errorf("query parameter %q: sets the same field as %q", key, other)
@@ -295,6 +324,25 @@ func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *uti
 		}
 	}
 	return nil
+}
+
+// CacheBustParam is the query parameter a browser library adds to defeat
+// caches (jQuery's cache: false adds _=<milliseconds>): it is accepted and
+// ignored on every route, any number of times.
+const CacheBustParam = "_"
+
+// fieldHints name the field a caller probably meant by a name tokend does
+// not know: Twilio's own option names.
+var fieldHints = map[string]string{
+	"ttl": "ttl_seconds",
+}
+
+// fieldHint returns "; did you mean X?" for a known misnaming, else "".
+func fieldHint(field string) string {
+	if want, ok := fieldHints[field]; ok {
+		return "; did you mean " + want + "? (the token's lifetime in seconds, as Twilio's ttl option)"
+	}
+	return ""
 }
 
 // fieldPath resolves a query key such as "grants.voice.outgoing.params[k]"
