@@ -31,23 +31,77 @@ const (
 	EnvTwiMLAppSID = "TWIML_APP_SID"
 )
 
-// SeedFromEnv reads the seed's variables. Half a set is an error naming
-// the missing ones; malformed SIDs are errors naming the variable. The
+// SeedAliases are the other names the seed's variables go by in Twilio's
+// quickstarts and function templates, by canonical name. tokend reads
+// them like the canonical names; setting an alias and its canonical name
+// (or two aliases) to different values is an error.
+var SeedAliases = map[string][]string{
+	EnvAccountSID:  {"TWILIO_ACCOUNT_SID"},
+	EnvAPIKey:      {"TWILIO_API_KEY"},
+	EnvAPISecret:   {"TWILIO_API_SECRET"},
+	EnvTwiMLAppSID: {"TWILIO_TWIML_APP_SID", "TWIML_APPLICATION_SID"},
+}
+
+// seedVar reads one seed variable under its canonical name and its
+// aliases. It returns the value, the name it was read from ("" when none
+// is set) and an error when two of the names hold different values (the
+// values are never part of it: one may be a secret).
+func seedVar(getenv func(string) string, canonical string, trim bool) (value, from string, err error) {
+	for _, name := range append([]string{canonical}, SeedAliases[canonical]...) {
+		v := getenv(name)
+		if trim {
+			v = strings.TrimSpace(v)
+		}
+		if v == "" {
+			continue
+		}
+		switch {
+		case from == "":
+			value, from = v, name
+		case v != value:
+			return "", "", fmt.Errorf("%s and %s are both set, to different values: set only one (%s is the name tokend documents, %s an alias from Twilio's samples)",
+				from, name, canonical, strings.Join(SeedAliases[canonical], ", "))
+		}
+	}
+	return value, from, nil
+}
+
+// SeedFromEnv reads the seed's variables, under their canonical names or
+// their aliases (SeedAliases). Half a set is an error naming the missing
+// ones; malformed SIDs are errors naming the variable as it was set. The
 // secret is never part of an error.
 func SeedFromEnv(getenv func(string) string) (Seed, error) {
-	s := Seed{
-		AccountSID:  strings.TrimSpace(getenv(EnvAccountSID)),
-		APIKey:      strings.TrimSpace(getenv(EnvAPIKey)),
-		APISecret:   getenv(EnvAPISecret),
-		TwiMLAppSID: strings.TrimSpace(getenv(EnvTwiMLAppSID)),
+	type seedVarT struct {
+		name, value, from string
+		dst               *string
 	}
-	vars := []struct{ name, value string }{
-		{EnvAccountSID, s.AccountSID}, {EnvAPIKey, s.APIKey}, {EnvAPISecret, s.APISecret}, {EnvTwiMLAppSID, s.TwiMLAppSID},
+	var s Seed
+	vars := []*seedVarT{
+		{name: EnvAccountSID, dst: &s.AccountSID}, {name: EnvAPIKey, dst: &s.APIKey},
+		{name: EnvAPISecret, dst: &s.APISecret}, {name: EnvTwiMLAppSID, dst: &s.TwiMLAppSID},
 	}
-	var missing []string
+	var errs []error
 	for _, v := range vars {
-		if v.value == "" {
-			missing = append(missing, v.name)
+		var err error
+		v.value, v.from, err = seedVar(getenv, v.name, v.name != EnvAPISecret)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*v.dst = v.value
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Seed{}, err
+	}
+	var set, missing []string
+	for _, v := range vars {
+		if v.from == "" {
+			names := v.name
+			if a := SeedAliases[v.name]; len(a) > 0 {
+				names += " (or " + strings.Join(a, " or ") + ")"
+			}
+			missing = append(missing, names)
+		} else {
+			set = append(set, v.from)
 		}
 	}
 	switch len(missing) {
@@ -55,28 +109,19 @@ func SeedFromEnv(getenv func(string) string) (Seed, error) {
 	case len(vars):
 		return Seed{}, nil
 	default:
+		// Never fall back to the demo application when some are set.
 		return Seed{}, fmt.Errorf("seed credentials are incomplete: %s set but %s missing; set all four or none",
-			strings.Join(setNames(vars), ", "), strings.Join(missing, ", "))
+			strings.Join(set, ", "), strings.Join(missing, ", "))
 	}
-	var errs []error
-	for _, c := range []struct{ name, value, prefix string }{
-		{EnvAccountSID, s.AccountSID, "AC"}, {EnvAPIKey, s.APIKey, "SK"}, {EnvTwiMLAppSID, s.TwiMLAppSID, "AP"},
-	} {
-		if !tokenapi.ValidSID(c.value, c.prefix) {
-			errs = append(errs, fmt.Errorf("%s must be %s followed by 32 hex digits", c.name, c.prefix))
+	for _, c := range []struct {
+		v      *seedVarT
+		prefix string
+	}{{vars[0], "AC"}, {vars[1], "SK"}, {vars[3], "AP"}} {
+		if !tokenapi.ValidSID(c.v.value, c.prefix) {
+			errs = append(errs, fmt.Errorf("%s must be %s followed by 32 hex digits", c.v.from, c.prefix))
 		}
 	}
 	return s, errors.Join(errs...)
-}
-
-func setNames(vars []struct{ name, value string }) []string {
-	var set []string
-	for _, v := range vars {
-		if v.value != "" {
-			set = append(set, v.name)
-		}
-	}
-	return set
 }
 
 // IsZero reports whether no seed credentials were given.

@@ -469,3 +469,106 @@ func TestRefusesNonLoopbackWithoutPolicy(t *testing.T) {
 		t.Fatalf("run on 0.0.0.0 without a policy = %v, want a refusal naming the policy", err)
 	}
 }
+
+// TestSeedAliases: the variable names of Twilio's quickstarts and function
+// templates seed tokend like the canonical ones; conflicting or partial
+// sets refuse to start naming the variables, never the secret, and never
+// fall back to the demo application.
+func TestSeedAliases(t *testing.T) {
+	const (
+		acct   = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		key    = "SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+		app    = "APcccccccccccccccccccccccccccccccc"
+		app2   = "APdddddddddddddddddddddddddddddddd"
+		secret = "do-not-print-me-0123456789abcdef"
+	)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string // empty: starts with the seed application
+	}{
+		{name: "quickstart_names", env: map[string]string{
+			"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret, "TWILIO_TWIML_APP_SID": app}},
+		{name: "function_template_names", env: map[string]string{
+			"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret, "TWIML_APPLICATION_SID": app}},
+		{name: "mixed_names_same_value", env: map[string]string{
+			"ACCOUNT_SID": acct, "TWILIO_ACCOUNT_SID": acct, "API_KEY": key, "API_SECRET": secret, "TWIML_APP_SID": app, "TWIML_APPLICATION_SID": app}},
+		{name: "alias_conflict", env: map[string]string{
+			"ACCOUNT_SID": acct, "API_KEY": key, "API_SECRET": secret, "TWIML_APP_SID": app, "TWIML_APPLICATION_SID": app2},
+			wantErr: []string{"TWIML_APP_SID and TWIML_APPLICATION_SID are both set, to different values"}},
+		{name: "secret_conflict", env: map[string]string{
+			"ACCOUNT_SID": acct, "API_KEY": key, "API_SECRET": secret, "TWILIO_API_SECRET": secret + "x", "TWIML_APP_SID": app},
+			wantErr: []string{"API_SECRET and TWILIO_API_SECRET are both set"}},
+		{name: "only_some_aliases", env: map[string]string{"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_SECRET": secret},
+			wantErr: []string{"TWILIO_ACCOUNT_SID, TWILIO_API_SECRET set", "API_KEY (or TWILIO_API_KEY)", "TWIML_APP_SID (or TWILIO_TWIML_APP_SID or TWIML_APPLICATION_SID)"}},
+		{name: "malformed_alias", env: map[string]string{
+			"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret, "TWIML_APPLICATION_SID": "AP123"},
+			wantErr: []string{"TWIML_APPLICATION_SID must be AP followed by 32 hex digits"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"TOKEND_DATA_DIR": t.TempDir()}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			httpAddr := freeAddr(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var stderr bytes.Buffer
+			var mu sync.Mutex
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"--http-addr", httpAddr, "--grpc-addr", "127.0.0.1:0"}, envOf(env), &bytes.Buffer{}, lockedWriter{&mu, &stderr})
+			}()
+			if len(tt.wantErr) > 0 {
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatal("tokend started, want a refusal")
+				}
+				if err == nil {
+					t.Fatal("run = nil, want an error")
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("run = %q, want it to contain %q", err, want)
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if strings.Contains(err.Error()+stderr.String(), secret) {
+					t.Error("the error or the log contains the API secret")
+				}
+				if strings.Contains(stderr.String(), "demo application") {
+					t.Error("tokend fell back to the demo application")
+				}
+				return
+			}
+			var body map[string]any
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				resp, err := http.Get("http://" + httpAddr + "/token")
+				if err == nil {
+					json.NewDecoder(resp.Body).Decode(&body)
+					resp.Body.Close()
+					break
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("run = %v", err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("tokend did not answer: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if body["application_sid"] != app || body["api_key_sid"] != key || body["account_sid"] != acct {
+				t.Errorf("GET /token = %v, want a token of %s, %s, %s", body, app, key, acct)
+			}
+			cancel()
+			<-done
+		})
+	}
+}
