@@ -58,6 +58,7 @@ import (
 	"strings"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/ratelimit"
 )
 
 // Caller kinds, as the authentication layer names them.
@@ -137,6 +138,12 @@ type Decision struct {
 	// MaxTTLSeconds is the allowing rule's max_ttl_seconds: the lifetime
 	// of a request that named none is capped to it.
 	MaxTTLSeconds int64
+	// Identity, when not empty, is the identity the token must carry: an
+	// anonymous rule's fixed or generated identity (see anonymous.go).
+	Identity string
+	// RateLimit, when not nil, is the allowing anonymous rule's token
+	// bucket, to be taken from per client address before signing.
+	RateLimit *ratelimit.Limiter
 }
 
 // Policy is a parsed, validated policy. It is immutable and safe for
@@ -149,6 +156,9 @@ type Policy struct {
 	Digest string
 	// Rules in the order they are tried.
 	Rules []*Rule
+
+	// anonymous is set when a rule selects anonymous callers.
+	anonymous bool
 }
 
 // Rule is one validated policy rule.
@@ -159,6 +169,10 @@ type Rule struct {
 	Line int
 	// MaxTTLSeconds is the longest token lifetime the rule allows.
 	MaxTTLSeconds int64
+	// RateLimit is an anonymous rule's rate limit per client address
+	// (zero for other rules).
+	RateLimit RateLimit
+	limiter   *ratelimit.Limiter
 
 	principals   []principal
 	groups       map[string]bool
@@ -179,6 +193,9 @@ type identityRule struct {
 	list    map[string]bool
 	pattern *regexp.Regexp
 	source  string // the pattern as written
+	// Anonymous rules only: the one identity, or the prefix of generated
+	// ones.
+	fixed, generate string
 }
 
 type grantRule struct {
@@ -213,11 +230,22 @@ func (p *Policy) Decide(c Caller, req *tokenv1.MintRequest, effectiveGrants *tok
 		return Decision{Rule: RuleDefaultDeny, Reason: "no policy is loaded"}
 	}
 	bestStage, best, selected := -1, "", false
+	requested := req != nil && req.Identity != nil
 	for _, r := range p.Rules {
 		if !r.selects(c) {
 			continue
 		}
 		selected = true
+		if r.Anonymous() && c.Kind == KindAnonymous {
+			stage, reason, id := r.permitsAnonymous(g, identity, requested, applicationSID, ttl)
+			if reason == "" {
+				return Decision{Allowed: true, Rule: r.Name, MaxTTLSeconds: r.MaxTTLSeconds, Identity: id, RateLimit: r.limiter}
+			}
+			if stage > bestStage {
+				bestStage, best = stage, "rule "+r.Name+": "+reason
+			}
+			continue
+		}
 		stage, reason := r.permits(c, g, identity, applicationSID, ttl)
 		if reason == "" {
 			return Decision{Allowed: true, Rule: r.Name, MaxTTLSeconds: r.MaxTTLSeconds}
@@ -274,13 +302,44 @@ func (r *Rule) permits(c Caller, g *tokenv1.Grants, identity, app string, ttl in
 	if why := r.grants.check(g); why != "" {
 		return 2, why
 	}
-	if ttl < 0 {
-		return 3, fmt.Sprintf("ttl %d is not positive", ttl)
-	}
-	if ttl > r.MaxTTLSeconds {
-		return 3, fmt.Sprintf("ttl %d exceeds max_ttl_seconds %d", ttl, r.MaxTTLSeconds)
+	if why := r.checkTTL(ttl); why != "" {
+		return 3, why
 	}
 	return 4, ""
+}
+
+// checkTTL checks a requested lifetime (0: none named) against the rule.
+func (r *Rule) checkTTL(ttl int64) string {
+	if ttl < 0 {
+		return fmt.Sprintf("ttl %d is not positive", ttl)
+	}
+	if ttl > r.MaxTTLSeconds {
+		return fmt.Sprintf("ttl %d exceeds max_ttl_seconds %d", ttl, r.MaxTTLSeconds)
+	}
+	return ""
+}
+
+// permitsAnonymous is permits for an anonymous rule: the identity is the
+// rule's (fixed or generated), never the caller's choice. It also returns
+// that identity.
+func (r *Rule) permitsAnonymous(g *tokenv1.Grants, identity string, requested bool, app string, ttl int64) (int, string, string) {
+	if !r.permitsApp(app) {
+		if app == "" {
+			return 0, "no application given", ""
+		}
+		return 0, "application " + app + " is not allowed", ""
+	}
+	id, why := r.identities.anonymousIdentity(identity, requested)
+	if why != "" {
+		return 1, why, ""
+	}
+	if why := r.grants.check(g); why != "" {
+		return 2, why, ""
+	}
+	if why := r.checkTTL(ttl); why != "" {
+		return 3, why, ""
+	}
+	return 4, "", id
 }
 
 func (r *Rule) permitsApp(app string) bool {

@@ -151,6 +151,9 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	if decision.MaxTTLSeconds > 0 && askedTTL == 0 {
 		ttl = min(ttl, decision.MaxTTLSeconds)
 	}
+	if decision.Identity != "" {
+		identity = decision.Identity // an anonymous rule's fixed or generated identity
+	}
 	if req.GetValidateOnly() {
 		return s.explain(app, ttl, region, identity, grants, grantsJSON, caller, decision)
 	}
@@ -158,7 +161,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.PermissionDenied)
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, decision.Reason, decision.Rule)
 	}
-	if err := s.limit(ctx, caller, app.SID, identity); err != nil {
+	if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit); err != nil {
 		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.ResourceExhausted)
 		return nil, err
 	}
