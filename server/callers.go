@@ -119,7 +119,7 @@ func (s *Server) warnAnonymous(p *policy.Policy) {
 
 // isAdminPath reports whether an HTTP path belongs to the admin API.
 func isAdminPath(p string) bool {
-	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
+	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials", "/v1/default-application"} {
 		if p == prefix || strings.HasPrefix(p, prefix+"/") || strings.HasPrefix(p, prefix+":") {
 			return true
 		}

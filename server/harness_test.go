@@ -149,7 +149,7 @@ func verifyJWT(t *testing.T, tok, secret string) jwt.MapClaims {
 }
 
 func isAdminPath(p string) bool {
-	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
+	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials", "/v1/default-application"} {
 		if strings.HasPrefix(p, prefix) {
 			return true
 		}

@@ -139,53 +139,72 @@ const (
 // applySeed upserts the seed's application and key, or creates the demo
 // application when there is no seed and the store is empty. The keystore
 // must be loaded (it tells whether the store is empty); applySeed does not
-// reload it. It returns the application to use by default ("" for none).
-func applySeed(ctx context.Context, ks *keystore.Keystore, seed Seed, log *slog.Logger) (string, error) {
+// reload it.
+//
+// The seed application becomes the stored default application when it is
+// new to the store or when no default is set; otherwise the default stays
+// (an operator may have changed it through the admin API, and a restart
+// with the same environment must not undo that).
+func applySeed(ctx context.Context, ks *keystore.Keystore, seed Seed, log *slog.Logger) error {
 	st := ks.Store()
 	if seed.IsZero() {
 		// The keystore is loaded: no need to read every application again.
 		empty := ks.Len() == 0
 		if empty {
-			if err := ks.EnsureApplication(ctx, storage.Application{
+			if _, err := ks.EnsureApplication(ctx, storage.Application{
 				SID: DemoApplicationSID, AccountSID: DemoAccountSID, FriendlyName: DemoFriendlyName,
 			}); err != nil {
-				return "", fmt.Errorf("create demo application: %w", err)
+				return fmt.Errorf("create demo application: %w", err)
 			}
 			secret := make([]byte, 16)
 			rand.Read(secret)
 			demoSecret := []byte(hex.EncodeToString(secret))
 			if _, err := ks.PutKey(ctx, DemoApplicationSID, DemoAPIKeySID, demoSecret, true); err != nil {
-				return "", fmt.Errorf("create demo key: %w", err)
+				return fmt.Errorf("create demo key: %w", err)
 			}
 		}
 		if empty || ks.Lookup(DemoApplicationSID) != nil {
 			log.Warn("serving the demo application with placeholder SIDs and a random secret: its tokens work for trying tokend but Twilio rejects them; set ACCOUNT_SID, API_KEY, API_SECRET and TWIML_APP_SID for real tokens",
 				"application_sid", DemoApplicationSID)
 		}
-		return "", nil
+		return nil
 	}
 
-	if err := ks.EnsureApplication(ctx, storage.Application{
+	created, err := ks.EnsureApplication(ctx, storage.Application{
 		SID: seed.TwiMLAppSID, AccountSID: seed.AccountSID, FriendlyName: "seed application (" + EnvTwiMLAppSID + ")",
-	}); err != nil {
-		return "", fmt.Errorf("upsert seed application %s: %w", seed.TwiMLAppSID, err)
+	})
+	if err != nil {
+		return fmt.Errorf("upsert seed application %s: %w", seed.TwiMLAppSID, err)
 	}
 	// A key new to the store is activated: the operator changed API_KEY to
 	// rotate. A known key keeps its state, so a rotation made through the
 	// admin API survives a restart with the same environment.
-	_, err := st.GetKey(ctx, seed.TwiMLAppSID, seed.APIKey)
+	_, err = st.GetKey(ctx, seed.TwiMLAppSID, seed.APIKey)
 	isNew := errors.Is(err, storage.ErrNotFound)
 	if err != nil && !isNew {
-		return "", fmt.Errorf("read seed key: %w", err)
+		return fmt.Errorf("read seed key: %w", err)
 	}
 	if _, err := ks.PutKey(ctx, seed.TwiMLAppSID, seed.APIKey, []byte(seed.APISecret), isNew); err != nil {
-		return "", fmt.Errorf("upsert seed key %s: %w", seed.APIKey, err)
+		return fmt.Errorf("upsert seed key %s: %w", seed.APIKey, err)
 	}
 	if err := st.DeleteApplication(ctx, DemoApplicationSID); err == nil {
 		log.Info("removed the demo application: real credentials are configured", "application_sid", DemoApplicationSID)
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return "", fmt.Errorf("remove demo application: %w", err)
+		return fmt.Errorf("remove demo application: %w", err)
+	}
+	cur, err := st.DefaultApplication(ctx)
+	if err != nil {
+		return fmt.Errorf("read default application: %w", err)
+	}
+	switch {
+	case created || cur == "":
+		if err := st.SetDefaultApplication(ctx, seed.TwiMLAppSID); err != nil {
+			return fmt.Errorf("make the seed application the default: %w", err)
+		}
+	case cur != seed.TwiMLAppSID:
+		log.Info("the default application stays the one set through the admin API, not the seed application",
+			"default_application_sid", cur, "seed_application_sid", seed.TwiMLAppSID)
 	}
 	log.Info("seed credentials applied", "application_sid", seed.TwiMLAppSID, "account_sid", seed.AccountSID, "api_key_sid", seed.APIKey)
-	return seed.TwiMLAppSID, nil
+	return nil
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/tokend/tokend"
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/tokenapi"
 )
 
 // DefaultMaxBodyBytes bounds a request body unless configured otherwise.
@@ -284,7 +285,23 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		// Never pass internal detail to a caller.
 		st = status.New(st.Code(), "internal error")
 	}
+	if st.Code() == codes.FailedPrecondition && hasReason(st, tokenapi.ReasonNoDefaultApplication) {
+		// The server's configuration is at fault, not the request: 503,
+		// as /readyz answers meanwhile, rather than the gateway's 400.
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: http.StatusServiceUnavailable, Err: st.Err()})
+		return
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// hasReason reports whether st carries a google.rpc.ErrorInfo with reason.
+func hasReason(st *status.Status, reason string) bool {
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == reason {
+			return true
+		}
+	}
+	return false
 }
 
 func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {

@@ -97,7 +97,11 @@ func BuiltinDefaultGrants(applicationSID string) *tokenv1.Grants {
 type view struct {
 	apps     map[string]*App
 	only     *App // the application, when there is exactly one
-	revision int64
+	// defaultSID is the stored default application ("" for none); def
+	// is it, or nil.
+	defaultSID string
+	def        *App
+	revision   int64
 	// keys holds every key, sorted by API key SID and then application
 	// SID (FindKey searches it).
 	keys []KeyRef
@@ -239,6 +243,36 @@ func (ks *Keystore) LookupCredential(hash [32]byte) (name string, groups []strin
 // nil.
 func (ks *Keystore) Only() *App { return ks.cur.Load().only }
 
+// Default returns the application of mint requests that name none: the
+// stored default application, else the only application; nil when there
+// is neither (several applications and no default).
+func (ks *Keystore) Default() *App {
+	v := ks.cur.Load()
+	if v.def != nil {
+		return v.def
+	}
+	return v.only
+}
+
+// DefaultSID returns the stored default application's SID, "" when none
+// is set (as of the last reload).
+func (ks *Keystore) DefaultSID() string { return ks.cur.Load().defaultSID }
+
+// SetDefault makes the application sid the default in the store (every
+// replica follows within a watch interval) and reloads. It returns the
+// previous default ("" for none). storage.ErrNotFound if sid is not an
+// application.
+func (ks *Keystore) SetDefault(ctx context.Context, sid string) (previous string, err error) {
+	previous, err = ks.store.DefaultApplication(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := ks.store.SetDefaultApplication(ctx, sid); err != nil {
+		return "", err
+	}
+	return previous, ks.Reload(ctx)
+}
+
 // Len returns the number of applications.
 func (ks *Keystore) Len() int { return len(ks.cur.Load().apps) }
 
@@ -365,6 +399,8 @@ func (ks *Keystore) reload(ctx context.Context) error {
 			v.only = a
 		}
 	}
+	v.defaultSID = snap.DefaultApplication
+	v.def = v.apps[snap.DefaultApplication]
 	ks.cur.Store(v)
 	ks.lastReload.Store(time.Now().UnixNano())
 	return nil
@@ -400,24 +436,25 @@ func newApp(a storage.Application) (*App, error) {
 
 // EnsureApplication creates the application if it does not exist, or
 // updates its account SID if it differs (a name changed through the admin
-// API is kept). It does not reload.
-func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Application) error {
-	err := ks.store.CreateApplication(ctx, app)
+// API is kept). It reports whether it created the application. It does
+// not reload.
+func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Application) (created bool, err error) {
+	err = ks.store.CreateApplication(ctx, app)
 	if !errors.Is(err, storage.ErrAlreadyExists) {
-		return err
+		return err == nil, err
 	}
 	old, err := ks.store.GetApplication(ctx, app.SID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if old.AccountSID == app.AccountSID {
-		return nil
+		return false, nil
 	}
 	_, err = ks.store.UpdateApplication(ctx, app.SID, func(old storage.Application) (storage.Application, error) {
 		old.AccountSID = app.AccountSID
 		return old, nil
 	})
-	return err
+	return false, err
 }
 
 // SealKey seals secret for (applicationSID, keySID) under the primary
