@@ -273,13 +273,13 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		return err
 	}
 	s.token = tokenapi.New(tokenapi.Config{
-		Keys:               s.keys,
-		DefaultIdentity:    s.cfg.DefaultIdentity,
-		Policy:             s.policy,
-		PrincipalLimit:     s.principalLimit,
-		IdentityLimit:      s.identityLimit,
-		OnRateLimited:      func(scope string) { s.metrics.RateLimited.WithLabelValues(scope).Inc() },
-		Audit:              s.audit,
+		Keys:            s.keys,
+		DefaultIdentity: s.cfg.DefaultIdentity,
+		Policy:          s.policy,
+		PrincipalLimit:  s.principalLimit,
+		IdentityLimit:   s.identityLimit,
+		OnRateLimited:   func(scope string) { s.metrics.RateLimited.WithLabelValues(scope).Inc() },
+		Audit:           s.audit,
 	})
 
 	// Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT is set; off, no

@@ -95,8 +95,8 @@ func BuiltinDefaultGrants(applicationSID string) *tokenv1.Grants {
 }
 
 type view struct {
-	apps     map[string]*App
-	only     *App // the application, when there is exactly one
+	apps map[string]*App
+	only *App // the application, when there is exactly one
 	// defaultSID is the stored default application ("" for none); def
 	// is it, or nil.
 	defaultSID string
