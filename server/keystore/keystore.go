@@ -97,11 +97,9 @@ func BuiltinDefaultGrants(applicationSID string) *tokenv1.Grants {
 type view struct {
 	apps map[string]*App
 	only *App // the application, when there is exactly one
-	// defaultSID is the stored default application ("" for none); def
-	// is it, or nil.
-	defaultSID string
-	def        *App
-	revision   int64
+	// def is the stored default application, or nil.
+	def      *App
+	revision int64
 	// keys holds every key, sorted by API key SID and then application
 	// SID (FindKey searches it).
 	keys []KeyRef
@@ -254,25 +252,6 @@ func (ks *Keystore) Default() *App {
 	return v.only
 }
 
-// DefaultSID returns the stored default application's SID, "" when none
-// is set (as of the last reload).
-func (ks *Keystore) DefaultSID() string { return ks.cur.Load().defaultSID }
-
-// SetDefault makes the application sid the default in the store (every
-// replica follows within a watch interval) and reloads. It returns the
-// previous default ("" for none). storage.ErrNotFound if sid is not an
-// application.
-func (ks *Keystore) SetDefault(ctx context.Context, sid string) (previous string, err error) {
-	previous, err = ks.store.DefaultApplication(ctx)
-	if err != nil {
-		return "", err
-	}
-	if err := ks.store.SetDefaultApplication(ctx, sid); err != nil {
-		return "", err
-	}
-	return previous, ks.Reload(ctx)
-}
-
 // Len returns the number of applications.
 func (ks *Keystore) Len() int { return len(ks.cur.Load().apps) }
 
@@ -399,7 +378,6 @@ func (ks *Keystore) reload(ctx context.Context) error {
 			v.only = a
 		}
 	}
-	v.defaultSID = snap.DefaultApplication
 	v.def = v.apps[snap.DefaultApplication]
 	ks.cur.Store(v)
 	ks.lastReload.Store(time.Now().UnixNano())
