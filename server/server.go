@@ -69,6 +69,12 @@ type Config struct {
 	// later. Without it the stored default stays (the seed application
 	// becomes it when new or when none is set).
 	DefaultApplication string
+	// DefaultGrants, if set, are the grants of mint requests that name
+	// none, for applications without default grants of their own, in
+	// place of the built-in outgoing voice grant (see
+	// keystore.GrantsFromTemplate: an outgoing voice grant without
+	// application_sid goes through the application).
+	DefaultGrants *tokenv1.Grants
 	// Seed is the Twilio Function's credentials, if given.
 	Seed Seed
 	// AdminToken is the admin API's bearer credential; empty turns the
@@ -233,6 +239,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		return kr, err
 	})
 	s.keys.SetStoreErrorHook(s.metrics.StoreError)
+	s.keys.SetDefaultGrants(s.cfg.DefaultGrants)
 	s.metrics.ObserveKeystore(s.keys)
 	if err := s.keys.Reload(ctx); err != nil {
 		return fmt.Errorf("load keys: %w", err)

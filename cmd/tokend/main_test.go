@@ -15,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -571,4 +574,63 @@ func TestSeedAliases(t *testing.T) {
 			<-done
 		})
 	}
+}
+
+// TestDefaultGrantsOption: --default-grants (flag, env, config file) is
+// parsed strictly and validated, naming the option and the rule.
+func TestDefaultGrantsOption(t *testing.T) {
+	const incoming = `{"voice":{"incoming":{"allow":true},"outgoing":{}}}`
+	cfg := writeConfig(t, "default_grants: '"+incoming+"'\n")
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // empty: valid
+		want    string // the grants, as JSON, when valid
+	}{
+		{name: "unset", want: "null"},
+		{name: "flag", args: []string{"--default-grants", incoming}, want: `{"voice":{"incoming":{"allow":true},"outgoing":{}}}`},
+		{name: "env", env: map[string]string{"TOKEND_DEFAULT_GRANTS": `{"video":{}}`}, want: `{"video":{}}`},
+		{name: "config_file", args: []string{"--config", cfg}, want: `{"voice":{"incoming":{"allow":true},"outgoing":{}}}`},
+		{name: "not_json", args: []string{"--default-grants", "incoming"}, wantErr: "default-grants: not a JSON object of grants"},
+		{name: "unknown_field", args: []string{"--default-grants", `{"voice":{"inbound":true}}`}, wantErr: `default-grants: not a JSON object of grants such as`},
+		{name: "bad_sid", args: []string{"--default-grants", `{"voice":{"outgoing":{"application_sid":"AP1"}}}`}, wantErr: "grants.voice.outgoing.application_sid"},
+		{name: "env_named", env: map[string]string{"TOKEND_DEFAULT_GRANTS": `[]`}, wantErr: "(from TOKEND_DEFAULT_GRANTS)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parse(tt.args, envOf(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parse(%v) = %v, want an error containing %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parse(%v) = %v", tt.args, err)
+			}
+			got := "null"
+			if o.defaultGrants != nil {
+				b, _ := json.Marshal(json.RawMessage(protojsonString(t, o.defaultGrants)))
+				got = string(b)
+			}
+			if got != tt.want {
+				t.Errorf("parse(%v).defaultGrants = %s, want %s", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+func protojsonString(t *testing.T, m proto.Message) string {
+	t.Helper()
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false}.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(v)
+	return string(out)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/mint"
@@ -51,6 +52,9 @@ type App struct {
 	// 100,000 applications should not hold 100,000 copies of it up front).
 	grants  *defaultGrants
 	builtin atomic.Pointer[defaultGrants]
+	// template is the keystore's default grants (SetDefaultGrants), nil
+	// for the built-in ones.
+	template *tokenv1.Grants
 }
 
 type defaultGrants struct {
@@ -77,13 +81,28 @@ func (a *App) DefaultGrants() (*tokenv1.Grants, []byte) {
 	}
 	d := a.builtin.Load()
 	if d == nil {
-		g := BuiltinDefaultGrants(a.SID)
+		g := GrantsFromTemplate(a.template, a.SID)
 		d = &defaultGrants{grants: g, json: mint.AppendGrants(nil, g)}
 		if !a.builtin.CompareAndSwap(nil, d) {
 			d = a.builtin.Load()
 		}
 	}
 	return d.grants, d.json
+}
+
+// GrantsFromTemplate returns the default grants of application
+// applicationSID from a template (tokend's --default-grants): a copy of
+// it in which an outgoing voice grant without an application_sid goes
+// through applicationSID. A nil template gives BuiltinDefaultGrants.
+func GrantsFromTemplate(template *tokenv1.Grants, applicationSID string) *tokenv1.Grants {
+	if template == nil {
+		return BuiltinDefaultGrants(applicationSID)
+	}
+	g := proto.Clone(template).(*tokenv1.Grants)
+	if o := g.GetVoice().GetOutgoing(); o != nil && o.GetApplicationSid() == "" {
+		o.ApplicationSid = applicationSID
+	}
+	return g
 }
 
 // BuiltinDefaultGrants returns the grants of the seed's Twilio Function:
@@ -162,7 +181,17 @@ type Keystore struct {
 	onStoreError func(op string, err error)
 	// lastReload is when the view was last loaded (unix nanoseconds).
 	lastReload atomic.Int64
+	// template is the default grants of applications that have none of
+	// their own (SetDefaultGrants); nil: BuiltinDefaultGrants.
+	template *tokenv1.Grants
 }
+
+// SetDefaultGrants sets the grants of mint requests that name none, for
+// applications without default grants of their own, in place of
+// BuiltinDefaultGrants; an outgoing voice grant without application_sid
+// goes through each application (see GrantsFromTemplate). Call it before
+// the first Reload; template must not be changed afterwards.
+func (ks *Keystore) SetDefaultGrants(template *tokenv1.Grants) { ks.template = template }
 
 // SetStoreErrorHook sets a function told of every store error the
 // keystore meets, with the operation: "reload" (reading the store),
@@ -306,7 +335,7 @@ func (ks *Keystore) reload(ctx context.Context) error {
 		}
 	}
 	for _, a := range snap.Applications {
-		app, err := newApp(a)
+		app, err := newApp(a, ks.template)
 		if err != nil {
 			return err
 		}
@@ -391,8 +420,9 @@ func unix(t time.Time) int64 {
 	return t.Unix()
 }
 
-func newApp(a storage.Application) (*App, error) {
+func newApp(a storage.Application, template *tokenv1.Grants) (*App, error) {
 	app := &App{
+		template:     template,
 		SID:          a.SID,
 		AccountSID:   a.AccountSID,
 		FriendlyName: a.FriendlyName,
