@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
@@ -88,6 +89,15 @@ func TestAnonymousRule(t *testing.T) {
 			}
 			if path == "rest" && hdr.Get("Retry-After") == "" {
 				t.Error("429 without Retry-After")
+			}
+			// Verify still needs a credential.
+			if path == "rest" {
+				code, resp := h.do(t, "POST", "/v1/tokens:verify", "application/json", `{"token":"a.b.c"}`)
+				if code != 401 {
+					t.Errorf("anonymous POST /v1/tokens:verify = %d %v, want 401", code, resp)
+				}
+			} else if _, err := h.token.Verify(context.Background(), &tokenv1.VerifyRequest{Token: "a.b.c"}); status.Code(err) != codes.Unauthenticated {
+				t.Errorf("anonymous Verify = %v, want Unauthenticated", err)
 			}
 			// A bad credential is still refused, never treated as anonymous.
 			if code, _, _ := h.mintAs(t, path, caller{bearer: "tkd_not-a-real-credential-aaaaaaaaaaaaaaaaaaaaaa"}, `{}`); code != codes.Unauthenticated {

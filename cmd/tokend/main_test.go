@@ -634,3 +634,25 @@ func protojsonString(t *testing.T, m proto.Message) string {
 	out, _ := json.Marshal(v)
 	return string(out)
 }
+
+// TestConfigCommandSeedAliases: tokend config shows the seed aliases that
+// are set, SIDs in the clear, the secret redacted.
+func TestConfigCommandSeedAliases(t *testing.T) {
+	const secret = "alias-secret-do-not-print-0123"
+	env := envOf(map[string]string{
+		"TWILIO_API_SECRET":     secret,
+		"TWIML_APPLICATION_SID": "APcccccccccccccccccccccccccccccccc",
+	})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"config"}, env, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"#   TWILIO_API_SECRET: (set, redacted)", "#   TWIML_APPLICATION_SID: APcccccccccccccccccccccccccccccccc", "#   TWIML_APP_SID: (not set)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("tokend config lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), secret) || strings.Contains(out.String(), "TWILIO_TWIML_APP_SID") {
+		t.Errorf("tokend config shows the secret or an unset alias:\n%s", out.String())
+	}
+}
