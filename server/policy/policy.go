@@ -33,7 +33,9 @@
 //     "proxy:alice"), and "mtls:name" is the same as the bare form.
 //   - groups: the caller is in any of these groups.
 //   - kinds: the caller authenticated this way (anonymous, mtls, credential,
-//     oidc, proxy).
+//     oidc, proxy). A rule of kinds [anonymous] is an anonymous rule, with
+//     its own constraints (a fixed or generated identity, a required
+//     rate_limit; see anonymous.go).
 //
 // What a selected rule permits:
 //
@@ -328,6 +330,9 @@ func (r *Rule) permitsAnonymous(g *tokenv1.Grants, identity string, requested bo
 			return 0, "no application given", ""
 		}
 		return 0, "application " + app + " is not allowed", ""
+	}
+	if identity == "" {
+		return 1, "no identity given", ""
 	}
 	id, why := r.identities.anonymousIdentity(identity, requested)
 	if why != "" {
