@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -35,6 +36,7 @@ func anonHarness(t *testing.T, policyText string) (*harness, *syncBuffer) {
 	}
 	logs := &syncBuffer{}
 	h := adminHarness(t, server.Config{PolicyFile: policyFile, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	h.policyDir = dir
 	return h, logs
 }
 
@@ -175,4 +177,55 @@ func TestNoAnonymousRule(t *testing.T) {
 	if err == nil {
 		t.Error("gRPC anonymous mint allowed")
 	}
+}
+
+// TestAnonymousRuleReload: an anonymous rule added by a policy reload
+// admits anonymous callers from then on, with the warning logged again;
+// removing it refuses them again (401).
+func TestAnonymousRuleReload(t *testing.T) {
+	h, logs := anonHarness(t, testPolicy)
+	if code, _, _ := h.mintAs(t, "rest", caller{}, `{}`); code != codes.Unauthenticated {
+		t.Fatalf("anonymous mint before the reload = %v, want Unauthenticated", code)
+	}
+	if strings.Contains(logs.text(), "ANONYMOUS MINTING") {
+		t.Fatal("anonymous warning logged for a policy without an anonymous rule")
+	}
+	policyFile := filepath.Join(h.policyDir, "policy.yaml")
+	write := func(text string) {
+		t.Helper()
+		tmp := policyFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, policyFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor := func(what string, want codes.Code) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, resp, _ := h.mintAs(t, "grpc", caller{}, `{}`)
+			if code == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: anonymous mint = %v %v, want %v", what, code, resp, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	write(testPolicy + `  - name: public-page
+    kinds: ["anonymous"]
+    applications: ["*"]
+    identities: {generate: "guest_"}
+    grants: {voice: {outgoing: true}}
+    rate_limit: {per_second: 10, burst: 10}
+`)
+	waitFor("after adding the anonymous rule", codes.OK)
+	if l := logs.text(); !strings.Contains(l, "ANONYMOUS MINTING") || !strings.Contains(l, "rule=public-page") {
+		t.Errorf("no warning naming the anonymous rule after the reload:\n%s", l)
+	}
+	write(testPolicy)
+	waitFor("after removing the anonymous rule", codes.Unauthenticated)
 }

@@ -34,6 +34,8 @@ type harness struct {
 	// authz, if set, is sent as the Authorization header of admin API
 	// calls; callerAuthz of the others (mint, verify).
 	authz, callerAuthz string
+	// policyDir holds the policy file, for tests that rewrite it.
+	policyDir string
 }
 
 // testLogger discards logs unless -v is given.
