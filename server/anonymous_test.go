@@ -56,7 +56,7 @@ func TestAnonymousRule(t *testing.T) {
 	for _, path := range []string{"grpc", "rest"} {
 		t.Run(path, func(t *testing.T) {
 			h, logs := anonHarness(t, fixedPolicy)
-			if l := logs.text(); !strings.Contains(l, "ANONYMOUS MINTING") || !strings.Contains(l, "rule=public-page") {
+			if l := logs.text(); !strings.Contains(l, "ANONYMOUS MINTING") || !strings.Contains(l, "rule=public-page") || !strings.Contains(l, "grants=voice:outgoing") {
 				t.Errorf("no warning naming the anonymous rule at start:\n%s", l)
 			}
 			// No identity: the fixed one; the lifetime capped by the rule.

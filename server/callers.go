@@ -113,7 +113,7 @@ func (s *Server) initCallers() error {
 func (s *Server) warnAnonymous(p *policy.Policy) {
 	for _, r := range p.AnonymousRules() {
 		s.log.Warn("ANONYMOUS MINTING: policy rule lets callers without credentials mint tokens, as a public Twilio Function did; anyone who reaches tokend gets them",
-			"rule", r.Name, "line", r.Line, "identity", r.AnonymousIdentity(), "rate_limit_per_client_address", r.RateLimit.String(), "max_ttl_seconds", r.MaxTTLSeconds)
+			"rule", r.Name, "line", r.Line, "identity", r.AnonymousIdentity(), "grants", r.AllowedGrants(), "rate_limit_per_client_address", r.RateLimit.String(), "max_ttl_seconds", r.MaxTTLSeconds)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -76,6 +77,44 @@ func (r *Rule) AnonymousIdentity() string {
 		return "fixed " + r.identities.fixed
 	}
 	return "generated " + r.identities.generate + "…"
+}
+
+// AllowedGrants summarizes the grants the rule allows, for logs:
+// "voice:outgoing", "voice:incoming+outgoing,video:support-.*", "none".
+func (r *Rule) AllowedGrants() string {
+	g := &r.grants
+	var parts []string
+	if g.voice {
+		v := "voice"
+		switch {
+		case g.voiceIncoming && g.voiceOutgoing:
+			v += ":incoming+outgoing"
+		case g.voiceIncoming:
+			v += ":incoming"
+		case g.voiceOutgoing:
+			v += ":outgoing"
+		}
+		parts = append(parts, v)
+	}
+	if g.video {
+		if g.anyRoom {
+			parts = append(parts, "video")
+		} else {
+			parts = append(parts, "video:"+g.roomsSource)
+		}
+	}
+	for _, b := range []struct {
+		on   bool
+		name string
+	}{{g.chat, "chat"}, {g.dataSync, "data_sync"}, {g.taskRouter, "task_router"}, {g.player, "player"}} {
+		if b.on {
+			parts = append(parts, b.name)
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ",")
 }
 
 // AnonymousRules returns the rules that let callers without credentials

@@ -21,8 +21,8 @@ func TestParseAnonymousRule(t *testing.T) {
 		t.Fatalf("AdmitsAnonymous() = %v, AnonymousRules() = %v, want one rule", p.AdmitsAnonymous(), p.AnonymousRules())
 	}
 	r := p.AnonymousRules()[0]
-	if r.RateLimit != (RateLimit{PerSecond: 0.5, Burst: 5}) || r.AnonymousIdentity() != "fixed user" {
-		t.Errorf("rule = %+v, %s; want 0.5/s burst 5, fixed user", r.RateLimit, r.AnonymousIdentity())
+	if r.RateLimit != (RateLimit{PerSecond: 0.5, Burst: 5}) || r.AnonymousIdentity() != "fixed user" || r.AllowedGrants() != "voice:outgoing" {
+		t.Errorf("rule = %+v, %s, %s; want 0.5/s burst 5, fixed user, voice:outgoing", r.RateLimit, r.AnonymousIdentity(), r.AllowedGrants())
 	}
 	other, err := Parse([]byte("rules:\n- name: a\n  kinds: [oidc]\n  applications: [\"*\"]\n  identities: {self: true}\n"), "p.yaml")
 	if err != nil || other.AdmitsAnonymous() {
