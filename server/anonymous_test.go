@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -228,4 +229,138 @@ func TestAnonymousRuleReload(t *testing.T) {
 	}
 	write(testPolicy)
 	waitFor("after removing the anonymous rule", codes.Unauthenticated)
+}
+
+// anonReachPolicy: anonymous callers may mint for the seed application
+// only, as web_visitor (not the default identity user), with the reach
+// grammar's defaults for outgoing calls (through the signing application,
+// no params).
+const anonReachPolicy = `rules:
+  - name: public-page
+    kinds: ["anonymous"]
+    applications: ["` + testApp + `"]
+    identities: {fixed: web_visitor}
+    grants: {voice: {outgoing: true}}
+    rate_limit: {per_second: 100, burst: 100}
+`
+
+// TestAnonymousReach: an anonymous rule's grants go through the same
+// reach checks as any rule's (the outgoing application and params), and
+// the audit record of an allowed mint names the rule's identity and the
+// token's reach.
+func TestAnonymousReach(t *testing.T) {
+	h, _, auditLog := reachHarness(t, anonReachPolicy, nil)
+	cases := []struct {
+		name, body string
+		want       codes.Code
+		reason     string // with PermissionDenied: a substring of the message
+		outgoing   string // the token's (and audit record's) outgoing application
+	}{
+		{"defaults", `{}`, codes.OK, "", testApp},
+		{"outgoing_self", `{"grants":` + voiceOut(testApp, "") + `}`, codes.OK, "", testApp},
+		{"outgoing_other_app", `{"grants":` + voiceOut(reachApp2, "") + `}`, codes.PermissionDenied,
+			"rule public-page: voice.outgoing.application_sid " + reachApp2 + " is not allowed: outgoing calls may run through the signing application " + testApp, reachApp2},
+		{"outgoing_third_app", `{"grants":` + voiceOut(reachApp3, "") + `}`, codes.PermissionDenied, "voice.outgoing.application_sid " + reachApp3 + " is not allowed", reachApp3},
+		{"params", `{"grants":` + voiceOut(testApp, `{"to":"bob"}`) + `}`, codes.PermissionDenied, `voice.outgoing.params key "to" is not allowed (allowed keys: none)`, testApp},
+		{"signer_not_allowed", `{"application_sid":"` + reachApp2 + `"}`, codes.PermissionDenied, "application " + reachApp2 + " is not allowed", reachApp2},
+		{"incoming", `{"grants":{"voice":{"incoming":{"allow":true}}}}`, codes.PermissionDenied, "grant voice.incoming is not allowed", ""},
+	}
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				code, resp, _ := h.mintAs(t, path, caller{}, tc.body)
+				if code != tc.want {
+					t.Fatalf("anonymous mint %s = %v %v, want %v", tc.body, code, resp, tc.want)
+				}
+				if code == codes.PermissionDenied {
+					if msg, _ := resp["message"].(string); !strings.Contains(msg, tc.reason) {
+						t.Errorf("denial %q does not say %q", msg, tc.reason)
+					}
+					return
+				}
+				_, claims := decodeJWT(t, resp["token"].(string))
+				if resp["identity"] != "web_visitor" || get(claims, "grants", "identity") != "web_visitor" {
+					t.Errorf("identity %v, token identity %v, want the rule's web_visitor", resp["identity"], get(claims, "grants", "identity"))
+				}
+				if got := get(claims, "grants", "voice", "outgoing", "application_sid"); got != tc.outgoing {
+					t.Errorf("token's outgoing application = %v, want %s", got, tc.outgoing)
+				}
+			})
+		}
+	}
+
+	records, _ := readAudit(t, h, auditLog)
+	count := map[string]int{} // decision, identity, outgoing application
+	for _, r := range records {
+		if r["event"] != "mint" || r["principal_kind"] != "anonymous" {
+			continue
+		}
+		id, _ := r["identity"].(string)
+		out, _ := r["outgoing_application_sid"].(string)
+		count[r["decision"].(string)+" "+id+" "+out]++
+		if r["decision"] == "allow" && id != "web_visitor" {
+			t.Errorf("allowed anonymous mint audited for identity %q, want the rule's web_visitor: %v", id, r)
+		}
+	}
+	want := map[string]int{
+		"allow web_visitor " + testApp: 4, // defaults and outgoing_self, over both paths
+		"deny user " + reachApp2:       4, // outgoing_other_app and signer_not_allowed
+		"deny user " + reachApp3:       2,
+		"deny user " + testApp:         2, // params
+		"deny user ":                   2, // incoming
+	}
+	if diff := cmp.Diff(want, count); diff != "" {
+		t.Errorf("anonymous audit records (decision identity outgoing) differ (-want +got):\n%s", diff)
+	}
+}
+
+// TestAnonymousExplain: an anonymous caller's explanation (validate_only)
+// is decided with the rule's identity, audited, and charged to its
+// address in the anonymous rule's bucket, allowed or denied, as its mints
+// are; nothing is signed.
+func TestAnonymousExplain(t *testing.T) {
+	for _, path := range []string{"grpc", "rest"} {
+		t.Run(path, func(t *testing.T) {
+			h, _, auditLog := reachHarness(t, strings.Replace(anonReachPolicy, "{per_second: 100, burst: 100}", "{per_second: 0.001, burst: 3}", 1), nil)
+			code, resp, _ := h.mintAs(t, path, caller{}, `{"validate_only":true}`)
+			if code != codes.OK || resp["token"] != nil || resp["identity"] != "web_visitor" ||
+				get(resp, "decision", "rule") != "public-page" || get(resp, "decision", "claims", "grants", "identity") != "web_visitor" {
+				t.Fatalf("anonymous explanation = %v %v, want the public-page decision for web_visitor and no token", code, resp)
+			}
+			code, resp, _ = h.mintAs(t, path, caller{}, `{"validate_only":true,"grants":{"voice":{"incoming":{"allow":true}}}}`)
+			if code != codes.PermissionDenied || resp["claims"] != nil {
+				t.Fatalf("denied anonymous explanation = %v %v, want PermissionDenied", code, resp)
+			}
+			// The burst of 3 had one token left for a mint.
+			if code, resp, _ := h.mintAs(t, path, caller{}, `{}`); code != codes.OK {
+				t.Fatalf("mint after two explanations in a burst of 3 = %v %v, want OK", code, resp)
+			}
+			code, resp, hdr := h.mintAs(t, path, caller{}, `{"validate_only":true}`)
+			if msg, _ := resp["message"].(string); code != codes.ResourceExhausted || !strings.Contains(msg, "rate limit of the anonymous reached") {
+				t.Fatalf("explanation past the anonymous burst = %v %v, want ResourceExhausted of the anonymous rate limit", code, resp)
+			}
+			if path == "rest" && hdr.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			records, _ := readAudit(t, h, auditLog)
+			var got []string
+			for _, r := range records {
+				if r["principal_kind"] == "anonymous" {
+					if r["jti"] != nil && r["event"] == "explain" {
+						t.Errorf("explain record %v has a jti: nothing was signed", r)
+					}
+					got = append(got, r["event"].(string)+" "+r["decision"].(string)+" "+r["code"].(string)+" "+r["identity"].(string))
+				}
+			}
+			want := []string{
+				"explain allow OK web_visitor",
+				"explain deny PermissionDenied user",
+				"mint allow OK web_visitor",
+				"explain deny ResourceExhausted web_visitor",
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("anonymous audit records differ (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

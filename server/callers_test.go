@@ -187,6 +187,11 @@ func TestCallerDecisions(t *testing.T) {
 		{name: "oidc_incoming_voice", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"incoming":{"allow":true}}}}`, want: codes.PermissionDenied},
 		{name: "oidc_ttl_over_rule", caller: caller{bearer: alice}, body: `{"ttl_seconds":3600}`, want: codes.PermissionDenied},
 		{name: "oidc_other_application", caller: caller{bearer: alice}, body: `{"application_sid":"` + server.DemoApplicationSID + `"}`, want: codes.NotFound},
+		// The rule allows only testApp: outgoing calls through another
+		// application are denied although testApp signs.
+		{name: "oidc_outgoing_through_other_application", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"outgoing":{"application_sid":"APeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}}}}`, want: codes.PermissionDenied},
+		{name: "oidc_outgoing_params", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"outgoing":{"application_sid":"` + testApp + `","params":{"to":"+15550100"}}}}}`, want: codes.PermissionDenied},
+		{name: "proxy_outgoing_through_other_application", caller: caller{proxyUser: "carol"}, body: `{"grants":{"voice":{"outgoing":{"application_sid":"APeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}}}}`, restOnly: true, want: codes.PermissionDenied},
 		{name: "oidc_expired", caller: caller{bearer: is.token(t, func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })}, body: `{}`, want: codes.Unauthenticated},
 		{name: "oidc_wrong_issuer", caller: caller{bearer: is.token(t, func(c jwt.MapClaims) { c["iss"] = "https://evil.example" })}, body: `{}`, want: codes.Unauthenticated},
 		{name: "oidc_wrong_audience", caller: caller{bearer: is.token(t, func(c jwt.MapClaims) { c["aud"] = "someone-else" })}, body: `{}`, want: codes.Unauthenticated},
@@ -232,10 +237,12 @@ func TestCallerDecisions(t *testing.T) {
 		t.Errorf("validate_only = %v %v, want the decision of rule backend, the claims and the size, and no token", code, resp)
 	}
 
-	// A denied request explained: the decision says no, and why.
+	// A denied request explained: the 403 a mint gets, saying why and
+	// naming the rule, and nothing of the application.
 	code, resp, _ = h.mintAs(t, "rest", caller{bearer: alice}, `{"identity":"bob","validate_only":true}`)
-	if code != codes.OK || get(resp, "decision", "allowed") == true || get(resp, "decision", "rule") != "browser-own-identity" || get(resp, "decision", "reason") == nil || resp["token"] != nil {
-		t.Errorf("validate_only of a denied request = %v %v, want allowed false, the rule and the reason", code, resp)
+	if msg, _ := resp["message"].(string); code != codes.PermissionDenied || !strings.Contains(msg, "(rule browser-own-identity)") ||
+		!strings.Contains(msg, "identity bob is not the caller's own identity alice") || resp["decision"] != nil || resp["account_sid"] != nil {
+		t.Errorf("validate_only of a denied request = %v %v, want PermissionDenied naming the rule and the reason", code, resp)
 	}
 
 	// Every decision is in the audit log, without a token or credential.

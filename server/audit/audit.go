@@ -3,7 +3,11 @@
 // was decided.
 //
 // A record never holds a token or a secret: Record has no field for one,
-// and a test pins its JSON keys.
+// and a test pins its JSON keys. A mint or explain record names what the
+// token authorizes (its reach: the outgoing application, service SIDs,
+// workspace, worker and role, room, push credentials), not only its
+// grant kinds; those are plain strings copied from the request, so the
+// record costs no more to build.
 //
 // # Writing
 //
@@ -43,6 +47,9 @@ const (
 	EventMint   = "mint"
 	EventAdmin  = "admin"
 	EventVerify = "verify"
+	// EventExplain is a mint request with validate_only: decided,
+	// audited and rate limited like a mint, but nothing is signed.
+	EventExplain = "explain"
 	// EventDropped is written by the Logger itself after records were
 	// dropped; Reason says how many.
 	EventDropped = "audit-dropped"
@@ -64,7 +71,7 @@ const maxFieldLen = 1024
 type Record struct {
 	// Time of the event; Log sets it to now when zero.
 	Time time.Time `json:"time,omitzero"`
-	// Event is EventMint, EventVerify or EventAdmin.
+	// Event is EventMint, EventExplain, EventVerify or EventAdmin.
 	Event string `json:"event,omitempty"`
 	// Principal is the caller's principal name; PrincipalKind how it
 	// authenticated (anonymous, mtls, credential, oidc, proxy).
@@ -76,6 +83,23 @@ type Record struct {
 	ApplicationSID string `json:"application_sid,omitempty"`
 	// Grants summarizes the token's grants (see GrantsSummary).
 	Grants string `json:"grants,omitempty"`
+	// What the token authorizes besides its signer (see policy.Reach):
+	// the TwiML application its outgoing calls run through and the keys
+	// (never the values) of the params passed to it, comma-separated; the
+	// voice push credential; the video room; the chat service, push
+	// credential and deployment role; the Sync service; the TaskRouter
+	// workspace, worker and role.
+	OutgoingApplicationSID string `json:"outgoing_application_sid,omitempty"`
+	OutgoingParams         string `json:"outgoing_params,omitempty"`
+	PushCredentialSID      string `json:"push_credential_sid,omitempty"`
+	Room                   string `json:"room,omitempty"`
+	ChatServiceSID         string `json:"chat_service_sid,omitempty"`
+	ChatPushCredentialSID  string `json:"chat_push_credential_sid,omitempty"`
+	ChatDeploymentRoleSID  string `json:"chat_deployment_role_sid,omitempty"`
+	SyncServiceSID         string `json:"sync_service_sid,omitempty"`
+	WorkspaceSID           string `json:"workspace_sid,omitempty"`
+	WorkerSID              string `json:"worker_sid,omitempty"`
+	TaskRouterRole         string `json:"task_router_role,omitempty"`
 	// JTI is the token's id (not a secret: the API key SID and a nonce).
 	JTI string `json:"jti,omitempty"`
 	// Exp is when the token expires.
@@ -330,6 +354,17 @@ func appendRecord(b []byte, r *Record) []byte {
 	str("identity", r.Identity)
 	str("application_sid", r.ApplicationSID)
 	str("grants", r.Grants)
+	str("outgoing_application_sid", r.OutgoingApplicationSID)
+	str("outgoing_params", r.OutgoingParams)
+	str("push_credential_sid", r.PushCredentialSID)
+	str("room", r.Room)
+	str("chat_service_sid", r.ChatServiceSID)
+	str("chat_push_credential_sid", r.ChatPushCredentialSID)
+	str("chat_deployment_role_sid", r.ChatDeploymentRoleSID)
+	str("sync_service_sid", r.SyncServiceSID)
+	str("workspace_sid", r.WorkspaceSID)
+	str("worker_sid", r.WorkerSID)
+	str("task_router_role", r.TaskRouterRole)
 	str("jti", r.JTI)
 	tm("exp", r.Exp)
 	str("decision", r.Decision)
@@ -363,7 +398,10 @@ func clean(r Record) Record {
 	if !r.Exp.IsZero() {
 		r.Exp = r.Exp.UTC()
 	}
-	for _, s := range []*string{&r.Event, &r.Principal, &r.PrincipalKind, &r.Identity, &r.ApplicationSID, &r.Grants, &r.JTI, &r.Decision, &r.Rule, &r.Reason, &r.Action, &r.ClientAddr, &r.RequestID, &r.Code} {
+	for _, s := range []*string{&r.Event, &r.Principal, &r.PrincipalKind, &r.Identity, &r.ApplicationSID, &r.Grants,
+		&r.OutgoingApplicationSID, &r.OutgoingParams, &r.PushCredentialSID, &r.Room, &r.ChatServiceSID,
+		&r.ChatPushCredentialSID, &r.ChatDeploymentRoleSID, &r.SyncServiceSID, &r.WorkspaceSID, &r.WorkerSID, &r.TaskRouterRole,
+		&r.JTI, &r.Decision, &r.Rule, &r.Reason, &r.Action, &r.ClientAddr, &r.RequestID, &r.Code} {
 		*s = clip(*s)
 	}
 	return r

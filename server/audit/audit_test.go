@@ -30,21 +30,36 @@ func fullRecord() Record {
 		Identity:       "agent_7",
 		ApplicationSID: "AP0123456789abcdef0123456789abcdef",
 		Grants:         "voice:outgoing,video",
-		JTI:            "SK0123456789abcdef0123456789abcdef-1714564800",
-		Exp:            time.Date(2026, 5, 1, 13, 0, 0, 0, time.UTC),
-		Decision:       Allow,
-		Rule:           "backend-voice",
-		Reason:         "r",
-		Action:         "rotate-key",
-		ClientAddr:     "10.0.0.1:5555",
-		RequestID:      "req-1",
-		Code:           "OK",
+
+		OutgoingApplicationSID: "AP11111111111111111111111111111111",
+		OutgoingParams:         "from,to",
+		PushCredentialSID:      "CR11111111111111111111111111111111",
+		Room:                   "support-1",
+		ChatServiceSID:         "IS11111111111111111111111111111111",
+		ChatPushCredentialSID:  "CR22222222222222222222222222222222",
+		ChatDeploymentRoleSID:  "RL11111111111111111111111111111111",
+		SyncServiceSID:         "IS22222222222222222222222222222222",
+		WorkspaceSID:           "WS11111111111111111111111111111111",
+		WorkerSID:              "WK11111111111111111111111111111111",
+		TaskRouterRole:         "worker",
+		JTI:                    "SK0123456789abcdef0123456789abcdef-1714564800",
+		Exp:                    time.Date(2026, 5, 1, 13, 0, 0, 0, time.UTC),
+		Decision:               Allow,
+		Rule:                   "backend-voice",
+		Reason:                 "r",
+		Action:                 "rotate-key",
+		ClientAddr:             "10.0.0.1:5555",
+		RequestID:              "req-1",
+		Code:                   "OK",
 	}
 }
 
 var wantKeys = []string{
-	"action", "application_sid", "client_addr", "code", "decision", "event", "exp", "grants",
-	"identity", "jti", "principal", "principal_kind", "reason", "request_id", "rule", "time",
+	"action", "application_sid", "chat_deployment_role_sid", "chat_push_credential_sid", "chat_service_sid",
+	"client_addr", "code", "decision", "event", "exp", "grants",
+	"identity", "jti", "outgoing_application_sid", "outgoing_params", "principal", "principal_kind",
+	"push_credential_sid", "reason", "request_id", "room", "rule", "sync_service_sid", "task_router_role",
+	"time", "worker_sid", "workspace_sid",
 }
 
 // TestRecordKeys pins the audit log's keys: a new field (such as one that

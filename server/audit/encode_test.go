@@ -16,6 +16,9 @@ func TestAppendRecordMatchesEncodingJSON(t *testing.T) {
 		Time: time.Date(2026, 11, 27, 14, 0, 0, 123456789, time.UTC), Event: EventMint,
 		Principal: `svc "quoted" \ back`, PrincipalKind: "credential", Identity: "alice\u2028x",
 		ApplicationSID: "APdddddddddddddddddddddddddddddddd", Grants: "voice:outgoing", JTI: "SKb-1",
+		OutgoingApplicationSID: "APeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", OutgoingParams: `"a,b",to`, PushCredentialSID: "CRx",
+		Room: "room \"7\"", ChatServiceSID: "ISa", ChatPushCredentialSID: "CRb", ChatDeploymentRoleSID: "RLc",
+		SyncServiceSID: "ISd", WorkspaceSID: "WSe", WorkerSID: "WKf", TaskRouterRole: "worker",
 		Exp: time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC), Decision: Allow, Rule: "r", Reason: "tab\there",
 		Action: "add_key", ClientAddr: "127.0.0.1:1", RequestID: "abc", Code: "OK",
 	}

@@ -33,13 +33,20 @@ import (
 //     (a request naming another identity is denied; naming none gets it)
 //     or {generate: prefix} (each token gets prefix and 20 random hex
 //     digits; a request naming any identity is denied);
+//   - grants are checked like any rule's, over the token's whole reach
+//     (see Reach): {voice: {outgoing: true}} lets outgoing calls run
+//     through the signing application only, with no params, unless the
+//     rule lists other applications or params;
 //   - rate_limit is required: a token bucket of per_second (0.001 to
 //     1000) and burst (1 to 1000) per client address (the TCP peer's IP:
 //     behind a reverse proxy every caller shares the proxy's bucket). The
 //     buckets start full when the policy is (re)loaded.
 //
 // tokend admits anonymous callers in policy mode only while the policy has
-// such a rule, and logs a warning naming it at every load.
+// such a rule, and logs a warning naming it at every load. An explanation
+// (validate_only) by an anonymous caller is charged to its address in the
+// bucket of the rule that allows it (or, denied, that came closest), as a
+// mint is.
 
 // Limits of anonymous rules.
 const (
@@ -80,7 +87,10 @@ func (r *Rule) AnonymousIdentity() string {
 }
 
 // AllowedGrants summarizes the grants the rule allows, for logs:
-// "voice:outgoing", "voice:incoming+outgoing,video:support-.*", "none".
+// "voice:outgoing", "voice:incoming+outgoing,video:support-.*", "none";
+// outgoing calls that may run through other applications than the
+// signing one, or carry params, are named:
+// "voice:outgoing[applications=self,AP…;params=to]".
 func (r *Rule) AllowedGrants() string {
 	g := &r.grants
 	var parts []string
@@ -93,6 +103,9 @@ func (r *Rule) AllowedGrants() string {
 			v += ":incoming"
 		case g.voiceOutgoing:
 			v += ":outgoing"
+		}
+		if g.voiceOutgoing {
+			v += g.outgoingSummary()
 		}
 		parts = append(parts, v)
 	}
@@ -115,6 +128,36 @@ func (r *Rule) AllowedGrants() string {
 		return "none"
 	}
 	return strings.Join(parts, ",")
+}
+
+// outgoingSummary names the applications and params outgoing calls may
+// have, in brackets, or "" for the default (the signing application, no
+// params).
+func (g *grantRule) outgoingSummary() string {
+	if g.outgoingSelf && !g.outgoingApps.any && len(g.outgoingApps.list) == 0 && !g.params.any && len(g.params.list) == 0 {
+		return ""
+	}
+	var apps []string
+	if g.outgoingSelf {
+		apps = append(apps, selfApplication)
+	}
+	switch {
+	case g.outgoingApps.any:
+		apps = append(apps, "*")
+	default:
+		apps = append(apps, g.outgoingApps.list...)
+	}
+	params := "none"
+	switch {
+	case g.params.any:
+		params = "*"
+	case len(g.params.list) > 0:
+		params = strings.Join(g.params.list, ",")
+	}
+	if len(apps) == 0 {
+		apps = append(apps, "none")
+	}
+	return "[applications=" + strings.Join(apps, ",") + ";params=" + params + "]"
 }
 
 // AnonymousRules returns the rules that let callers without credentials

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
@@ -27,6 +25,27 @@ func TestParseAnonymousRule(t *testing.T) {
 	other, err := Parse([]byte("rules:\n- name: a\n  kinds: [oidc]\n  applications: [\"*\"]\n  identities: {self: true}\n"), "p.yaml")
 	if err != nil || other.AdmitsAnonymous() {
 		t.Errorf("a policy without anonymous rules: AdmitsAnonymous() = %v, %v; want false", other.AdmitsAnonymous(), err)
+	}
+}
+
+func TestAnonymousAllowedGrants(t *testing.T) {
+	for _, tc := range []struct{ name, grants, want string }{
+		{"outgoing_default", "{voice: {outgoing: true}}", "voice:outgoing"},
+		{"voice_video", "{voice: true, video: {rooms: \"^support-.*$\"}}", "voice:incoming+outgoing,video:^support-.*$"},
+		{"params", "{voice: {outgoing: {params: [to, from]}}}", "voice:outgoing[applications=self;params=to,from]"},
+		{"other_app", "{voice: {outgoing: {applications: [\"AP11111111111111111111111111111111\"]}}}", "voice:outgoing[applications=AP11111111111111111111111111111111;params=none]"},
+		{"any", "{voice: {incoming: true, outgoing: {applications: \"*\", params: \"*\"}}}", "voice:incoming+outgoing[applications=*;params=*]"},
+		{"none", "{}", "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse([]byte(anonHead+"  identities: {fixed: user}\n  grants: "+tc.grants+"\n  rate_limit: {per_second: 1, burst: 1}\n"), "p.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.AnonymousRules()[0].AllowedGrants(); got != tc.want {
+				t.Errorf("AllowedGrants() of %s = %q, want %q", tc.grants, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -73,18 +92,26 @@ func TestDecideAnonymous(t *testing.T) {
   grants: {voice: true}
   rate_limit: {per_second: 1, burst: 1}
   max_ttl_seconds: 60
+- name: params
+  kinds: [anonymous]
+  applications: ["AP33333333333333333333333333333333"]
+  identities: {fixed: caller}
+  grants: {voice: {outgoing: {applications: [self, "AP11111111111111111111111111111111"], params: [to]}}}
+  rate_limit: {per_second: 1, burst: 1}
 `), "p.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	anon := Caller{Kind: KindAnonymous, Name: "anonymous"}
-	outgoing := &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: "AP11111111111111111111111111111111"}}}
+	const app1, app2, app3 = "AP11111111111111111111111111111111", "AP22222222222222222222222222222222", "AP33333333333333333333333333333333"
+	out := func(app string, params map[string]string) *tokenv1.Grants {
+		return &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: app, Params: params}}}
+	}
 	incoming := &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}}
-	const app1, app2 = "AP11111111111111111111111111111111", "AP22222222222222222222222222222222"
 	guest := regexp.MustCompile(`^guest_[0-9a-f]{20}$`)
 	for _, tc := range []struct {
 		name      string
-		req       *tokenv1.MintRequest
+		identity  string // requested; empty: none, the default "user"
 		g         *tokenv1.Grants
 		app       string
 		ttl       int64
@@ -92,20 +119,38 @@ func TestDecideAnonymous(t *testing.T) {
 		wantID    *regexp.Regexp // nil: denied
 		wantInWhy string
 	}{
-		{"fixed_default", &tokenv1.MintRequest{}, outgoing, app1, 0, "fixed", regexp.MustCompile(`^user$`), ""},
-		{"fixed_named", &tokenv1.MintRequest{Identity: proto.String("user")}, outgoing, app1, 0, "fixed", regexp.MustCompile(`^user$`), ""},
-		{"other_app_generated", &tokenv1.MintRequest{}, outgoing, app2, 0, "gen", guest, ""},
-		{"incoming_falls_to_gen", &tokenv1.MintRequest{}, incoming, app1, 0, "gen", guest, ""},
-		{"named_other", &tokenv1.MintRequest{Identity: proto.String("root")}, outgoing, app2, 0, RuleDefaultDeny, nil, "may not choose their identity"},
-		{"ttl", &tokenv1.MintRequest{}, incoming, app2, 120, RuleDefaultDeny, nil, "ttl 120 exceeds max_ttl_seconds 60"},
+		{"fixed_default", "", out(app1, nil), app1, 0, "fixed", regexp.MustCompile(`^user$`), ""},
+		{"fixed_named", "user", out(app1, nil), app1, 0, "fixed", regexp.MustCompile(`^user$`), ""},
+		{"other_app_generated", "", out(app2, nil), app2, 0, "gen", guest, ""},
+		{"incoming_falls_to_gen", "", incoming, app1, 0, "gen", guest, ""},
+		{"named_other", "root", out(app2, nil), app2, 0, RuleDefaultDeny, nil, "may not choose their identity"},
+		{"ttl", "", incoming, app2, 120, RuleDefaultDeny, nil, "ttl 120 exceeds max_ttl_seconds 60"},
+		// The reach grammar applies to anonymous rules as to any: outgoing
+		// calls through the signing application only, with no params,
+		// unless the rule says otherwise.
+		{"outgoing_through_other_app", "", out(app1, nil), app2, 0, RuleDefaultDeny, nil, "rule gen: voice.outgoing.application_sid " + app1 + " is not allowed: outgoing calls may run through the signing application " + app2},
+		{"outgoing_params", "", out(app1, map[string]string{"to": "+15550100"}), app1, 0, RuleDefaultDeny, nil, `voice.outgoing.params key "to" is not allowed (allowed keys: none)`},
+		{"listed_app_and_param", "", out(app1, map[string]string{"to": "+15550100"}), app3, 0, "params", regexp.MustCompile(`^caller$`), ""},
+		{"listed_app_other_param", "caller", out(app3, map[string]string{"from": "x"}), app3, 0, RuleDefaultDeny, nil, `rule params: voice.outgoing.params key "from" is not allowed (allowed keys: to)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := p.Decide(anon, tc.req, tc.g, "user", tc.app, tc.ttl)
+			identity := tc.identity
+			if identity == "" {
+				identity = "user" // the default identity
+			}
+			r := ReachOf(tc.app, identity, tc.g)
+			r.IdentityRequested = tc.identity != ""
+			d := p.Decide(anon, &r, tc.ttl)
 			if d.Rule != tc.wantRule || d.Allowed != (tc.wantID != nil) {
 				t.Fatalf("Decide = %+v, want rule %s allowed %v", d, tc.wantRule, tc.wantID != nil)
 			}
-			if tc.wantID != nil && (!tc.wantID.MatchString(d.Identity) || d.RateLimit == nil) {
-				t.Errorf("Decide identity %q (rate limit %v), want %v and a rate limit", d.Identity, d.RateLimit, tc.wantID)
+			if tc.wantID != nil && !tc.wantID.MatchString(d.Identity) {
+				t.Errorf("Decide identity %q, want %v", d.Identity, tc.wantID)
+			}
+			// Allowed or denied, an anonymous caller's decision names the
+			// bucket its explanations are charged to.
+			if d.RateLimit == nil {
+				t.Errorf("Decide = %+v, want a rate limit", d)
 			}
 			if !strings.Contains(d.Reason, tc.wantInWhy) {
 				t.Errorf("Decide reason %q, want it to contain %q", d.Reason, tc.wantInWhy)
@@ -113,7 +158,8 @@ func TestDecideAnonymous(t *testing.T) {
 		})
 	}
 	// Other callers are not selected by anonymous rules.
-	if d := p.Decide(Caller{Kind: KindOIDC, Name: "alice", Identity: "alice", Browser: true}, &tokenv1.MintRequest{}, outgoing, "alice", app1, 0); d.Allowed {
-		t.Errorf("an OIDC caller was allowed by an anonymous rule: %+v", d)
+	r := ReachOf(app1, "alice", out(app1, nil))
+	if d := p.Decide(Caller{Kind: KindOIDC, Name: "alice", Identity: "alice", Browser: true}, &r, 0); d.Allowed || d.RateLimit != nil {
+		t.Errorf("an OIDC caller was allowed by an anonymous rule, or got its bucket: %+v", d)
 	}
 }

@@ -18,6 +18,12 @@ func mustParse(t testing.TB, src string) *Policy {
 	return p
 }
 
+// decide decides a token signed by app for identity carrying g.
+func decide(p *Policy, c Caller, g *tokenv1.Grants, identity, app string, ttl int64) Decision {
+	r := ReachOf(app, identity, g)
+	return p.Decide(c, &r, ttl)
+}
+
 func voice(incoming bool, outgoingApp string) *tokenv1.Grants {
 	v := &tokenv1.VoiceGrant{}
 	if incoming {
@@ -56,7 +62,8 @@ func TestDecide(t *testing.T) {
 		rule     string
 		reason   string // substring when denied
 	}{
-		{"mtls backend outgoing", backend, voice(false, app2), "agent_7", app1, 3600, true, "backend-voice", ""},
+		{"mtls backend outgoing", backend, voice(false, app1), "agent_7", app1, 3600, true, "backend-voice", ""},
+		{"outgoing through another application", backend, voice(false, app2), "agent_7", app1, 3600, false, RuleDefaultDeny, "rule backend-voice: voice.outgoing.application_sid " + app2 + " is not allowed: outgoing calls may run through the signing application " + app1},
 		{"credential outgoing", billing, voice(false, app1), "agent_1", app1, 60, true, "backend-voice", ""},
 		{"group member", agentGroup, &tokenv1.Grants{Chat: &tokenv1.ChatGrant{}}, "agent_2", app1, 60, true, "backend-voice", ""},
 		{"voice without incoming or outgoing", backend, &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{EndpointId: "e"}}, "agent_1", app1, 60, true, "backend-voice", ""},
@@ -75,7 +82,8 @@ func TestDecide(t *testing.T) {
 		{"ttl unnamed", backend, nil, "agent_7", app1, 0, true, "backend-voice", ""},
 		{"ttl negative", backend, nil, "agent_7", app1, -1, false, RuleDefaultDeny, "ttl -1 is not positive"},
 		{"browser self", alice, video(""), "alice", app2, 600, true, "browsers", ""},
-		{"browser self voice", alice, voice(true, app1), "alice", app2, 600, true, "browsers", ""},
+		{"browser self voice", alice, voice(true, app2), "alice", app2, 600, true, "browsers", ""},
+		{"browser voice through another application", alice, voice(true, app1), "alice", app2, 600, false, RuleDefaultDeny, "voice.outgoing.application_sid " + app1 + " is not allowed"},
 		{"browser other identity", alice, nil, "bob", app1, 60, false, RuleBrowserIdentity, "identity bob is not the caller's own identity alice"},
 		{"browser without identity", Caller{Kind: KindOIDC, Name: "x", Browser: true}, nil, "x", app1, 60, false, RuleBrowserIdentity, "(the caller has none)"},
 		{"browser ttl", alice, nil, "alice", app1, 601, false, RuleDefaultDeny, "rule browsers: ttl 601 exceeds max_ttl_seconds 600"},
@@ -97,7 +105,7 @@ func TestDecide(t *testing.T) {
 		{"empty identity", backend, nil, "", app1, 60, false, RuleDefaultDeny, "no identity given"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := p.Decide(tc.c, &tokenv1.MintRequest{}, tc.g, tc.identity, tc.app, tc.ttl)
+			d := decide(p, tc.c, tc.g, tc.identity, tc.app, tc.ttl)
 			if d.Allowed != tc.allowed || d.Rule != tc.rule {
 				t.Fatalf("Decide = %+v; want allowed=%v rule=%s", d, tc.allowed, tc.rule)
 			}
@@ -111,26 +119,14 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func TestDecideUsesRequestGrantsWhenNoEffective(t *testing.T) {
-	p := mustParse(t, examplePolicy)
-	c := Caller{Kind: KindMTLS, Name: "spiffe://example.org/backend"}
-	req := &tokenv1.MintRequest{Grants: voice(true, "")}
-	if d := p.Decide(c, req, nil, "agent_1", app1, 60); d.Allowed {
-		t.Errorf("request grants ignored: %+v", d)
-	}
-	// Effective grants win over the request's.
-	if d := p.Decide(c, req, &tokenv1.Grants{}, "agent_1", app1, 60); !d.Allowed {
-		t.Errorf("effective grants ignored: %+v", d)
-	}
-}
-
 func TestDecideNilPolicy(t *testing.T) {
 	var p *Policy
-	d := p.Decide(Caller{Kind: KindMTLS, Name: "x"}, nil, nil, "u", app1, 60)
+	d := decide(p, Caller{Kind: KindMTLS, Name: "x"}, nil, "u", app1, 60)
 	if d.Allowed || d.Rule != RuleDefaultDeny {
 		t.Errorf("nil policy: %+v", d)
 	}
-	if d := NewHolder(nil).Decide(Caller{}, nil, nil, "u", app1, 60); d.Allowed {
+	r := ReachOf(app1, "u", nil)
+	if d := NewHolder(nil).Decide(Caller{}, &r, 60); d.Allowed {
 		t.Errorf("nil holder policy: %+v", d)
 	}
 }
@@ -138,7 +134,7 @@ func TestDecideNilPolicy(t *testing.T) {
 func TestDecideEmptyPolicyDeniesAll(t *testing.T) {
 	p := mustParse(t, "rules: []")
 	for _, c := range []Caller{{Kind: KindAnonymous}, {Kind: KindMTLS, Name: "a"}, {Kind: KindOIDC, Name: "b", Identity: "b"}} {
-		if d := p.Decide(c, nil, nil, "b", app1, 60); d.Allowed || d.Rule != RuleDefaultDeny {
+		if d := decide(p, c, nil, "b", app1, 60); d.Allowed || d.Rule != RuleDefaultDeny {
 			t.Errorf("%v: %+v", c, d)
 		}
 	}
@@ -170,7 +166,7 @@ func TestFirstMatchingRuleWins(t *testing.T) {
 		{"a", 60, video(""), "wide"},
 		{"b", 60, nil, "wide"},
 	} {
-		if d := p.Decide(c, nil, tc.g, tc.identity, app1, tc.ttl); !d.Allowed || d.Rule != tc.rule {
+		if d := decide(p, c, tc.g, tc.identity, app1, tc.ttl); !d.Allowed || d.Rule != tc.rule {
 			t.Errorf("%s ttl %d: %+v; want %s", tc.identity, tc.ttl, d, tc.rule)
 		}
 	}
@@ -212,7 +208,7 @@ func TestDecideReasons(t *testing.T) {
 		{Caller{Kind: KindProxy, Name: "alice", Identity: "alice"}, "bob", "rule mine: identity bob is not the caller's own identity alice"},
 		{Caller{Kind: KindProxy, Name: "alice"}, "alice", "rule mine: identity alice is not the caller's own identity (the caller has none)"},
 	} {
-		d := p.Decide(tc.c, nil, nil, tc.identity, app1, 60)
+		d := decide(p, tc.c, nil, tc.identity, app1, 60)
 		if d.Allowed || d.Rule != RuleDefaultDeny || d.Reason != tc.want {
 			t.Errorf("%v for %s: %+v; want reason %q", tc.c, tc.identity, d, tc.want)
 		}

@@ -13,6 +13,7 @@ import (
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		examplePolicy,
+		reach,
 		"rules: []",
 		"",
 		"rules:\n- name: a\n  kinds: [anonymous]\n  applications: [\"*\"]\n  identities: {pattern: \"u.*\"}\n  grants: {voice: true, video: true, chat: true, data_sync: true, task_router: true, player: true}\n  max_ttl_seconds: 86400\n",
@@ -41,6 +42,8 @@ func FuzzParse(f *testing.F) {
 		voice(true, app1),
 		video(""),
 		video("r-1"),
+		outgoing(app2, map[string]string{"to": "x"}),
+		{Voice: &tokenv1.VoiceGrant{PushCredentialSid: cr1}, Chat: &tokenv1.ChatGrant{ServiceSid: is1}, TaskRouter: &tokenv1.TaskRouterGrant{WorkspaceSid: ws1, WorkerSid: wk1, Role: "worker"}},
 		{Chat: &tokenv1.ChatGrant{}, DataSync: &tokenv1.SyncGrant{}, TaskRouter: &tokenv1.TaskRouterGrant{}},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -71,8 +74,10 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, c := range callers {
 			for _, g := range grants {
-				for _, id := range []string{"alice", "bob", ""} {
-					d := p.Decide(c, nil, g, id, app1, 60)
+				for _, id := range []string{"alice", "bob", "", "user"} {
+					r := ReachOf(app1, id, g)
+					r.IdentityRequested = id != "user" // "user" stands for the default identity
+					d := p.Decide(c, &r, 60)
 					if d.Allowed && c.Browser && id != c.Identity {
 						t.Fatalf("browser caller allowed identity %q: %+v", id, d)
 					}
@@ -85,8 +90,11 @@ func FuzzParse(f *testing.F) {
 					if d.Allowed && c.Kind == KindAnonymous && (d.RateLimit == nil || d.Identity == "") {
 						t.Fatalf("anonymous caller allowed without a rate limit or a rule's identity: %+v", d)
 					}
-					if d.Allowed && c.Kind != KindAnonymous && (d.RateLimit != nil || d.Identity != "") {
-						t.Fatalf("caller %v allowed by an anonymous rule: %+v", c, d)
+					if c.Kind != KindAnonymous && (d.RateLimit != nil || d.Identity != "") {
+						t.Fatalf("caller %v decided by an anonymous rule: %+v", c, d)
+					}
+					if d.Allowed && d.Identity != "" && r.IdentityRequested && d.Identity != id {
+						t.Fatalf("identity %q requested, allowed with another %q: %+v", id, d.Identity, d)
 					}
 				}
 			}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -444,7 +446,16 @@ func (p *parser) identities(n *yaml.Node, path string, ir *identityRule) {
 			p.fail(v, child(path, "list"), "must not be empty")
 		}
 		ir.list = map[string]bool{}
-		p.strings(v, child(path, "list"), func(_ *yaml.Node, _ string, s string) { ir.list[s] = true })
+		p.strings(v, child(path, "list"), func(e *yaml.Node, ep string, s string) {
+			// tokend refuses such identities, so the entry could only
+			// mislead a reader (an RLO makes "alice" look like another).
+			if i := strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Cf, r) }); i >= 0 {
+				r, _ := utf8.DecodeRuneInString(s[i:])
+				p.fail(e, ep, "must not contain Unicode format characters (category Cf): found %U", r)
+				return
+			}
+			ir.list[s] = true
+		})
 	}
 	if v, ok := f["pattern"]; ok {
 		set = true
@@ -462,20 +473,16 @@ func (p *parser) grants(n *yaml.Node, path string, gr *grantRule) {
 	if !ok {
 		return
 	}
+	// What a grant reaches is unrestricted unless the rule says otherwise,
+	// but voice outgoing calls: only through the signing application, with
+	// no params.
+	gr.outgoingSelf = true
+	gr.voicePush = anyScope
+	gr.chatServices, gr.chatPush, gr.chatRoles = anyScope, anyScope, anyScope
+	gr.syncServices = anyScope
+	gr.workspaces, gr.workers, gr.roles = anyScope, anyScope, anyScope
 	if v, ok := f["voice"]; ok {
-		vp := child(path, "voice")
-		if v.Kind == yaml.MappingNode {
-			vf, _ := p.fields(v, vp, "incoming", "outgoing")
-			gr.voice = true
-			if x, ok := vf["incoming"]; ok {
-				gr.voiceIncoming, _ = p.boolean(x, child(vp, "incoming"))
-			}
-			if x, ok := vf["outgoing"]; ok {
-				gr.voiceOutgoing, _ = p.boolean(x, child(vp, "outgoing"))
-			}
-		} else if b, ok := p.boolean(v, vp); ok {
-			gr.voice, gr.voiceIncoming, gr.voiceOutgoing = b, b, b
-		}
+		p.voice(v, child(path, "voice"), gr)
 	}
 	if v, ok := f["video"]; ok {
 		vp := child(path, "video")
@@ -495,14 +502,149 @@ func (p *parser) grants(n *yaml.Node, path string, gr *grantRule) {
 			gr.video, gr.anyRoom = b, b
 		}
 	}
-	for _, b := range []struct {
-		key string
-		dst *bool
-	}{{"chat", &gr.chat}, {"data_sync", &gr.dataSync}, {"task_router", &gr.taskRouter}, {"player", &gr.player}} {
-		if v, ok := f[b.key]; ok {
-			*b.dst, _ = p.boolean(v, child(path, b.key))
+	if v, ok := f["chat"]; ok {
+		gr.chat = p.grantScopes(v, child(path, "chat"), []scopeField{
+			{"services", "IS", &gr.chatServices},
+			{"push_credentials", "CR", &gr.chatPush},
+			{"deployment_roles", "RL", &gr.chatRoles},
+		})
+	}
+	if v, ok := f["data_sync"]; ok {
+		gr.dataSync = p.grantScopes(v, child(path, "data_sync"), []scopeField{
+			{"services", "IS", &gr.syncServices},
+		})
+	}
+	if v, ok := f["task_router"]; ok {
+		gr.taskRouter = p.grantScopes(v, child(path, "task_router"), []scopeField{
+			{"workspaces", "WS", &gr.workspaces},
+			{"workers", "WK", &gr.workers},
+			{"roles", "", &gr.roles},
+		})
+	}
+	if v, ok := f["player"]; ok {
+		gr.player, _ = p.boolean(v, child(path, "player"))
+	}
+}
+
+// voice parses grants.voice: true, false or {incoming, outgoing,
+// push_credentials}, where outgoing is true, false or {applications,
+// params}.
+func (p *parser) voice(v *yaml.Node, vp string, gr *grantRule) {
+	if v.Kind != yaml.MappingNode {
+		if b, ok := p.boolean(v, vp); ok {
+			gr.voice, gr.voiceIncoming, gr.voiceOutgoing = b, b, b
+		}
+		return
+	}
+	vf, _ := p.fields(v, vp, "incoming", "outgoing", "push_credentials")
+	gr.voice = true
+	if x, ok := vf["incoming"]; ok {
+		gr.voiceIncoming, _ = p.boolean(x, child(vp, "incoming"))
+	}
+	if x, ok := vf["push_credentials"]; ok {
+		gr.voicePush = p.scope(x, child(vp, "push_credentials"), "CR", false)
+	}
+	x, ok := vf["outgoing"]
+	if !ok {
+		return
+	}
+	op := child(vp, "outgoing")
+	if x.Kind != yaml.MappingNode {
+		gr.voiceOutgoing, _ = p.boolean(x, op)
+		return
+	}
+	of, _ := p.fields(x, op, "applications", "params")
+	gr.voiceOutgoing = true
+	if a, ok := of["applications"]; ok {
+		gr.outgoingSelf = false
+		gr.outgoingApps = p.scope(a, child(op, "applications"), "AP", true)
+		// "self" is kept out of the list: it is the signing application.
+		gr.outgoingApps.list = slices.DeleteFunc(gr.outgoingApps.list, func(s string) bool {
+			if s == selfApplication {
+				gr.outgoingSelf = true
+				return true
+			}
+			return false
+		})
+	}
+	if a, ok := of["params"]; ok {
+		gr.params = p.scope(a, child(op, "params"), "", false)
+	}
+}
+
+// selfApplication names the signing application in
+// voice.outgoing.applications.
+const selfApplication = "self"
+
+type scopeField struct {
+	key    string
+	prefix string // SID prefix of the values; "" for names
+	dst    *scope
+}
+
+// grantScopes parses a grant that is true, false or a mapping of the
+// scopes fields restrict (any that is absent stays unrestricted), and
+// returns whether the grant is allowed.
+func (p *parser) grantScopes(v *yaml.Node, path string, fields []scopeField) bool {
+	if v.Kind != yaml.MappingNode {
+		b, _ := p.boolean(v, path)
+		return b
+	}
+	known := make([]string, len(fields))
+	for i, sf := range fields {
+		known[i] = sf.key
+	}
+	f, _ := p.fields(v, path, known...)
+	for _, sf := range fields {
+		if x, ok := f[sf.key]; ok {
+			*sf.dst = p.scope(x, child(path, sf.key), sf.prefix, false)
 		}
 	}
+	return true
+}
+
+// scope parses "*" (any value) or a list of values: SIDs with prefix, or
+// any non-empty names when prefix is "" ("*" in the list also means any).
+// With self, "self" may be listed too (the signing application).
+func (p *parser) scope(n *yaml.Node, path, prefix string, self bool) scope {
+	if n.Kind == yaml.ScalarNode {
+		if s, ok := p.str(n, path); ok && s == "*" {
+			return anyScope
+		} else if ok {
+			p.fail(n, path, `must be "*" or a list%s`, describeValues(prefix, self))
+		}
+		return scope{}
+	}
+	sc := scope{fold: prefix != ""}
+	if n.Kind != yaml.SequenceNode {
+		p.fail(n, path, `must be "*" or a list%s`, describeValues(prefix, self))
+		return sc
+	}
+	p.strings(n, path, func(e *yaml.Node, ep, s string) {
+		switch {
+		case s == "*":
+			sc.any = true
+		case self && s == selfApplication:
+			sc.list = append(sc.list, s)
+		case prefix == "":
+			sc.list = append(sc.list, s)
+		case sid.Valid(s, prefix):
+			sc.list = append(sc.list, s)
+		default:
+			p.fail(e, ep, `must be "*"%s or a SID: %s followed by 32 hex digits`, map[bool]string{true: `, "self"`}[self], prefix)
+		}
+	})
+	return sc
+}
+
+func describeValues(prefix string, self bool) string {
+	switch {
+	case prefix == "":
+		return " of names"
+	case self:
+		return ` of "self" and ` + prefix + " SIDs"
+	}
+	return " of " + prefix + " SIDs"
 }
 
 // anyPattern reports whether a rooms pattern is ".*", the one that allows

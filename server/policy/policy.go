@@ -11,11 +11,14 @@
 //	    applications: ["AP0123456789abcdef0123456789abcdef", "*"]
 //	    identities: {self: true}   # or {list: [alice, bob]} or {pattern: "^agent_[0-9]+$"}
 //	    grants:
-//	      voice: {incoming: false, outgoing: true}
+//	      voice:
+//	        incoming: false
+//	        outgoing: {applications: [self, "AP1111111111111111111111111111111a"], params: [to]}
+//	        push_credentials: "*"
 //	      video: {rooms: "^support-.*$"}
-//	      chat: true
+//	      chat: {services: ["IS0123456789abcdef0123456789abcdef"]}
 //	      data_sync: true
-//	      task_router: true
+//	      task_router: {workspaces: ["WS0123456789abcdef0123456789abcdef"], roles: [worker]}
 //	      player: false
 //	    max_ttl_seconds: 3600
 //	  - name: browsers
@@ -43,11 +46,22 @@
 //   - identities (required): self (the caller's own identity), list (exact
 //     identities), pattern (a Go regexp, anchored implicitly); any of those
 //     that is set may match.
-//   - grants: what may be requested; an absent grant is not allowed. voice
-//     is true, false or {incoming, outgoing} (a voice grant with neither
-//     incoming nor outgoing only needs the key); video is true (any room) or
-//     {rooms: pattern} where a token for any room (empty room) needs the
-//     pattern ".*"; chat, data_sync, task_router and player are true or false.
+//   - grants: what the token may reach (see Reach); an absent grant is not
+//     allowed. voice is true, false or {incoming, outgoing,
+//     push_credentials} (a voice grant with neither incoming nor outgoing
+//     only needs the key). outgoing is true, false or {applications,
+//     params}: the application outgoing calls run through must be the
+//     signing application ("self") unless applications lists others or is
+//     "*"; params lists the keys voice.outgoing.params may have (absent or
+//     []: none; "*": any). video is true (any room) or {rooms: pattern}
+//     where a token for any room (empty room) needs the pattern ".*". chat
+//     is true, false or {services, push_credentials, deployment_roles};
+//     data_sync true, false or {services}; task_router true, false or
+//     {workspaces, workers, roles}; each a list of SIDs (names for roles)
+//     or "*", any when left out; a listed service, workspace, worker or
+//     role must be given. push_credentials (voice and chat) and
+//     deployment_roles may always be left out of a token. player is true
+//     or false.
 //   - max_ttl_seconds: 1 to 86400; default 3600.
 //
 // A browser caller may only ever mint for its own identity, whatever the
@@ -57,9 +71,9 @@ package policy
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
-	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/ratelimit"
 )
 
@@ -144,7 +158,10 @@ type Decision struct {
 	// anonymous rule's fixed or generated identity (see anonymous.go).
 	Identity string
 	// RateLimit, when not nil, is the allowing anonymous rule's token
-	// bucket, to be taken from per client address before signing.
+	// bucket, to be taken from per client address before signing. When an
+	// anonymous caller is denied it is the bucket of the anonymous rule
+	// named in Reason (the one that came closest), which an explanation
+	// (validate_only) is charged to whether allowed or not.
 	RateLimit *ratelimit.Limiter
 }
 
@@ -202,29 +219,77 @@ type identityRule struct {
 
 type grantRule struct {
 	voice, voiceIncoming, voiceOutgoing bool
-	video, anyRoom                      bool
-	rooms                               *regexp.Regexp // nil when anyRoom
-	roomsSource                         string
-	chat, dataSync, taskRouter, player  bool
+	// outgoingApps: the applications outgoing calls may run through, besides
+	// the signing application when outgoingSelf.
+	outgoingSelf                      bool
+	outgoingApps                      scope
+	params                            scope // keys of voice.outgoing.params
+	voicePush                         scope
+	video, anyRoom                    bool
+	rooms                             *regexp.Regexp // nil when anyRoom
+	roomsSource                       string
+	chat                              bool
+	chatServices, chatPush, chatRoles scope
+	dataSync                          bool
+	syncServices                      scope
+	taskRouter                        bool
+	workspaces, workers, roles        scope
+	player                            bool
 }
 
-// Decide decides whether c may mint a token for identity, signed by the
-// application applicationSID, carrying effectiveGrants (the grants that
-// will be signed: the request's, or the application's defaults; when nil,
-// req's grants are used) and living ttl seconds; ttl 0 means the request
-// named no lifetime, which any rule permits (capped to its MaxTTLSeconds).
+// scope is the values a rule allows for one SID or name a grant carries:
+// any, or those listed (none when the list is empty).
+type scope struct {
+	any  bool
+	list []string
+	fold bool // SIDs: compared without regard to case, as applications are
+}
+
+// anyScope allows every value.
+var anyScope = scope{any: true}
+
+func (s scope) allows(v string) bool {
+	if s.any {
+		return true
+	}
+	for _, a := range s.list {
+		if a == v || s.fold && strings.EqualFold(a, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// describe names what the scope allows, for a denial reason.
+func (s scope) describe() string {
+	if len(s.list) == 0 {
+		return "none"
+	}
+	return strings.Join(s.list, ", ")
+}
+
+// Decide decides whether c may mint a token whose reach is r (see
+// ReachOf: the grants that will be signed, the signing application and
+// the identity) living ttl seconds; ttl 0 means the request named no
+// lifetime, which any rule permits (capped to its MaxTTLSeconds).
 //
 // The first rule that selects c and permits the application, identity,
-// every requested grant and ttl allows the request. Otherwise the request
-// is denied by RuleDefaultDeny and Reason names the failing check of the
-// selecting rule that got furthest. A browser caller asking for another
-// identity than its own is always denied (RuleBrowserIdentity). A nil
-// Policy denies everything.
-func (p *Policy) Decide(c Caller, req *tokenv1.MintRequest, effectiveGrants *tokenv1.Grants, identity, applicationSID string, ttl int64) Decision {
-	g := effectiveGrants
-	if g == nil {
-		g = req.GetGrants()
+// everything the grants reach and ttl allows the request. Otherwise the
+// request is denied by RuleDefaultDeny and Reason names the failing check
+// of the selecting rule that got furthest. A browser caller asking for
+// another identity than its own is always denied (RuleBrowserIdentity). A
+// nil Policy denies everything.
+//
+// An anonymous rule deciding an anonymous caller checks everything but
+// the identity the same way; it gives the token its own fixed or
+// generated identity (Decision.Identity, which the caller must put in
+// place of r.Identity in the token and the audit record) and denies a
+// request that named another (r.IdentityRequested). See anonymous.go.
+func (p *Policy) Decide(c Caller, r *Reach, ttl int64) Decision {
+	if r == nil {
+		r = &Reach{} // reaches nothing: no application, no identity
 	}
+	identity := r.Identity
 	if c.Browser && (c.Identity == "" || identity != c.Identity) {
 		return Decision{Rule: RuleBrowserIdentity, Reason: "browser callers may only mint for their own identity: " + notOwn(identity, c.Identity)}
 	}
@@ -232,34 +297,50 @@ func (p *Policy) Decide(c Caller, req *tokenv1.MintRequest, effectiveGrants *tok
 		return Decision{Rule: RuleDefaultDeny, Reason: "no policy is loaded"}
 	}
 	bestStage, best, selected := -1, "", false
-	requested := req != nil && req.Identity != nil
-	for _, r := range p.Rules {
-		if !r.selects(c) {
+	var bestLimit *ratelimit.Limiter // the anonymous bucket of the best rule
+	for _, rule := range p.Rules {
+		if !rule.selects(c) {
 			continue
 		}
 		selected = true
-		if r.Anonymous() && c.Kind == KindAnonymous {
-			stage, reason, id := r.permitsAnonymous(g, identity, requested, applicationSID, ttl)
+		if rule.Anonymous() && c.Kind == KindAnonymous {
+			stage, reason, id := rule.permitsAnonymous(r, ttl)
 			if reason == "" {
-				return Decision{Allowed: true, Rule: r.Name, MaxTTLSeconds: r.MaxTTLSeconds, Identity: id, RateLimit: r.limiter}
+				return Decision{Allowed: true, Rule: rule.Name, MaxTTLSeconds: rule.MaxTTLSeconds, Identity: id, RateLimit: rule.limiter}
 			}
 			if stage > bestStage {
-				bestStage, best = stage, "rule "+r.Name+": "+reason
+				bestStage, best, bestLimit = stage, "rule "+rule.Name+": "+reason, rule.limiter
 			}
 			continue
 		}
-		stage, reason := r.permits(c, g, identity, applicationSID, ttl)
+		stage, reason := rule.permits(c, r, ttl)
 		if reason == "" {
-			return Decision{Allowed: true, Rule: r.Name, MaxTTLSeconds: r.MaxTTLSeconds}
+			return Decision{Allowed: true, Rule: rule.Name, MaxTTLSeconds: rule.MaxTTLSeconds}
 		}
 		if stage > bestStage {
-			bestStage, best = stage, "rule "+r.Name+": "+reason
+			bestStage, best, bestLimit = stage, "rule "+rule.Name+": "+reason, nil
 		}
 	}
 	if !selected {
 		return Decision{Rule: RuleDefaultDeny, Reason: "no rule selects caller " + c.String()}
 	}
-	return Decision{Rule: RuleDefaultDeny, Reason: best}
+	return Decision{Rule: RuleDefaultDeny, Reason: best, RateLimit: bestLimit}
+}
+
+// MayMintFor reports whether some rule selects c and permits the
+// application app: whether c may mint some token signed by app. Verify
+// tells only such callers which application a key belongs to. A nil
+// Policy allows nobody.
+func (p *Policy) MayMintFor(c Caller, app string) bool {
+	if p == nil {
+		return false
+	}
+	for _, rule := range p.Rules {
+		if rule.selects(c) && rule.permitsApp(app) {
+			return true
+		}
+	}
+	return false
 }
 
 func notOwn(identity, own string) string {
@@ -291,17 +372,18 @@ func (r *Rule) selects(c Caller) bool {
 
 // permits checks the request against the rule in a fixed order and
 // returns how many checks passed and, if one failed, why.
-func (r *Rule) permits(c Caller, g *tokenv1.Grants, identity, app string, ttl int64) (int, string) {
+func (r *Rule) permits(c Caller, rc *Reach, ttl int64) (int, string) {
+	app := rc.Application
 	if !r.permitsApp(app) {
 		if app == "" {
 			return 0, "no application given"
 		}
 		return 0, "application " + app + " is not allowed"
 	}
-	if why := r.identities.check(c, identity); why != "" {
+	if why := r.identities.check(c, rc.Identity); why != "" {
 		return 1, why
 	}
-	if why := r.grants.check(g); why != "" {
+	if why := r.grants.check(rc); why != "" {
 		return 2, why
 	}
 	if why := r.checkTTL(ttl); why != "" {
@@ -322,9 +404,11 @@ func (r *Rule) checkTTL(ttl int64) string {
 }
 
 // permitsAnonymous is permits for an anonymous rule: the identity is the
-// rule's (fixed or generated), never the caller's choice. It also returns
-// that identity.
-func (r *Rule) permitsAnonymous(g *tokenv1.Grants, identity string, requested bool, app string, ttl int64) (int, string, string) {
+// rule's (fixed or generated), never the caller's choice (rc.Identity is
+// only checked when rc.IdentityRequested); everything the grants reach is
+// checked as for any rule. It also returns that identity.
+func (r *Rule) permitsAnonymous(rc *Reach, ttl int64) (int, string, string) {
+	app, identity := rc.Application, rc.Identity
 	if !r.permitsApp(app) {
 		if app == "" {
 			return 0, "no application given", ""
@@ -334,11 +418,11 @@ func (r *Rule) permitsAnonymous(g *tokenv1.Grants, identity string, requested bo
 	if identity == "" {
 		return 1, "no identity given", ""
 	}
-	id, why := r.identities.anonymousIdentity(identity, requested)
+	id, why := r.identities.anonymousIdentity(identity, rc.IdentityRequested)
 	if why != "" {
 		return 1, why, ""
 	}
-	if why := r.grants.check(g); why != "" {
+	if why := r.grants.check(rc); why != "" {
 		return 2, why, ""
 	}
 	if why := r.checkTTL(ttl); why != "" {
@@ -388,43 +472,123 @@ func (ir *identityRule) check(c Caller, identity string) string {
 	return strings.Join(parts, "; ")
 }
 
-func (gr *grantRule) check(g *tokenv1.Grants) string {
-	if v := g.GetVoice(); v != nil {
+// check returns why the rule does not allow everything rc reaches, or "".
+func (gr *grantRule) check(rc *Reach) string {
+	if rc.Voice {
 		if !gr.voice {
 			return "grant voice is not allowed"
 		}
-		if v.GetIncoming().GetAllow() && !gr.voiceIncoming {
+		if rc.Incoming && !gr.voiceIncoming {
 			return "grant voice.incoming is not allowed"
 		}
-		if o := v.GetOutgoing(); o != nil && (o.GetApplicationSid() != "" || len(o.GetParams()) > 0) && !gr.voiceOutgoing {
-			return "grant voice.outgoing is not allowed"
+		if out := rc.OutgoingApplication; out != "" || len(rc.OutgoingParams) > 0 {
+			if !gr.voiceOutgoing {
+				return "grant voice.outgoing is not allowed"
+			}
+			self := out != "" && strings.EqualFold(out, rc.Application)
+			if !(self && gr.outgoingSelf) && !gr.outgoingApps.allows(out) {
+				return "voice.outgoing.application_sid " + out + " is not allowed: outgoing calls may run through " + gr.describeOutgoing(rc.Application)
+			}
+			if !gr.params.any {
+				for k := range rc.OutgoingParams {
+					if !gr.params.allows(k) {
+						return "voice.outgoing.params key " + strconv.Quote(k) + " is not allowed (allowed keys: " + gr.params.describe() + ")"
+					}
+				}
+			}
+		}
+		if p := rc.PushCredential; p != "" && !gr.voicePush.allows(p) {
+			return "voice.push_credential_sid " + p + " is not allowed (allowed: " + gr.voicePush.describe() + ")"
 		}
 	}
-	if v := g.GetVideo(); v != nil {
+	if rc.Video {
 		if !gr.video {
 			return "grant video is not allowed"
 		}
 		if !gr.anyRoom {
-			room := v.GetRoom()
-			if room == "" {
+			if rc.Room == "" {
 				return `grant video for any room (no room) is not allowed: it needs rooms ".*"`
 			}
-			if !gr.rooms.MatchString(room) {
-				return "video room " + room + " does not match " + gr.roomsSource
+			if !gr.rooms.MatchString(rc.Room) {
+				return "video room " + rc.Room + " does not match " + gr.roomsSource
 			}
 		}
 	}
-	if g.GetChat() != nil && !gr.chat {
-		return "grant chat is not allowed"
+	if rc.Chat {
+		if !gr.chat {
+			return "grant chat is not allowed"
+		}
+		if why := required("chat.service_sid", rc.ChatService, gr.chatServices); why != "" {
+			return why
+		}
+		if why := optional("chat.push_credential_sid", rc.ChatPushCredential, gr.chatPush); why != "" {
+			return why
+		}
+		if why := optional("chat.deployment_role_sid", rc.ChatDeploymentRole, gr.chatRoles); why != "" {
+			return why
+		}
 	}
-	if g.GetDataSync() != nil && !gr.dataSync {
-		return "grant data_sync is not allowed"
+	if rc.Sync {
+		if !gr.dataSync {
+			return "grant data_sync is not allowed"
+		}
+		if why := required("data_sync.service_sid", rc.SyncService, gr.syncServices); why != "" {
+			return why
+		}
 	}
-	if g.GetTaskRouter() != nil && !gr.taskRouter {
-		return "grant task_router is not allowed"
+	if rc.TaskRouter {
+		if !gr.taskRouter {
+			return "grant task_router is not allowed"
+		}
+		if why := required("task_router.workspace_sid", rc.Workspace, gr.workspaces); why != "" {
+			return why
+		}
+		if why := required("task_router.worker_sid", rc.Worker, gr.workers); why != "" {
+			return why
+		}
+		if why := required("task_router.role", rc.Role, gr.roles); why != "" {
+			return why
+		}
 	}
-	if g.GetPlayer() != nil && !gr.player {
+	if rc.Player && !gr.player {
 		return "grant player is not allowed"
 	}
 	return ""
+}
+
+// describeOutgoing names the applications outgoing calls may run through.
+func (gr *grantRule) describeOutgoing(signer string) string {
+	var parts []string
+	if gr.outgoingSelf {
+		parts = append(parts, "the signing application "+signer)
+	}
+	if len(gr.outgoingApps.list) > 0 {
+		parts = append(parts, gr.outgoingApps.list...)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// required checks a value a restricting rule needs the grant to name.
+func required(field, v string, s scope) string {
+	if s.any {
+		return ""
+	}
+	if v == "" {
+		return field + " is required by this rule, which allows only: " + s.describe()
+	}
+	if !s.allows(v) {
+		return field + " " + v + " is not allowed (allowed: " + s.describe() + ")"
+	}
+	return ""
+}
+
+// optional checks a value a grant may leave out.
+func optional(field, v string, s scope) string {
+	if v == "" || s.allows(v) {
+		return ""
+	}
+	return field + " " + v + " is not allowed (allowed: " + s.describe() + ")"
 }

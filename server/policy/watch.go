@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
 // PollInterval is how often Watch looks at the policy file's size and
@@ -52,8 +50,13 @@ func (h *Holder) Store(p *Policy) { h.cur.Store(p) }
 func (h *Holder) Reloads() uint64 { return h.reloads.Load() }
 
 // Decide decides with the current policy; see Policy.Decide.
-func (h *Holder) Decide(c Caller, req *tokenv1.MintRequest, effectiveGrants *tokenv1.Grants, identity, applicationSID string, ttl int64) Decision {
-	return h.cur.Load().Decide(c, req, effectiveGrants, identity, applicationSID, ttl)
+func (h *Holder) Decide(c Caller, r *Reach, ttl int64) Decision {
+	return h.cur.Load().Decide(c, r, ttl)
+}
+
+// MayMintFor is Policy.MayMintFor with the current policy.
+func (h *Holder) MayMintFor(c Caller, app string) bool {
+	return h.cur.Load().MayMintFor(c, app)
 }
 
 // Watch loads the policy file at path and keeps it current: it reloads

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
 // rulePolicy allows credential callers any identity under a rule named
@@ -46,7 +44,8 @@ func writeAtomic(t testing.TB, path, data string) {
 }
 
 func ruleOf(h *Holder) string {
-	return h.Decide(ci, nil, nil, "anyone", app1, 60).Rule
+	r := ReachOf(app1, "anyone", nil)
+	return h.Decide(ci, &r, 60).Rule
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -211,14 +210,14 @@ func TestWatchConcurrentDecide(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req := &tokenv1.MintRequest{}
+			r := ReachOf(app1, "anyone", nil)
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				d := h.Decide(ci, req, nil, "anyone", app1, 60)
+				d := h.Decide(ci, &r, 60)
 				decisions.Add(1)
 				runtime.Gosched() // let the writer and the poller run on small machines
 				if !d.Allowed || (d.Rule != "a" && d.Rule != "b") {

@@ -28,38 +28,59 @@ import (
 // RuleDevelopment names the decision of development mode (no policy).
 const RuleDevelopment = "development-mode"
 
-// decide applies the caller policy; without one (development mode) every
-// caller may mint.
-func (s *Service) decide(caller auth.Principal, req *tokenv1.MintRequest, grants *tokenv1.Grants, identity, appSID string, ttl int64) policy.Decision {
-	if s.cfg.Policy == nil {
-		return policy.Decision{Allowed: true, Rule: RuleDevelopment}
-	}
+// policyCaller is the caller as the policy names it.
+func policyCaller(caller auth.Principal) policy.Caller {
 	kind := caller.Kind.String()
-	return s.cfg.Policy.Decide(policy.Caller{
+	return policy.Caller{
 		// The policy names callers "kind:name"; auth's names of browser
 		// users already carry that prefix.
 		Kind: kind, Name: strings.TrimPrefix(caller.Name, kind+":"), Identity: caller.Identity,
 		Groups: caller.Groups, Browser: caller.Browser,
-	}, req, grants, identity, appSID, ttl)
+	}
 }
 
-// limit takes a token from the caller's bucket and the identity's, and
-// from the allowing anonymous rule's bucket of the client address (rule,
-// when not nil); a refusal is ResourceExhausted with a retry-after header
-// (the REST gateway sends it as Retry-After, with status 429).
-func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string, rule *ratelimit.Limiter) error {
+// decide applies the caller policy to what the token would let its holder
+// do; without a policy (development mode) every caller may mint.
+func (s *Service) decide(caller auth.Principal, r *policy.Reach, ttl int64) policy.Decision {
+	if s.cfg.Policy == nil {
+		return policy.Decision{Allowed: true, Rule: RuleDevelopment}
+	}
+	return s.cfg.Policy.Decide(policyCaller(caller), r, ttl)
+}
+
+// mayMintFor reports whether caller may mint some token signed by the
+// application app: always in development mode, else when a policy rule
+// selects the caller and permits app. Verify tells only such callers
+// which application a key belongs to.
+func (s *Service) mayMintFor(caller auth.Principal, app string) bool {
+	if s.cfg.Policy == nil {
+		return true
+	}
+	return app != "" && s.cfg.Policy.MayMintFor(policyCaller(caller), app)
+}
+
+// limit takes a token from the caller's bucket, from the anonymous rule's
+// bucket of the client address (anon, when not nil: the allowing
+// anonymous rule's, or for a denied explanation the closest one's) and,
+// for a mint (not an explanation), from the identity's; a refusal is
+// ResourceExhausted with a retry-after header (the REST gateway sends it
+// as Retry-After, with status 429). An explanation costs the caller (and
+// an anonymous caller's address) one token and leaves the identity's
+// bucket alone, so that explaining cannot use up the mints of an
+// identity.
+func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string, anon *ratelimit.Limiter, explain bool) error {
 	if l := s.cfg.PrincipalLimit; l != nil {
 		if err := s.take(ctx, l, "principal", caller.Kind.String()+":"+caller.Name); err != nil {
 			return err
 		}
 	}
-	if l := s.cfg.IdentityLimit; l != nil {
-		if err := s.take(ctx, l, "identity", appSID+"/"+identity); err != nil {
+	if anon != nil {
+		if err := s.take(ctx, anon, "anonymous", clientIP(auth.ClientAddr(ctx))); err != nil {
 			return err
 		}
 	}
-	if rule != nil {
-		if err := s.take(ctx, rule, "anonymous", clientIP(auth.ClientAddr(ctx))); err != nil {
+	if l := s.cfg.IdentityLimit; l != nil && !explain {
+		if err := s.take(ctx, l, "identity", appSID+"/"+identity); err != nil {
 			return err
 		}
 	}
@@ -89,9 +110,10 @@ func clientIP(addr string) string {
 	return addr
 }
 
-// explain answers a validate_only request: the decision (allowed or not),
-// the claims that would be signed and the token's size; nothing is signed
-// and no rate limit is charged.
+// explain answers an allowed validate_only request: the decision, the
+// claims that would be signed and the token's size; nothing is signed. (A
+// denied one is answered PermissionDenied, as a mint is, so that nothing
+// of an application the caller may not mint for is shown.)
 func (s *Service) explain(app *keystore.App, ttl int64, region, identity string, grants *tokenv1.Grants, grantsJSON []byte, caller auth.Principal, d policy.Decision) (*tokenv1.MintResponse, error) {
 	key := app.Active
 	if key == nil {
@@ -126,22 +148,27 @@ func toStruct(raw []byte) *structpb.Struct {
 	return st
 }
 
-// audit writes one record of a mint decision.
-func (s *Service) audit(ctx context.Context, caller auth.Principal, identity, appSID string, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) {
+// audit writes one record of a mint or explain (event) decision, naming
+// what the token authorizes (r).
+func (s *Service) audit(ctx context.Context, event string, caller auth.Principal, r *policy.Reach, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) {
 	if s.cfg.Audit == nil {
 		return
 	}
-	r := audit.Record{
-		Event: audit.EventMint, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
-		Identity: identity, ApplicationSID: appSID, Grants: audit.GrantsSummary(g), JTI: jti,
+	rec := audit.Record{
+		Event: event, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
+		Identity: r.Identity, ApplicationSID: r.Application, Grants: audit.GrantsSummary(g), JTI: jti,
+		OutgoingApplicationSID: r.OutgoingApplication, OutgoingParams: r.ParamKeys(), PushCredentialSID: r.PushCredential,
+		Room: r.Room, ChatServiceSID: r.ChatService, ChatPushCredentialSID: r.ChatPushCredential,
+		ChatDeploymentRoleSID: r.ChatDeploymentRole, SyncServiceSID: r.SyncService,
+		WorkspaceSID: r.Workspace, WorkerSID: r.Worker, TaskRouterRole: r.Role,
 		Decision: audit.Allow, Rule: d.Rule, Reason: d.Reason,
 		ClientAddr: auth.ClientAddr(ctx), RequestID: requestid.FromContext(ctx), Code: code.String(),
 	}
 	if code != codes.OK {
-		r.Decision = audit.Deny
+		rec.Decision = audit.Deny
 	}
 	if exp > 0 {
-		r.Exp = time.Unix(exp, 0)
+		rec.Exp = time.Unix(exp, 0)
 	}
-	s.cfg.Audit.Log(r)
+	s.cfg.Audit.Log(rec)
 }

@@ -69,9 +69,12 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg}
 }
 
-// Mint validates the request, decides it against the caller policy and
-// rate limits, and signs a token with the application's active key (or,
-// with validate_only, explains the decision without signing). Errors:
+// Mint validates the request, decides what the token would let its holder
+// do (policy.Reach) against the caller policy and rate limits, and signs
+// a token with the application's active key (or, with validate_only,
+// explains the decision without signing: an explanation is audited as
+// such, costs the caller one rate-limit token, and when denied is the
+// same PermissionDenied a mint gets). Errors:
 // InvalidArgument with google.rpc.BadRequest details for bad input,
 // NotFound for an unknown application, PermissionDenied when the policy
 // denies it (naming the rule), ResourceExhausted past a rate limit (with
@@ -137,26 +140,48 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		return nil, err
 	}
 
+	// What the token would let its holder do, computed once: the policy
+	// decides it, the audit record names it.
+	reach := policy.ReachOf(app.SID, identity, grants)
+	reach.IdentityRequested = req.Identity != nil
 	askedTTL := int64(0) // a request naming no lifetime gets the rule's cap
 	if req.TtlSeconds != nil {
 		askedTTL = ttl
 	}
-	decision := s.decide(caller, req, grants, identity, app.SID, askedTTL)
+	decision := s.decide(caller, &reach, askedTTL)
 	if decision.MaxTTLSeconds > 0 && askedTTL == 0 {
 		ttl = min(ttl, decision.MaxTTLSeconds)
 	}
 	if decision.Identity != "" {
-		identity = decision.Identity // an anonymous rule's fixed or generated identity
+		// An anonymous rule's fixed or generated identity: the token, the
+		// audit record and the rate limits are for it.
+		identity = decision.Identity
+		reach.Identity = identity
 	}
+	event := audit.EventMint
 	if req.GetValidateOnly() {
-		return s.explain(app, ttl, region, identity, grants, grantsJSON, caller, decision)
+		// An explanation is charged to the caller before its answer is
+		// known, denied or not, so that probing the policy is rate
+		// limited; it takes nothing from the identity's bucket. An
+		// anonymous caller's explanation is also charged to its address
+		// in the anonymous rule's bucket, as its mint would be.
+		event = audit.EventExplain
+		if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit, true); err != nil {
+			s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
+			return nil, err
+		}
 	}
 	if !decision.Allowed {
-		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.PermissionDenied)
+		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.PermissionDenied)
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, decision.Reason, decision.Rule)
 	}
-	if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit); err != nil {
-		s.audit(ctx, caller, identity, app.SID, grants, "", 0, decision, codes.ResourceExhausted)
+	if req.GetValidateOnly() {
+		resp, err := s.explain(app, ttl, region, identity, grants, grantsJSON, caller, decision)
+		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, status.Code(err))
+		return resp, err
+	}
+	if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit, false); err != nil {
+		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
 		return nil, err
 	}
 	key := app.Active
@@ -174,7 +199,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		TTL:      ttl,
 	}
 	tok := key.Sign(claims)
-	s.audit(ctx, caller, identity, app.SID, grants, tok.ID, tok.ExpiresAt, decision, codes.OK)
+	s.audit(ctx, event, caller, &reach, grants, tok.ID, tok.ExpiresAt, decision, codes.OK)
 	return &tokenv1.MintResponse{
 		Token:          tok.JWT,
 		Identity:       identity,

@@ -158,6 +158,10 @@ func (v *Violations) CheckIdentity(identity string, g *tokenv1.Grants) {
 	if !v.CheckText(field, identity, MaxIdentityLen) {
 		return
 	}
+	if r, ok := formatChar(identity); ok {
+		v.Add(field, "must not contain Unicode format characters (category Cf, such as right-to-left overrides and zero-width joiners): found %U", r)
+		return
+	}
 	if g.GetVoice() != nil {
 		if len(identity) > MaxVoiceIdentityLen {
 			v.Add(field, "must be at most %d characters with a voice grant, got %d", MaxVoiceIdentityLen, utf8.RuneCountInString(identity))
@@ -176,6 +180,23 @@ func (v *Violations) CheckIdentity(identity string, g *tokenv1.Grants) {
 			v.Add(field, "must be at most %d characters with a video grant, got %d", MaxVideoIdentityLen, n)
 		}
 	}
+}
+
+// formatChar returns the first Unicode format character (category Cf:
+// U+202E RIGHT-TO-LEFT OVERRIDE, U+200D ZERO WIDTH JOINER, U+FEFF, ...)
+// in s. ASCII holds none, so an ASCII identity costs one pass over its
+// bytes.
+func formatChar(s string) (rune, bool) {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++
+	}
+	for _, r := range s[i:] {
+		if unicode.Is(unicode.Cf, r) {
+			return r, true
+		}
+	}
+	return 0, false
 }
 
 // CheckTTL records a violation unless ttl is within 1..max seconds.

@@ -24,6 +24,7 @@ import (
 	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/policy"
 	"github.com/tokend/tokend/server/requestid"
 )
 
@@ -79,16 +80,33 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 		return nil, err
 	}
 	resp := &tokenv1.VerifyResponse{}
-	code, reason := s.verify(tok, resp)
+	var reach policy.Reach
+	code, reason := s.verify(tok, resp, &reach)
 	resp.Valid = code == 0
 	resp.TwilioErrorCode = int32(code)
 	resp.Reason = reason
+	caller, _ := auth.FromContext(ctx)
+	app := resp.GetApplicationSid()
+	disclosed := s.mayMintFor(caller, app)
+	if !disclosed {
+		// Which application holds the key, and whether it is active, is
+		// for callers that may mint for that application; others get the
+		// Twilio error code only.
+		resp.ApplicationSid, resp.KeyState = "", ""
+		if code == CodeInvalidIssuer && reason != reasonIssuerFormat && reason != reasonSubjectFormat {
+			resp.Reason = reasonUnknownKey
+		}
+	}
 	if s.cfg.Audit != nil {
-		caller, _ := auth.FromContext(ctx)
 		r := audit.Record{
 			Event: audit.EventVerify, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
-			ApplicationSID: resp.GetApplicationSid(), Decision: audit.Allow, Code: "OK",
-			Reason:     fmt.Sprintf("valid=%t twilio_error_code=%d", resp.GetValid(), code),
+			Identity: reach.Identity, ApplicationSID: app,
+			OutgoingApplicationSID: reach.OutgoingApplication, OutgoingParams: reach.ParamKeys(), PushCredentialSID: reach.PushCredential,
+			Room: reach.Room, ChatServiceSID: reach.ChatService, ChatPushCredentialSID: reach.ChatPushCredential,
+			ChatDeploymentRoleSID: reach.ChatDeploymentRole, SyncServiceSID: reach.SyncService,
+			WorkspaceSID: reach.Workspace, WorkerSID: reach.Worker, TaskRouterRole: reach.Role,
+			Decision: audit.Allow, Code: "OK",
+			Reason:     fmt.Sprintf("valid=%t twilio_error_code=%d details_disclosed=%t", resp.GetValid(), code, disclosed),
 			ClientAddr: auth.ClientAddr(ctx), RequestID: requestid.FromContext(ctx),
 		}
 		if jti, ok := resp.GetClaims().GetFields()["jti"]; ok {
@@ -99,9 +117,19 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 	return resp, nil
 }
 
+// Reasons of 20103 that Verify words the same for every caller (the
+// token's own shape), and the one it gives callers that may not learn
+// whether tokend holds the key.
+const (
+	reasonIssuerFormat  = "iss must be an API key SID: SK followed by 32 hex digits"
+	reasonSubjectFormat = "sub must be an account SID: AC followed by 32 hex digits"
+	reasonUnknownKey    = "iss and sub are not an API key and account this caller may ask about"
+)
+
 // verify fills resp with what decodes and returns the error code and
 // reason (0 and "" when the token is valid).
-func (s *Service) verify(tok string, resp *tokenv1.VerifyResponse) (int, string) {
+// The reach of the token's grants goes to rc once they decode.
+func (s *Service) verify(tok string, resp *tokenv1.VerifyResponse, rc *policy.Reach) (int, string) {
 	// Three unpadded base64url parts; header and payload JSON objects.
 	if n := strings.Count(tok, ".") + 1; n != 3 {
 		return CodeInvalidToken, fmt.Sprintf("a token is three base64url parts separated by dots; this has %d", n)
@@ -155,12 +183,12 @@ func (s *Service) verify(tok string, resp *tokenv1.VerifyResponse) (int, string)
 	// Issuer and subject.
 	iss, ok := stringClaim(claims, "iss")
 	if !ok || !ValidSID(iss, "SK") {
-		return CodeInvalidIssuer, "iss must be an API key SID: SK followed by 32 hex digits"
+		return CodeInvalidIssuer, reasonIssuerFormat
 	}
 	resp.ApiKeySid = iss
 	sub, ok := stringClaim(claims, "sub")
 	if !ok || !ValidSID(sub, "AC") {
-		return CodeInvalidIssuer, "sub must be an account SID: AC followed by 32 hex digits"
+		return CodeInvalidIssuer, reasonSubjectFormat
 	}
 	refs := s.cfg.Keys.FindKey(iss)
 	if len(refs) == 0 {
@@ -222,7 +250,7 @@ func (s *Service) verify(tok string, resp *tokenv1.VerifyResponse) (int, string)
 	}
 
 	// Grants.
-	if code, reason := checkTokenGrants(claims["grants"]); code != 0 {
+	if code, reason := checkTokenGrants(claims["grants"], signer.App.SID, rc); code != 0 {
 		return code, reason
 	}
 
@@ -301,8 +329,9 @@ func unixClaim(obj map[string]json.RawMessage, name string) (int64, string) {
 var grantsDesc = (&tokenv1.Grants{}).ProtoReflect().Descriptor()
 
 // checkTokenGrants checks the grants claim: an object with a valid
-// identity and known grants, each valid.
-func checkTokenGrants(raw json.RawMessage) (int, string) {
+// identity and known grants, each valid. Once they decode, their reach
+// (signed by app) goes to rc.
+func checkTokenGrants(raw json.RawMessage, app string, rc *policy.Reach) (int, string) {
 	if raw == nil {
 		return CodeInvalidGrants, "grants is missing"
 	}
@@ -329,6 +358,7 @@ func checkTokenGrants(raw json.RawMessage) (int, string) {
 	if err := protojson.Unmarshal(rest, g); err != nil {
 		return CodeInvalidGrants, "grants do not decode: " + clip(err.Error())
 	}
+	*rc = policy.ReachOf(app, identity, g)
 	var v Violations
 	v.CheckIdentity(identity, g)
 	v.CheckGrants("grants", g)

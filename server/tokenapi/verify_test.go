@@ -220,6 +220,9 @@ func TestVerify(t *testing.T) {
 		{name: "payload not JSON", token: "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln", code: 20101, reason: "payload"},
 		{name: "payload an array", token: "eyJhbGciOiJIUzI1NiJ9.WzFd.c2ln", code: 20101, reason: "payload"},
 		{name: "voice identity with a space", token: signHand(t, twilioHeader(), with(func(c jwt.MapClaims) { c["grants"].(map[string]any)["identity"] = "alice smith" }), vSecret1), code: 20106, app: vApp1, keyState: "active", reason: "grants.identity"},
+		{name: "identity with a format character", token: signHand(t, twilioHeader(), with(func(c jwt.MapClaims) {
+			c["grants"] = map[string]any{"identity": "ali\u202Ece", "chat": map[string]any{}}
+		}), vSecret1), code: 20106, app: vApp1, keyState: "active", reason: "grants.identity must not contain Unicode format characters"},
 		{name: "identity missing", token: signHand(t, twilioHeader(), with(func(c jwt.MapClaims) { delete(c["grants"].(map[string]any), "identity") }), vSecret1), code: 20106, app: vApp1, keyState: "active", reason: "identity"},
 		{name: "identity empty", token: signHand(t, twilioHeader(), with(func(c jwt.MapClaims) { c["grants"].(map[string]any)["identity"] = "" }), vSecret1), code: 20106, app: vApp1, keyState: "active", reason: "identity"},
 		{name: "grants missing", token: signHand(t, twilioHeader(), with(func(c jwt.MapClaims) { delete(c, "grants") }), vSecret1), code: 20106, app: vApp1, keyState: "active", reason: "grants"},

@@ -48,9 +48,12 @@ type MintRequest struct {
 	// Given (even `{}`): exactly these grants, validated, never widened.
 	Grants *Grants `protobuf:"bytes,5,opt,name=grants,proto3" json:"grants,omitempty"`
 	// Explain only: validate the request and decide it against the caller
-	// policy, and return the decision (allowed or not, the rule, the reason),
-	// the claims that would be signed and the token's size, without signing
-	// (no token is returned, no rate limit is charged).
+	// policy, and return the decision (the rule), the claims that would be
+	// signed and the token's size, without signing (no token is returned).
+	// A request the policy denies gets the PermissionDenied a mint gets,
+	// naming the reason and the rule and nothing of the application. An
+	// explanation is audited (event `explain`) and costs one token of the
+	// caller's rate limit (none of the identity's).
 	ValidateOnly  bool `protobuf:"varint,6,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -258,7 +261,8 @@ func (x *MintResponse) GetDecision() *Decision {
 // Decision explains why a mint was allowed.
 type Decision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Whether the caller may mint this token.
+	// Whether the caller may mint this token: always true in a response (a
+	// denied request is answered PermissionDenied).
 	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
 	// The policy rule that decided, or a built-in one: `development-mode`
 	// (no policy configured), `default-deny`, `browser-own-identity`.
@@ -272,7 +276,7 @@ type Decision struct {
 	// The size of the compact token in bytes.
 	TokenSize int32 `protobuf:"varint,6,opt,name=token_size,json=tokenSize,proto3" json:"token_size,omitempty"`
 	// Why the request is denied, naming the check that failed; empty when
-	// allowed.
+	// allowed (so always empty in a response).
 	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -421,11 +425,13 @@ type VerifyResponse struct {
 	Header *structpb.Struct `protobuf:"bytes,4,opt,name=header,proto3" json:"header,omitempty"`
 	// The decoded claims, when they decode.
 	Claims *structpb.Struct `protobuf:"bytes,5,opt,name=claims,proto3" json:"claims,omitempty"`
-	// The application whose key signed the token, when tokend holds it.
+	// The application whose key signed the token, when tokend holds it and
+	// the caller may mint for that application (always in development mode).
 	ApplicationSid string `protobuf:"bytes,6,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
 	// The API key SID from the token's iss.
 	ApiKeySid string `protobuf:"bytes,7,opt,name=api_key_sid,json=apiKeySid,proto3" json:"api_key_sid,omitempty"`
-	// That key's state in tokend (`active`, `retired`), or empty if unknown.
+	// That key's state in tokend (`active`, `retired`), or empty if unknown
+	// or the caller may not mint for its application.
 	KeyState string `protobuf:"bytes,8,opt,name=key_state,json=keyState,proto3" json:"key_state,omitempty"`
 	// The token's exp.
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`

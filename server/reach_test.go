@@ -1,0 +1,635 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server"
+)
+
+// A second application, its key and its account, and SIDs the reach
+// tests name.
+const (
+	reachApp2    = "AP22222222222222222222222222222222"
+	reachApp3    = "AP33333333333333333333333333333333"
+	reachAcct2   = "AC22222222222222222222222222222222"
+	reachKey2    = "SK22222222222222222222222222222222"
+	reachSecret2 = "s2s2s2s2s2s2s2s2s2s2s2s2s2s2s2s2"
+	reachCR1     = "CR11111111111111111111111111111111"
+	reachCR2     = "CR22222222222222222222222222222222"
+	reachIS1     = "IS11111111111111111111111111111111"
+	reachIS2     = "IS22222222222222222222222222222222"
+	reachWS1     = "WS11111111111111111111111111111111"
+	reachWS2     = "WS22222222222222222222222222222222"
+	reachWK1     = "WK11111111111111111111111111111111"
+	reachWK2     = "WK22222222222222222222222222222222"
+)
+
+// reachPolicy: "wide" may mint for the seed application every grant, with
+// the defaults for what it does not name (outgoing calls only through the
+// signing application, no params); "scoped" names the applications,
+// params, push credentials, services, workspace, worker, role and rooms
+// it allows. Nobody may mint for reachApp2.
+const reachPolicy = `rules:
+  - name: wide
+    principals: ["credential:wide"]
+    applications: ["` + testApp + `"]
+    identities: {pattern: "[a-z0-9_]+"}
+    grants:
+      voice: {incoming: true, outgoing: true}
+      video: true
+      chat: true
+      data_sync: true
+      task_router: true
+  - name: scoped
+    principals: ["credential:scoped"]
+    applications: ["` + testApp + `"]
+    identities: {pattern: "[a-z0-9_]+"}
+    grants:
+      voice:
+        outgoing:
+          applications: [self, "` + reachApp3 + `"]
+          params: [to]
+        push_credentials: ["` + reachCR1 + `"]
+      video: {rooms: "support-[0-9]+"}
+      chat: {services: ["` + reachIS1 + `"]}
+      data_sync: {services: ["` + reachIS1 + `"]}
+      task_router: {workspaces: ["` + reachWS1 + `"], workers: ["` + reachWK1 + `"], roles: [worker]}
+`
+
+// reachHarness is a policy-mode tokend (or development mode when policy
+// is empty) holding the seed application and reachApp2, with the
+// credentials wide, scoped and outsider (whom no rule selects).
+func reachHarness(t *testing.T, policy string, extra func(*server.Config)) (h *harness, creds map[string]string, auditLog string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := server.Config{AuditLog: filepath.Join(dir, "audit.log")}
+	if policy != "" {
+		cfg.PolicyFile = filepath.Join(dir, "policy.yaml")
+		if err := os.WriteFile(cfg.PolicyFile, []byte(policy), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if extra != nil {
+		extra(&cfg)
+	}
+	h = adminHarness(t, cfg)
+	admin := tokenv1.NewAdminServiceClient(h.conn)
+	if _, err := admin.CreateApplication(adminCtx(), &tokenv1.CreateApplicationRequest{ApplicationSid: reachApp2, AccountSid: reachAcct2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AddKey(adminCtx(), &tokenv1.AddKeyRequest{ApplicationSid: reachApp2, ApiKeySid: reachKey2, Secret: reachSecret2, Activate: true}); err != nil {
+		t.Fatal(err)
+	}
+	creds = map[string]string{}
+	if policy != "" {
+		for _, name := range []string{"wide", "scoped", "outsider"} {
+			resp, err := admin.CreateCredential(adminCtx(), &tokenv1.CreateCredentialRequest{Name: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			creds[name] = resp.GetToken()
+		}
+	}
+	return h, creds, cfg.AuditLog
+}
+
+// readAudit closes the server (writing what is queued) and returns the
+// audit records.
+func readAudit(t *testing.T, h *harness, path string) (records []map[string]any, raw string) {
+	t.Helper()
+	h.srv.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		var r map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("audit line %q is not JSON: %v", sc.Text(), err)
+		}
+		records = append(records, r)
+	}
+	return records, string(b)
+}
+
+// reachCase is one row of the reach table: a caller, a request and the
+// decision and audit record expected of it in policy mode.
+type reachCase struct {
+	name   string
+	caller string
+	app    string // signing application; "" the default
+	grants string // "" the application's defaults
+	want   codes.Code
+	reason string            // with PermissionDenied: a substring of the message
+	audit  map[string]string // fields of the audit record, when OK or denied
+}
+
+func voiceOut(app, params string) string {
+	if params != "" {
+		params = `,"params":` + params
+	}
+	return `{"voice":{"outgoing":{"application_sid":"` + app + `"` + params + `}}}`
+}
+
+// reachCases covers each dimension of a token's reach, allowed and denied
+// under reachPolicy.
+func reachCases() []reachCase {
+	return []reachCase{
+		// The signing application and the outgoing one.
+		{name: "defaults", caller: "wide", want: codes.OK, audit: map[string]string{"application_sid": testApp, "outgoing_application_sid": testApp, "grants": "voice:outgoing"}},
+		{name: "outgoing_self", caller: "wide", grants: voiceOut(testApp, ""), want: codes.OK},
+		{name: "outgoing_other_app", caller: "wide", grants: voiceOut(reachApp2, ""), want: codes.PermissionDenied,
+			reason: "voice.outgoing.application_sid " + reachApp2 + " is not allowed", audit: map[string]string{"decision": "deny", "application_sid": testApp, "outgoing_application_sid": reachApp2}},
+		{name: "scoped_outgoing_listed", caller: "scoped", grants: voiceOut(reachApp3, ""), want: codes.OK, audit: map[string]string{"outgoing_application_sid": reachApp3}},
+		{name: "scoped_outgoing_unlisted", caller: "scoped", grants: voiceOut(reachApp2, ""), want: codes.PermissionDenied, reason: "outgoing calls may run through the signing application " + testApp + ", " + reachApp3},
+		{name: "signer_not_allowed", caller: "wide", app: reachApp2, want: codes.PermissionDenied, reason: "application " + reachApp2 + " is not allowed"},
+		// Params.
+		{name: "params_default_none", caller: "wide", grants: voiceOut(testApp, `{"to":"bob"}`), want: codes.PermissionDenied, reason: `voice.outgoing.params key "to" is not allowed (allowed keys: none)`},
+		{name: "scoped_params_listed", caller: "scoped", grants: voiceOut(testApp, `{"to":"bob"}`), want: codes.OK, audit: map[string]string{"outgoing_params": "to"}},
+		{name: "scoped_params_unlisted", caller: "scoped", grants: voiceOut(testApp, `{"to":"bob","amount":"100"}`), want: codes.PermissionDenied, reason: `key "amount" is not allowed`, audit: map[string]string{"outgoing_params": "amount,to"}},
+		// Incoming.
+		{name: "incoming", caller: "wide", grants: `{"voice":{"incoming":{"allow":true}}}`, want: codes.OK, audit: map[string]string{"grants": "voice:incoming"}},
+		{name: "scoped_incoming_denied", caller: "scoped", grants: `{"voice":{"incoming":{"allow":true}}}`, want: codes.PermissionDenied, reason: "grant voice.incoming is not allowed"},
+		// Push credentials.
+		{name: "push_any", caller: "wide", grants: `{"voice":{"push_credential_sid":"` + reachCR2 + `"}}`, want: codes.OK, audit: map[string]string{"push_credential_sid": reachCR2}},
+		{name: "scoped_push_listed", caller: "scoped", grants: `{"voice":{"push_credential_sid":"` + reachCR1 + `"}}`, want: codes.OK},
+		{name: "scoped_push_unlisted", caller: "scoped", grants: `{"voice":{"push_credential_sid":"` + reachCR2 + `"}}`, want: codes.PermissionDenied, reason: "voice.push_credential_sid " + reachCR2 + " is not allowed", audit: map[string]string{"push_credential_sid": reachCR2}},
+		// Chat and Sync services.
+		{name: "chat_any", caller: "wide", grants: `{"chat":{"service_sid":"` + reachIS2 + `"}}`, want: codes.OK, audit: map[string]string{"chat_service_sid": reachIS2}},
+		{name: "scoped_chat_listed", caller: "scoped", grants: `{"chat":{"service_sid":"` + reachIS1 + `"}}`, want: codes.OK},
+		{name: "scoped_chat_unlisted", caller: "scoped", grants: `{"chat":{"service_sid":"` + reachIS2 + `"}}`, want: codes.PermissionDenied, reason: "chat.service_sid " + reachIS2 + " is not allowed"},
+		{name: "scoped_chat_no_service", caller: "scoped", grants: `{"chat":{}}`, want: codes.PermissionDenied, reason: "chat.service_sid is required by this rule"},
+		{name: "scoped_sync_listed", caller: "scoped", grants: `{"data_sync":{"service_sid":"` + reachIS1 + `"}}`, want: codes.OK, audit: map[string]string{"sync_service_sid": reachIS1}},
+		{name: "scoped_sync_unlisted", caller: "scoped", grants: `{"data_sync":{"service_sid":"` + reachIS2 + `"}}`, want: codes.PermissionDenied, reason: "data_sync.service_sid " + reachIS2 + " is not allowed"},
+		// TaskRouter.
+		{name: "scoped_taskrouter_listed", caller: "scoped", grants: `{"task_router":{"workspace_sid":"` + reachWS1 + `","worker_sid":"` + reachWK1 + `","role":"worker"}}`, want: codes.OK,
+			audit: map[string]string{"workspace_sid": reachWS1, "worker_sid": reachWK1, "task_router_role": "worker"}},
+		{name: "scoped_taskrouter_workspace", caller: "scoped", grants: `{"task_router":{"workspace_sid":"` + reachWS2 + `","worker_sid":"` + reachWK1 + `","role":"worker"}}`, want: codes.PermissionDenied, reason: "task_router.workspace_sid " + reachWS2},
+		{name: "scoped_taskrouter_worker", caller: "scoped", grants: `{"task_router":{"workspace_sid":"` + reachWS1 + `","worker_sid":"` + reachWK2 + `","role":"worker"}}`, want: codes.PermissionDenied, reason: "task_router.worker_sid " + reachWK2},
+		{name: "scoped_taskrouter_role", caller: "scoped", grants: `{"task_router":{"workspace_sid":"` + reachWS1 + `","worker_sid":"` + reachWK1 + `","role":"supervisor"}}`, want: codes.PermissionDenied, reason: "task_router.role supervisor is not allowed",
+			audit: map[string]string{"task_router_role": "supervisor"}},
+		{name: "taskrouter_any", caller: "wide", grants: `{"task_router":{"workspace_sid":"` + reachWS2 + `","worker_sid":"` + reachWK2 + `","role":"supervisor"}}`, want: codes.OK},
+		// Video rooms.
+		{name: "scoped_room_match", caller: "scoped", grants: `{"video":{"room":"support-12"}}`, want: codes.OK, audit: map[string]string{"room": "support-12"}},
+		{name: "scoped_room_other", caller: "scoped", grants: `{"video":{"room":"board"}}`, want: codes.PermissionDenied, reason: "video room board does not match", audit: map[string]string{"room": "board"}},
+		{name: "scoped_room_any", caller: "scoped", grants: `{"video":{}}`, want: codes.PermissionDenied, reason: `needs rooms ".*"`},
+		{name: "room_any", caller: "wide", grants: `{"video":{}}`, want: codes.OK},
+		// Player: no rule allows it.
+		{name: "player", caller: "wide", grants: `{"player":{}}`, want: codes.PermissionDenied, reason: "grant player is not allowed"},
+		// A caller no rule selects.
+		{name: "outsider", caller: "outsider", want: codes.PermissionDenied, reason: "no rule selects caller"},
+	}
+
+}
+
+// TestReachDecisions: one table of (caller, request) → decision over every
+// dimension of a token's reach, allowed and denied, through gRPC and REST,
+// with the audit record each mint leaves.
+func TestReachDecisions(t *testing.T) {
+	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
+	cases := reachCases()
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				body := map[string]any{"identity": tc.name + "_" + path}
+				if tc.app != "" {
+					body["application_sid"] = tc.app
+				}
+				if tc.grants != "" {
+					body["grants"] = json.RawMessage(tc.grants)
+				}
+				b, _ := json.Marshal(body)
+				code, resp, _ := h.mintAs(t, path, caller{bearer: creds[tc.caller]}, string(b))
+				if code != tc.want {
+					t.Fatalf("mint %s as %s = %v %v, want %v", b, tc.caller, code, resp, tc.want)
+				}
+				if code == codes.PermissionDenied {
+					msg, _ := resp["message"].(string)
+					if !strings.Contains(msg, tc.reason) || !strings.Contains(msg, "rule") {
+						t.Errorf("denial %q does not say %q and name the rule", msg, tc.reason)
+					}
+				}
+				if code == codes.OK {
+					_, claims := decodeJWT(t, resp["token"].(string))
+					if tc.grants != "" && strings.Contains(tc.grants, "outgoing") {
+						got := get(claims, "grants", "voice", "outgoing", "application_sid")
+						var want map[string]any
+						json.Unmarshal([]byte(tc.grants), &want)
+						if got != get(want, "voice", "outgoing", "application_sid") {
+							t.Errorf("token's outgoing application = %v, want the request's", got)
+						}
+					}
+				}
+			})
+		}
+	}
+
+	records, raw := readAudit(t, h, auditLog)
+	byIdentity := map[string]map[string]any{}
+	for _, r := range records {
+		if r["event"] == "mint" {
+			if id, ok := r["identity"].(string); ok {
+				byIdentity[id] = r
+			}
+		}
+	}
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			r := byIdentity[tc.name+"_"+path]
+			if r == nil {
+				t.Errorf("no audit record of %s/%s", tc.name, path)
+				continue
+			}
+			wantDecision := map[bool]string{true: "allow", false: "deny"}[tc.want == codes.OK]
+			if r["decision"] != wantDecision || r["code"] != tc.want.String() {
+				t.Errorf("audit record of %s/%s: decision %v code %v, want %s %s", tc.name, path, r["decision"], r["code"], wantDecision, tc.want)
+			}
+			for k, want := range tc.audit {
+				if r[k] != want {
+					t.Errorf("audit record of %s/%s: %s = %v, want %q (record %v)", tc.name, path, k, r[k], want, r)
+				}
+			}
+		}
+	}
+	for _, secret := range []string{testSecret, reachSecret2, creds["wide"], creds["scoped"]} {
+		if strings.Contains(raw, secret) {
+			t.Error("the audit log holds a secret or a credential")
+		}
+	}
+	for _, value := range []string{`"bob"`, `"100"`} {
+		if strings.Contains(raw, value) {
+			t.Errorf("the audit log holds the param value %s: only keys belong there", value)
+		}
+	}
+}
+
+// TestFormatCharacterIdentities: identities with a Unicode format
+// character (category Cf) are refused on every path, with or without a
+// voice grant, in policy mode and in development mode.
+func TestFormatCharacterIdentities(t *testing.T) {
+	policyHarness, creds, _ := reachHarness(t, `rules:
+  - name: any
+    principals: ["credential:wide"]
+    applications: ["*"]
+    identities: {pattern: ".*"}
+    grants: {voice: true, video: true, chat: true}
+`, nil)
+	devHarness, _, _ := reachHarness(t, "", nil)
+	for _, tc := range []struct {
+		name, identity, grants string
+	}{
+		{"rlo_no_grants", "alice\u202Eevil", `{}`},
+		{"zwj_chat", "ali\u200Dce", `{"chat":{}}`},
+		{"zwsp_video", "\u200Bbob", `{"video":{}}`},
+		{"bom_defaults", "carol\uFEFF", ``},
+		{"lrm_voice", "dave\u200E", `{"voice":{"incoming":{"allow":true}}}`},
+		{"tag_char", "eve\U000E0041", `{}`},
+	} {
+		for _, mode := range []string{"policy", "development"} {
+			for _, path := range []string{"grpc", "rest"} {
+				t.Run(tc.name+"/"+mode+"/"+path, func(t *testing.T) {
+					h, c := devHarness, caller{}
+					if mode == "policy" {
+						h, c = policyHarness, caller{bearer: creds["wide"]}
+					}
+					body := map[string]any{"identity": tc.identity}
+					if tc.grants != "" {
+						body["grants"] = json.RawMessage(tc.grants)
+					}
+					b, _ := json.Marshal(body)
+					code, resp, _ := h.mintAs(t, path, c, string(b))
+					if code != codes.InvalidArgument {
+						t.Fatalf("mint %s = %v %v, want InvalidArgument", b, code, resp)
+					}
+					msg, _ := resp["message"].(string)
+					if !strings.Contains(msg, "identity: must not contain Unicode format characters (category Cf") {
+						t.Errorf("refusal %q does not name the field and the rule", msg)
+					}
+				})
+			}
+		}
+	}
+	// Other Unicode stays allowed without a voice grant.
+	if code, resp, _ := devHarness.mintAs(t, "rest", caller{}, `{"identity":"zoë","grants":{}}`); code != codes.OK {
+		t.Errorf("mint for zoë = %v %v, want OK", code, resp)
+	}
+}
+
+// TestExplainDisclosure: an explanation is decided, audited and charged
+// like a mint; a denied one is a 403 that says why and shows nothing of
+// the application (account, key, claims).
+func TestExplainDisclosure(t *testing.T) {
+	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
+	for _, path := range []string{"grpc", "rest"} {
+		t.Run("allowed/"+path, func(t *testing.T) {
+			code, resp, _ := h.mintAs(t, path, caller{bearer: creds["scoped"]}, `{"identity":"explain_ok_`+path+`","validate_only":true}`)
+			if code != codes.OK || resp["token"] != nil || resp["account_sid"] != testAccount || get(resp, "decision", "allowed") != true ||
+				get(resp, "decision", "rule") != "scoped" || get(resp, "decision", "claims", "grants", "identity") != "explain_ok_"+path {
+				t.Fatalf("allowed explanation = %v %v, want the decision, the account and the claims, and no token", code, resp)
+			}
+		})
+		for _, tc := range []struct {
+			name, caller, body, reason string
+		}{
+			{"outgoing_other_app", "wide", `{"identity":"explain_deny_` + path + `","validate_only":true,"grants":{"voice":{"outgoing":{"application_sid":"` + reachApp2 + `"}}}}`, "voice.outgoing.application_sid " + reachApp2 + " is not allowed"},
+			{"other_application", "wide", `{"identity":"explain_app2_` + path + `","validate_only":true,"application_sid":"` + reachApp2 + `"}`, "application " + reachApp2 + " is not allowed"},
+			{"outsider", "outsider", `{"identity":"explain_out_` + path + `","validate_only":true}`, "no rule selects caller credential:outsider"},
+		} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				code, resp, _ := h.mintAs(t, path, caller{bearer: creds[tc.caller]}, tc.body)
+				if code != codes.PermissionDenied {
+					t.Fatalf("denied explanation = %v %v, want PermissionDenied", code, resp)
+				}
+				b, _ := json.Marshal(resp)
+				for _, hidden := range []string{testAccount, testKey, reachAcct2, reachKey2, "claims", "header", "account_sid", "api_key_sid"} {
+					if strings.Contains(string(b), hidden) {
+						t.Errorf("denied explanation %s shows %s", b, hidden)
+					}
+				}
+				if msg, _ := resp["message"].(string); !strings.Contains(msg, tc.reason) || !strings.Contains(msg, "(rule default-deny)") {
+					t.Errorf("denied explanation %q does not say why (%q) and name the rule", msg, tc.reason)
+				}
+			})
+		}
+	}
+	// Metrics count a denied explanation with its code.
+	samples := h.scrape(t)
+	for _, path := range []string{"grpc", "rest"} {
+		if n, _ := find(samples, "tokend_mints_total", map[string]string{"application_sid": testApp, "code": "PermissionDenied", "path": path}); n < 2 {
+			t.Errorf("tokend_mints_total{code=PermissionDenied,path=%s} = %v, want at least 2 (the denied explanations)", path, n)
+		}
+	}
+
+	records, _ := readAudit(t, h, auditLog)
+	seen := map[string]string{}
+	for _, r := range records {
+		if r["event"] == "explain" {
+			id, _ := r["identity"].(string)
+			seen[id] = r["decision"].(string) + " " + r["code"].(string)
+			if r["jti"] != nil || r["exp"] != nil {
+				t.Errorf("explain record %v has a jti or exp: nothing was signed", r)
+			}
+		}
+	}
+	for _, path := range []string{"grpc", "rest"} {
+		for id, want := range map[string]string{
+			"explain_ok_" + path:   "allow OK",
+			"explain_deny_" + path: "deny PermissionDenied",
+			"explain_app2_" + path: "deny PermissionDenied",
+			"explain_out_" + path:  "deny PermissionDenied",
+		} {
+			if seen[id] != want {
+				t.Errorf("explain record of %s = %q, want %q", id, seen[id], want)
+			}
+		}
+	}
+}
+
+// TestExplainRateLimit: an explanation costs the caller one token, denied
+// or not, and leaves the identity's bucket alone.
+func TestExplainRateLimit(t *testing.T) {
+	for _, path := range []string{"grpc", "rest"} {
+		t.Run("principal/"+path, func(t *testing.T) {
+			h, creds, _ := reachHarness(t, reachPolicy, func(c *server.Config) { c.RateLimitPrincipal, c.RateLimitBurst = 0.001, 2 })
+			c := caller{bearer: creds["wide"]}
+			if code, resp, _ := h.mintAs(t, path, c, `{"identity":"a","validate_only":true}`); code != codes.OK {
+				t.Fatalf("first explanation = %v %v", code, resp)
+			}
+			if code, resp, _ := h.mintAs(t, path, c, `{"identity":"a","validate_only":true,"grants":{"player":{}}}`); code != codes.PermissionDenied {
+				t.Fatalf("denied explanation = %v %v", code, resp)
+			}
+			code, resp, hdr := h.mintAs(t, path, c, `{"identity":"a"}`)
+			if code != codes.ResourceExhausted {
+				t.Fatalf("mint after two explanations in a burst of 2 = %v %v, want ResourceExhausted", code, resp)
+			}
+			if path == "rest" && hdr.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+		})
+		t.Run("identity/"+path, func(t *testing.T) {
+			h, creds, _ := reachHarness(t, reachPolicy, func(c *server.Config) { c.RateLimitIdentity, c.RateLimitBurst = 0.001, 1 })
+			c := caller{bearer: creds["wide"]}
+			for range 3 {
+				if code, resp, _ := h.mintAs(t, path, c, `{"identity":"b","validate_only":true}`); code != codes.OK {
+					t.Fatalf("explanation = %v %v, want OK (explanations do not use the identity's bucket)", code, resp)
+				}
+			}
+			if code, resp, _ := h.mintAs(t, path, c, `{"identity":"b"}`); code != codes.OK {
+				t.Fatalf("mint after explanations = %v %v, want OK", code, resp)
+			}
+		})
+	}
+}
+
+// TestExplainDevelopmentMode: in development mode an explanation is
+// allowed, audited as one and charged to the (shared anonymous) caller.
+func TestExplainDevelopmentMode(t *testing.T) {
+	for _, path := range []string{"grpc", "rest"} {
+		t.Run(path, func(t *testing.T) {
+			h, _, auditLog := reachHarness(t, "", func(c *server.Config) { c.RateLimitPrincipal, c.RateLimitBurst = 0.001, 1 })
+			code, resp, _ := h.mintAs(t, path, caller{}, `{"identity":"dev_explain","validate_only":true}`)
+			if code != codes.OK || get(resp, "decision", "rule") != "development-mode" || resp["token"] != nil {
+				t.Fatalf("explanation = %v %v, want the development-mode decision and no token", code, resp)
+			}
+			if code, resp, _ := h.mintAs(t, path, caller{}, `{"identity":"dev_mint"}`); code != codes.ResourceExhausted {
+				t.Fatalf("mint after an explanation in a burst of 1 = %v %v, want ResourceExhausted", code, resp)
+			}
+			records, _ := readAudit(t, h, auditLog)
+			found := false
+			for _, r := range records {
+				if r["event"] == "explain" && r["identity"] == "dev_explain" && r["decision"] == "allow" && r["rule"] == "development-mode" &&
+					r["outgoing_application_sid"] == testApp {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no explain record of dev_explain naming its outgoing application in %v", records)
+			}
+		})
+	}
+}
+
+// verifyAs verifies tok as c through path and returns the response as
+// JSON.
+func (h *harness) verifyAs(t *testing.T, path string, c caller, tok string) map[string]any {
+	t.Helper()
+	if path == "grpc" {
+		ctx := context.Background()
+		if c.bearer != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.bearer)
+		}
+		resp, err := h.token.Verify(ctx, &tokenv1.VerifyRequest{Token: tok})
+		if err != nil {
+			t.Fatalf("Verify: %v", status.Convert(err).Message())
+		}
+		return jsonOf(t, resp)
+	}
+	b, _ := json.Marshal(map[string]string{"token": tok})
+	req, _ := http.NewRequest("POST", h.httpURL+"/v1/tokens:verify", strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+	code, raw := h.doRaw(t, req)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil || code != 200 {
+		t.Fatalf("POST /v1/tokens:verify = %d %s", code, raw)
+	}
+	return m
+}
+
+// withPayload returns tok with its payload edited (the signature no
+// longer matches).
+func withPayload(t *testing.T, tok string, edit func(map[string]any)) string {
+	parts := strings.Split(tok, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	edit(m)
+	b, _ := json.Marshal(m)
+	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(b) + "." + parts[2]
+}
+
+// TestVerifyDisclosure: which application holds a key, and whether it is
+// active, is told only to callers that may mint for that application;
+// every caller gets the Twilio error code.
+func TestVerifyDisclosure(t *testing.T) {
+	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
+	code, resp, _ := h.mintAs(t, "grpc", caller{bearer: creds["wide"]}, `{"identity":"verified"}`)
+	if code != codes.OK {
+		t.Fatalf("mint = %v %v", code, resp)
+	}
+	tok := resp["token"].(string)
+	wrongSub := withPayload(t, tok, func(m map[string]any) { m["sub"] = reachAcct2 })
+	unknownKey := withPayload(t, tok, func(m map[string]any) { m["iss"] = "SK99999999999999999999999999999999" })
+	for _, path := range []string{"grpc", "rest"} {
+		for _, tc := range []struct {
+			name, caller, token string
+			code                float64
+			disclosed           bool
+			reason              string // substring, "" for none
+		}{
+			{"valid_minter", "wide", tok, 0, true, ""},
+			{"valid_outsider", "outsider", tok, 0, false, ""},
+			{"wrong_sub_minter", "wide", wrongSub, 20103, true, "is not the account that owns API key"},
+			{"wrong_sub_outsider", "outsider", wrongSub, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"unknown_key_minter", "wide", unknownKey, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"unknown_key_outsider", "outsider", unknownKey, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+		} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				got := h.verifyAs(t, path, caller{bearer: creds[tc.caller]}, tc.token)
+				gotCode, _ := got["twilio_error_code"].(float64)
+				if gotCode != tc.code {
+					t.Fatalf("Verify = %v, want Twilio error code %v", got, tc.code)
+				}
+				if tc.disclosed {
+					if got["application_sid"] != testApp || got["key_state"] != "active" {
+						t.Errorf("Verify as %s = %v, want the application and key state", tc.caller, got)
+					}
+				} else if got["application_sid"] != nil || got["key_state"] != nil {
+					t.Errorf("Verify as %s = %v, shows the application or key state", tc.caller, got)
+				}
+				reason, _ := got["reason"].(string)
+				if !strings.Contains(reason, tc.reason) {
+					t.Errorf("reason %q, want %q", reason, tc.reason)
+				}
+				if !tc.disclosed && strings.Contains(reason, testApp) {
+					t.Errorf("reason %q names the application", reason)
+				}
+			})
+		}
+	}
+	// The audit record of a verification names what the token reaches.
+	records, _ := readAudit(t, h, auditLog)
+	found := false
+	for _, r := range records {
+		if r["event"] == "verify" && r["identity"] == "verified" && r["outgoing_application_sid"] == testApp && r["application_sid"] == testApp {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no verify record names the token's identity and outgoing application")
+	}
+}
+
+// TestVerifyDevelopmentMode: without a policy every caller is told the
+// application and key state.
+func TestVerifyDevelopmentMode(t *testing.T) {
+	h, _, _ := reachHarness(t, "", nil)
+	code, resp, _ := h.mintAs(t, "rest", caller{}, `{"identity":"dev"}`)
+	if code != codes.OK {
+		t.Fatalf("mint = %v %v", code, resp)
+	}
+	for _, path := range []string{"grpc", "rest"} {
+		got := h.verifyAs(t, path, caller{}, resp["token"].(string))
+		if got["valid"] != true || got["application_sid"] != testApp || got["key_state"] != "active" {
+			t.Errorf("%s Verify = %v, want valid with the application and key state", path, got)
+		}
+	}
+}
+
+// TestReachDevelopmentMode: without a policy every request of the reach
+// table that is valid is allowed (development mode decides nothing), but
+// the audit record still names what each token reaches.
+func TestReachDevelopmentMode(t *testing.T) {
+	h, _, auditLog := reachHarness(t, "", nil)
+	cases := reachCases()
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				body := map[string]any{"identity": "dev_" + tc.name + "_" + path}
+				if tc.app != "" {
+					body["application_sid"] = tc.app
+				}
+				if tc.grants != "" {
+					body["grants"] = json.RawMessage(tc.grants)
+				}
+				b, _ := json.Marshal(body)
+				if code, resp, _ := h.mintAs(t, path, caller{}, string(b)); code != codes.OK {
+					t.Fatalf("mint %s in development mode = %v %v, want OK", b, code, resp)
+				}
+			})
+		}
+	}
+	records, _ := readAudit(t, h, auditLog)
+	byIdentity := map[string]map[string]any{}
+	for _, r := range records {
+		if id, ok := r["identity"].(string); ok && r["event"] == "mint" {
+			byIdentity[id] = r
+		}
+	}
+	for _, tc := range cases {
+		for _, path := range []string{"grpc", "rest"} {
+			r := byIdentity["dev_"+tc.name+"_"+path]
+			if r == nil || r["decision"] != "allow" || r["rule"] != "development-mode" {
+				t.Errorf("audit record of %s/%s = %v, want allowed by development-mode", tc.name, path, r)
+				continue
+			}
+			for k, want := range tc.audit {
+				if k == "decision" {
+					continue
+				}
+				if r[k] != want {
+					t.Errorf("audit record of %s/%s: %s = %v, want %q", tc.name, path, k, r[k], want)
+				}
+			}
+		}
+	}
+}
