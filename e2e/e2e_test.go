@@ -261,6 +261,27 @@ func TestReplicasShareChanges(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+
+	// The default application is shared: a second application left the
+	// seed's the default on both; set through b, a follows.
+	if resp, err := a.client.Mint(ctx, &tokenv1.MintRequest{}); err != nil || resp.GetApplicationSid() != app {
+		t.Fatalf("Mint via a with two applications = %v, %v, want the seed application %s", resp, err, app)
+	}
+	if _, err := b.admin.Admin().SetDefaultApplication(ctx, &tokenv1.SetDefaultApplicationRequest{ApplicationSid: app2}); err != nil {
+		t.Fatalf("SetDefaultApplication via b = %v", err)
+	}
+	changed := time.Now()
+	for {
+		resp, err := a.client.Mint(ctx, &tokenv1.MintRequest{})
+		if err == nil && resp.GetApplicationSid() == app2 {
+			t.Logf("a serves requests naming no application from the new default %v after the change through b", time.Since(changed).Round(time.Millisecond))
+			break
+		}
+		if time.Since(changed) > time.Second {
+			t.Fatalf("a still mints %v, %v more than 1 s after the default changed through b", resp, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // pgInstance is a PostgreSQL server of the test's own, so that it can be

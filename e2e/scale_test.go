@@ -369,7 +369,9 @@ func measureScale(t *testing.T, bigCfg, smallCfg procConfig) {
 	ctx := context.Background()
 	bigCfg.noSeed, bigCfg.logLevel = true, "warn"
 	smallCfg.logLevel = "warn"
-	bigCfg.args = append(bigCfg.args, "--audit-log", "off")
+	// Requests naming no application need a default among many (else
+	// /readyz answers 503).
+	bigCfg.args = append(bigCfg.args, "--audit-log", "off", "--default-application", scaleApp(0))
 	smallCfg.args = append(smallCfg.args, "--audit-log", "off")
 	big := startTokend(t, "tokend-big", bigCfg)
 	rssStart, err := big.rssBytes()

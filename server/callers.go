@@ -59,10 +59,16 @@ func (s *Server) initCallers() error {
 		s.policy.OnReload(func(old, cur *policy.Policy) {
 			if old == nil || old.Digest != cur.Digest {
 				s.log.Info("caller policy reloaded", "path", cfg.PolicyFile, "digest", cur.Digest, "rules", len(cur.Rules))
+				s.warnAnonymous(cur)
 			}
 		})
 		p := s.policy.Policy()
-		s.log.Info("caller policy loaded: callers must authenticate", "path", cfg.PolicyFile, "digest", p.Digest, "rules", len(p.Rules))
+		if p.AdmitsAnonymous() {
+			s.log.Info("caller policy loaded: callers must authenticate, but for the anonymous rules below", "path", cfg.PolicyFile, "digest", p.Digest, "rules", len(p.Rules))
+		} else {
+			s.log.Info("caller policy loaded: callers must authenticate", "path", cfg.PolicyFile, "digest", p.Digest, "rules", len(p.Rules))
+		}
+		s.warnAnonymous(p)
 	} else {
 		s.log.Warn("DEVELOPMENT MODE: no caller policy configured, so ANY caller that reaches tokend may mint ANY identity, anonymously; keep it on loopback (set --policy-file to require authentication)")
 	}
@@ -75,6 +81,9 @@ func (s *Server) initCallers() error {
 		OIDC:        cfg.OIDC,
 		Proxy:       cfg.Proxy,
 		Anonymous:   !cfg.Authenticated(),
+		// Policy mode admits callers without credentials only while the
+		// policy has an anonymous rule.
+		AnonymousIf: func() bool { return s.policy != nil && s.policy.Policy().AdmitsAnonymous() },
 		Logger:      s.log,
 		// The admin API checks its own credential (the admin token).
 		PublicGRPC: func(m string) bool {
@@ -104,6 +113,15 @@ func (s *Server) initCallers() error {
 		}
 	}
 	return nil
+}
+
+// warnAnonymous logs, loudly, each rule of p that lets callers without
+// credentials mint.
+func (s *Server) warnAnonymous(p *policy.Policy) {
+	for _, r := range p.AnonymousRules() {
+		s.log.Warn("ANONYMOUS MINTING: policy rule lets callers without credentials mint tokens, as a public Twilio Function did; anyone who reaches tokend gets them",
+			"rule", r.Name, "line", r.Line, "identity", r.AnonymousIdentity(), "grants", r.AllowedGrants(), "rate_limit_per_client_address", r.RateLimit.String(), "max_ttl_seconds", r.MaxTTLSeconds)
+	}
 }
 
 // isAdminPath reports whether an HTTP path belongs to the admin API.

@@ -34,6 +34,8 @@ type harness struct {
 	// authz, if set, is sent as the Authorization header of admin API
 	// calls; callerAuthz of the others (mint, verify).
 	authz, callerAuthz string
+	// policyDir holds the policy file, for tests that rewrite it.
+	policyDir string
 }
 
 // testLogger discards logs unless -v is given.
@@ -149,7 +151,7 @@ func verifyJWT(t *testing.T, tok, secret string) jwt.MapClaims {
 }
 
 func isAdminPath(p string) bool {
-	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
+	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials", "/v1/default-application"} {
 		if strings.HasPrefix(p, prefix) {
 			return true
 		}

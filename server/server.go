@@ -68,9 +68,17 @@ type Config struct {
 	MasterKeyFile string
 	// DefaultIdentity is the identity of requests that name none.
 	DefaultIdentity string
-	// DefaultApplication is the application of requests that name none;
-	// with seed credentials, it defaults to the seed's application.
+	// DefaultApplication, if set, is made the stored default application
+	// (of requests that name none) at start; the admin API may change it
+	// later. Without it the stored default stays (the seed application
+	// becomes it when new or when none is set).
 	DefaultApplication string
+	// DefaultGrants, if set, are the grants of mint requests that name
+	// none, for applications without default grants of their own, in
+	// place of the built-in outgoing voice grant (see
+	// keystore.GrantsFromTemplate: an outgoing voice grant without
+	// application_sid goes through the application).
+	DefaultGrants *tokenv1.Grants
 	// Seed is the Twilio Function's credentials, if given.
 	Seed Seed
 	// AdminToken is the admin API's bearer credential; empty turns the
@@ -261,16 +269,22 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		return kr, err
 	})
 	s.keys.SetStoreErrorHook(s.metrics.StoreError)
+	s.keys.SetDefaultGrants(s.cfg.DefaultGrants)
 	s.metrics.ObserveKeystore(s.keys)
 	if err := s.keys.Reload(ctx); err != nil {
 		return fmt.Errorf("load keys: %w", err)
 	}
-	defaultApp, err := applySeed(ctx, s.keys, s.cfg.Seed, s.log)
-	if err != nil {
+	if err := applySeed(ctx, s.keys, s.cfg.Seed, s.log); err != nil {
 		return err
 	}
-	if s.cfg.DefaultApplication == "" {
-		s.cfg.DefaultApplication = defaultApp
+	// --default-application sets the stored default (writing only when it
+	// changes it); the admin API may change it later.
+	if d := s.cfg.DefaultApplication; d != "" {
+		if err := s.store.SetDefaultApplication(ctx, d); errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("default application %s is not in the store", d)
+		} else if err != nil {
+			return fmt.Errorf("set the default application: %w", err)
+		}
 	}
 	// Load again only if the seed wrote something (a first start, a new
 	// seed key): keys that did not change are not opened again.
@@ -288,27 +302,28 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	if s.keys.Len() >= freeAfterLoadApps {
 		debug.FreeOSMemory()
 	}
-	if d := s.cfg.DefaultApplication; d != "" && s.keys.Lookup(d) == nil {
-		return fmt.Errorf("default application %s is not in the store", d)
+	if s.keys.Len() > 1 && s.keys.Default() == nil {
+		s.log.Warn("no default application: requests that name no application fail (FailedPrecondition) and /readyz answers 503 until one is set (tokenctl apps default AP…, or PUT /v1/default-application)",
+			"applications", s.keys.Len())
 	}
 	if err := s.initCallers(); err != nil {
 		return err
 	}
 	s.initReplicas()
 	s.token = tokenapi.New(tokenapi.Config{
-		Keys:               s.keys,
-		DefaultIdentity:    s.cfg.DefaultIdentity,
-		DefaultApplication: s.cfg.DefaultApplication,
-		Policy:             s.policy,
-		PrincipalLimit:     s.principalLimit,
-		IdentityLimit:      s.identityLimit,
-		OnRateLimited:      func(scope string) { s.metrics.RateLimited.WithLabelValues(scope).Inc() },
-		Audit:              s.audit,
+		Keys:            s.keys,
+		DefaultIdentity: s.cfg.DefaultIdentity,
+		Policy:          s.policy,
+		PrincipalLimit:  s.principalLimit,
+		IdentityLimit:   s.identityLimit,
+		OnRateLimited:   func(scope string) { s.metrics.RateLimited.WithLabelValues(scope).Inc() },
+		Audit:           s.audit,
 	})
 
 	// Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT is set; off, no
 	// instrumentation is added and no exporter endpoint is ever contacted.
 	var tracing bool
+	var err error
 	s.stopTracing, tracing, err = telemetry.Setup(ctx, "tokend")
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
@@ -411,6 +426,14 @@ func (s *Server) readyz(ctx context.Context) (bool, map[string]string) {
 	detail["mint"] = "ready"
 	if s.replicas != nil {
 		detail["replicas"] = strconv.Itoa(s.replicas.Live())
+	}
+	if app := s.keys.Default(); app != nil {
+		detail["default_application"] = app.SID
+	} else {
+		// Requests naming their application could be served, but every
+		// request naming none fails: the operator must act.
+		detail["default_application"] = fmt.Sprintf("none: tokend holds %d applications and none is the default, so requests that name no application fail; set one with tokenctl apps default AP… (PUT /v1/default-application)", s.keys.Len())
+		return false, detail
 	}
 	return true, detail
 }

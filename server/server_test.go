@@ -59,7 +59,8 @@ func TestSecretsNotInDatabase(t *testing.T) {
 }
 
 // TestApplicationResolution: application_sid may be omitted with one
-// application or a default one, and is required otherwise.
+// application or a default one; otherwise the server is not ready for
+// such requests (FailedPrecondition naming the fix).
 func TestApplicationResolution(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, server.Config{}) // no seed: the demo application
@@ -77,8 +78,8 @@ func TestApplicationResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = h.token.Mint(ctx, &tokenv1.MintRequest{})
-	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !violates(st, "application_sid") {
-		t.Errorf("Mint() with two applications and no default = %v, want InvalidArgument on application_sid", err)
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "tokenctl apps default") {
+		t.Errorf("Mint() with two applications and no default = %v, want FailedPrecondition naming the fix", err)
 	}
 	resp, err = h.token.Mint(ctx, &tokenv1.MintRequest{ApplicationSid: server.DemoApplicationSID, Identity: proto.String("bob")})
 	if err != nil || resp.GetIdentity() != "bob" {

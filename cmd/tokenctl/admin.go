@@ -284,6 +284,50 @@ func defineAppsDelete(c *cli, fs *flag.FlagSet) func(context.Context, []string) 
 	}
 }
 
+func defineAppsDefault(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		const cmd = "apps default"
+		if len(args) > 1 {
+			return fmt.Errorf("%s: unexpected argument %q", cmd, args[1])
+		}
+		if len(args) == 0 {
+			resp, err := dialAndCall(ctx, c, func(ctx context.Context, a tokenv1.AdminServiceClient) (*tokenv1.GetDefaultApplicationResponse, error) {
+				return a.GetDefaultApplication(ctx, &tokenv1.GetDefaultApplicationRequest{})
+			})
+			if err != nil {
+				return err
+			}
+			return c.output(resp, func(w io.Writer) {
+				switch {
+				case resp.GetApplicationSid() != "":
+					fmt.Fprintf(w, "DEFAULT APPLICATION  %s\n", cell(resp.GetApplicationSid()))
+				case resp.GetEffectiveApplicationSid() != "":
+					fmt.Fprintf(w, "DEFAULT APPLICATION  none set; the only application %s serves requests naming none\n", cell(resp.GetEffectiveApplicationSid()))
+				default:
+					fmt.Fprintln(w, "DEFAULT APPLICATION  none: requests naming no application fail; set one with tokenctl apps default AP..")
+				}
+			})
+		}
+		sid, err := sidArg(cmd, args)
+		if err != nil {
+			return err
+		}
+		resp, err := dialAndCall(ctx, c, func(ctx context.Context, a tokenv1.AdminServiceClient) (*tokenv1.SetDefaultApplicationResponse, error) {
+			return a.SetDefaultApplication(ctx, &tokenv1.SetDefaultApplicationRequest{ApplicationSid: sid})
+		})
+		if err != nil {
+			return err
+		}
+		return c.output(resp, func(w io.Writer) {
+			prev := resp.GetPreviousApplicationSid()
+			if prev == "" {
+				prev = "none"
+			}
+			fmt.Fprintf(w, "default application %s (was %s)\n", cell(resp.GetApplicationSid()), cell(prev))
+		})
+	}
+}
+
 func defineKeysAdd(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 	app := fs.String("application", "", "TwiML application `SID` (required)")
 	key := fs.String("key", "", "API key `SID` (SK + 32 hex; required)")

@@ -64,7 +64,7 @@ type command struct {
 
 // groups are the commands that take a subcommand.
 var groups = map[string]string{
-	"apps":        "create, list, show, update, delete",
+	"apps":        "create, list, show, update, delete, default",
 	"keys":        "add, list, activate, delete",
 	"credentials": "create, list, delete",
 }
@@ -78,6 +78,7 @@ func commands() []command {
 		{"apps show", "AP..", "show one application", defineAppsShow},
 		{"apps update", "AP..", "change the fields given; the others keep their value", defineAppsUpdate},
 		{"apps delete", "AP..", "delete an application and its keys", defineAppsDelete},
+		{"apps default", "[AP..]", "show the default application (of mint requests naming none), or set it", defineAppsDefault},
 		{"keys add", "--application AP.. --key SK..", "add an API key; its secret is read from --secret-file or stdin (a prompt on a terminal), never from the command line", defineKeysAdd},
 		{"keys list", "--application AP..", "list the keys of an application", defineKeysList},
 		{"keys activate", "--application AP.. --key SK..", "make a key the application's only active key", defineKeysActivate},

@@ -253,6 +253,20 @@ func (f *fakeAdmin) Rekey(ctx context.Context, r *tokenv1.RekeyRequest) (*tokenv
 	return &tokenv1.RekeyResponse{Resealed: 3, PrimaryMasterKeyId: "mk2"}, nil
 }
 
+func (f *fakeAdmin) GetDefaultApplication(ctx context.Context, r *tokenv1.GetDefaultApplicationRequest) (*tokenv1.GetDefaultApplicationResponse, error) {
+	if err := f.record(ctx, "GetDefaultApplication", r); err != nil {
+		return nil, err
+	}
+	return &tokenv1.GetDefaultApplicationResponse{ApplicationSid: appSID, EffectiveApplicationSid: appSID}, nil
+}
+
+func (f *fakeAdmin) SetDefaultApplication(ctx context.Context, r *tokenv1.SetDefaultApplicationRequest) (*tokenv1.SetDefaultApplicationResponse, error) {
+	if err := f.record(ctx, "SetDefaultApplication", r); err != nil {
+		return nil, err
+	}
+	return &tokenv1.SetDefaultApplicationResponse{ApplicationSid: r.GetApplicationSid(), PreviousApplicationSid: "APffffffffffffffffffffffffffffffff"}, nil
+}
+
 // startFake serves a fakeAdmin on a real gRPC server on loopback.
 func startFake(t *testing.T) (*fakeAdmin, string) {
 	t.Helper()
@@ -615,6 +629,9 @@ func TestCommands(t *testing.T) {
 			&tokenv1.DeleteKeyRequest{ApplicationSid: appSID, ApiKeySid: keySID},
 			[]string{"deleted key " + keySID}},
 		{[]string{"rekey"}, &tokenv1.RekeyRequest{}, []string{"3", "mk2"}},
+		{[]string{"apps", "default"}, &tokenv1.GetDefaultApplicationRequest{}, []string{"DEFAULT APPLICATION  " + appSID}},
+		{[]string{"apps", "default", appSID}, &tokenv1.SetDefaultApplicationRequest{ApplicationSid: appSID},
+			[]string{"default application " + appSID + " (was APffffffffffffffffffffffffffffffff)"}},
 		{[]string{"credentials", "list"}, &tokenv1.ListCredentialsRequest{},
 			[]string{"NAME", "GROUPS", "CREATED", "billing-svc", "backend,billing", "2026-01-02T03:04:05Z"}},
 		{[]string{"credentials", "delete", "billing-svc"}, &tokenv1.DeleteCredentialRequest{Name: "billing-svc"},

@@ -388,6 +388,18 @@ func dsnHasPassword(dsn string) bool {
 // postgres.RedactDSN).
 func redactStore(dsn string) string { return postgres.RedactDSN(dsn) }
 
+// isAlias reports whether name is an alias of a seed variable.
+func isAlias(name string) bool {
+	for _, aliases := range server.SeedAliases {
+		for _, a := range aliases {
+			if a == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // printConfig writes the effective configuration as YAML: every option
 // with its source as a trailing comment, secrets shown only as set or not.
 // Unless it redacts a store password, the output is itself a valid
@@ -447,17 +459,27 @@ func printConfig(w io.Writer, o *options, getenv func(string) string) error {
 		fmt.Fprintf(&b, "%-*s  # %s\n", width, r.kv, r.comment)
 	}
 	b.WriteString("# secrets (environment only, never read from the config file):\n")
-	for _, name := range []string{secrets.EnvVar, "TOKEND_ADMIN_TOKEN", server.EnvAPISecret} {
+	for _, name := range append([]string{secrets.EnvVar, "TOKEND_ADMIN_TOKEN", server.EnvAPISecret}, server.SeedAliases[server.EnvAPISecret]...) {
 		state := "(not set)"
 		if getenv(name) != "" {
 			state = "(set, redacted)"
+		} else if name != server.EnvAPISecret && isAlias(name) {
+			continue // aliases only when set
 		}
 		fmt.Fprintf(&b, "#   %s: %s\n", name, state)
 	}
 	b.WriteString("# seed credentials (environment only):\n")
-	for _, c := range []struct{ name, prefix string }{
-		{server.EnvAccountSID, "AC"}, {server.EnvAPIKey, "SK"}, {server.EnvTwiMLAppSID, "AP"},
-	} {
+	type seedVar struct{ name, prefix string }
+	var vars []seedVar
+	for _, c := range []seedVar{{server.EnvAccountSID, "AC"}, {server.EnvAPIKey, "SK"}, {server.EnvTwiMLAppSID, "AP"}} {
+		vars = append(vars, c)
+		for _, alias := range server.SeedAliases[c.name] {
+			if getenv(alias) != "" { // aliases only when set
+				vars = append(vars, seedVar{alias, c.prefix})
+			}
+		}
+	}
+	for _, c := range vars {
 		v := strings.TrimSpace(getenv(c.name))
 		switch {
 		case v == "":

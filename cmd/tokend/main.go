@@ -17,12 +17,15 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/internal/buildinfo"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/gctune"
 	"github.com/tokend/tokend/server/httpapi"
+	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/replicas"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
@@ -51,6 +54,8 @@ type options struct {
 	store                         string
 	masterKeyFile, adminTokenFile string
 	defaultIdentity, defaultApp   string
+	defaultGrantsRaw              string
+	defaultGrants                 *tokenv1.Grants // parsed from defaultGrantsRaw
 	logLevel, logFormat           string
 	maxBodyBytes                  int
 	corsOriginsRaw                string
@@ -93,7 +98,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.masterKeyFile, "master-key-file", env("TOKEND_MASTER_KEY_FILE", ""), "file holding the master keyring; TOKEND_MASTER_KEY (env only) wins over it (env TOKEND_MASTER_KEY_FILE)")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", env("TOKEND_ADMIN_TOKEN_FILE", ""), "file holding the admin API bearer token; TOKEND_ADMIN_TOKEN (env only) wins over it; neither: admin API off (env TOKEND_ADMIN_TOKEN_FILE)")
 	fs.StringVar(&o.defaultIdentity, "default-identity", env("TOKEND_DEFAULT_IDENTITY", tokenapi.DefaultIdentity), "identity of mint requests that name none (env TOKEND_DEFAULT_IDENTITY)")
-	fs.StringVar(&o.defaultApp, "default-application", env("TOKEND_DEFAULT_APPLICATION", ""), "application SID of mint requests that name none (env TOKEND_DEFAULT_APPLICATION)")
+	fs.StringVar(&o.defaultApp, "default-application", env("TOKEND_DEFAULT_APPLICATION", ""), "make this application (SID, in the store) the stored default of mint requests that name none, at start; the admin API may change it later (env TOKEND_DEFAULT_APPLICATION)")
+	fs.StringVar(&o.defaultGrantsRaw, "default-grants", env("TOKEND_DEFAULT_GRANTS", ""), `grants (JSON, as in a mint request) of mint requests that name none, for applications without default grants of their own; an outgoing voice grant without application_sid goes through the application, e.g. {"voice":{"incoming":{"allow":true},"outgoing":{}}}; empty: outgoing voice only (env TOKEND_DEFAULT_GRANTS)`)
 	fs.StringVar(&o.logLevel, "log-level", env("TOKEND_LOG_LEVEL", "info"), "debug, info, warn or error (env TOKEND_LOG_LEVEL)")
 	fs.StringVar(&o.logFormat, "log-format", env("TOKEND_LOG_FORMAT", "text"), "text or json (env TOKEND_LOG_FORMAT)")
 	maxBody, err := strconv.Atoi(env("TOKEND_MAX_BODY_BYTES", strconv.Itoa(httpapi.DefaultMaxBodyBytes)))
@@ -159,6 +165,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.defaultApp != "" && !tokenapi.ValidSID(o.defaultApp, "AP") {
 		return nil, o.invalid("default-application", "must be AP followed by 32 hex digits")
+	}
+	if o.defaultGrants, err = parseDefaultGrants(o.defaultGrantsRaw); err != nil {
+		return nil, o.invalid("default-grants", "%v", err)
 	}
 	var v tokenapi.Violations
 	// The default identity must suit the default grants (voice): letters,
@@ -299,6 +308,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MasterKeyFile:      o.masterKeyFile,
 		DefaultIdentity:    o.defaultIdentity,
 		DefaultApplication: o.defaultApp,
+		DefaultGrants:      o.defaultGrants,
 		Seed:               seed,
 		AdminToken:         adminToken,
 		MaxBodyBytes:       o.maxBodyBytes,
@@ -348,6 +358,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopGC()
 	go gctune.Run(gcCtx, uint64(o.gcHeadroomMiB)<<20)
 	return srv.Serve(ctx, grpcLn, httpLn)
+}
+
+// parseDefaultGrants parses --default-grants: strict protojson of a
+// token.v1.Grants, valid as a mint request's grants once each
+// application's SID fills an outgoing grant without one. Empty is nil
+// (the built-in default).
+func parseDefaultGrants(raw string) (*tokenv1.Grants, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	g := &tokenv1.Grants{}
+	if err := protojson.Unmarshal([]byte(raw), g); err != nil {
+		return nil, fmt.Errorf("not a JSON object of grants such as {\"voice\":{\"incoming\":{\"allow\":true},\"outgoing\":{}}}: %s", strings.TrimPrefix(err.Error(), "proto: "))
+	}
+	var v tokenapi.Violations
+	v.CheckGrants("grants", keystore.GrantsFromTemplate(g, "AP00000000000000000000000000000000"))
+	if len(v) > 0 {
+		msgs := make([]string, len(v))
+		for i, fv := range v {
+			msgs[i] = fv.Field + ": " + fv.Description
+		}
+		return nil, errors.New(strings.Join(msgs, "; "))
+	}
+	return g, nil
 }
 
 // DefaultGCHeadroomMiB is --gc-headroom-mib's default: with a live heap of

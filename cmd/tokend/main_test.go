@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tokend/tokend/server/auth"
 )
 
@@ -635,5 +638,189 @@ func TestHelpAndVersion(t *testing.T) {
 	err := run(context.Background(), []string{"verison"}, envOf(nil), &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "did you mean version?") {
 		t.Errorf("tokend verison = %v, want a suggestion", err)
+	}
+}
+
+// TestSeedAliases: the variable names of Twilio's quickstarts and function
+// templates seed tokend like the canonical ones; conflicting or partial
+// sets refuse to start naming the variables, never the secret, and never
+// fall back to the demo application.
+func TestSeedAliases(t *testing.T) {
+	const (
+		acct   = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		key    = "SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+		app    = "APcccccccccccccccccccccccccccccccc"
+		app2   = "APdddddddddddddddddddddddddddddddd"
+		secret = "do-not-print-me-0123456789abcdef"
+	)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string // empty: starts with the seed application
+	}{
+		{name: "quickstart_names", env: map[string]string{
+			"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret, "TWILIO_TWIML_APP_SID": app}},
+		{name: "function_template_names", env: map[string]string{
+			"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret, "TWIML_APPLICATION_SID": app}},
+		{name: "mixed_names_same_value", env: map[string]string{
+			"ACCOUNT_SID": acct, "TWILIO_ACCOUNT_SID": acct, "API_KEY": key, "API_SECRET": secret, "TWIML_APP_SID": app, "TWIML_APPLICATION_SID": app}},
+		{name: "alias_conflict", env: map[string]string{
+			"ACCOUNT_SID": acct, "API_KEY": key, "API_SECRET": secret, "TWIML_APP_SID": app, "TWIML_APPLICATION_SID": app2},
+			wantErr: []string{"TWIML_APP_SID and TWIML_APPLICATION_SID are both set, to different values"}},
+		{name: "secret_conflict", env: map[string]string{
+			"ACCOUNT_SID": acct, "API_KEY": key, "API_SECRET": secret, "TWILIO_API_SECRET": secret + "x", "TWIML_APP_SID": app},
+			wantErr: []string{"API_SECRET and TWILIO_API_SECRET are both set"}},
+		{name: "only_some_aliases", env: map[string]string{"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_SECRET": secret},
+			wantErr: []string{"TWILIO_ACCOUNT_SID, TWILIO_API_SECRET set", "API_KEY (or TWILIO_API_KEY)", "TWIML_APP_SID (or TWILIO_TWIML_APP_SID or TWIML_APPLICATION_SID)"}},
+		{name: "malformed_alias", env: map[string]string{
+			"TWILIO_ACCOUNT_SID": acct, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret, "TWIML_APPLICATION_SID": "AP123"},
+			wantErr: []string{"TWIML_APPLICATION_SID must be AP followed by 32 hex digits"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"TOKEND_DATA_DIR": t.TempDir()}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			httpAddr := freeAddr(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var stderr bytes.Buffer
+			var mu sync.Mutex
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"--http-addr", httpAddr, "--grpc-addr", "127.0.0.1:0"}, envOf(env), &bytes.Buffer{}, lockedWriter{&mu, &stderr})
+			}()
+			if len(tt.wantErr) > 0 {
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatal("tokend started, want a refusal")
+				}
+				if err == nil {
+					t.Fatal("run = nil, want an error")
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("run = %q, want it to contain %q", err, want)
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if strings.Contains(err.Error()+stderr.String(), secret) {
+					t.Error("the error or the log contains the API secret")
+				}
+				if strings.Contains(stderr.String(), "demo application") {
+					t.Error("tokend fell back to the demo application")
+				}
+				return
+			}
+			var body map[string]any
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				resp, err := http.Get("http://" + httpAddr + "/token")
+				if err == nil {
+					json.NewDecoder(resp.Body).Decode(&body)
+					resp.Body.Close()
+					break
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("run = %v", err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("tokend did not answer: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if body["application_sid"] != app || body["api_key_sid"] != key || body["account_sid"] != acct {
+				t.Errorf("GET /token = %v, want a token of %s, %s, %s", body, app, key, acct)
+			}
+			cancel()
+			<-done
+		})
+	}
+}
+
+// TestDefaultGrantsOption: --default-grants (flag, env, config file) is
+// parsed strictly and validated, naming the option and the rule.
+func TestDefaultGrantsOption(t *testing.T) {
+	const incoming = `{"voice":{"incoming":{"allow":true},"outgoing":{}}}`
+	cfg := writeConfig(t, "default_grants: '"+incoming+"'\n")
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // empty: valid
+		want    string // the grants, as JSON, when valid
+	}{
+		{name: "unset", want: "null"},
+		{name: "flag", args: []string{"--default-grants", incoming}, want: `{"voice":{"incoming":{"allow":true},"outgoing":{}}}`},
+		{name: "env", env: map[string]string{"TOKEND_DEFAULT_GRANTS": `{"video":{}}`}, want: `{"video":{}}`},
+		{name: "config_file", args: []string{"--config", cfg}, want: `{"voice":{"incoming":{"allow":true},"outgoing":{}}}`},
+		{name: "not_json", args: []string{"--default-grants", "incoming"}, wantErr: "default-grants: not a JSON object of grants"},
+		{name: "unknown_field", args: []string{"--default-grants", `{"voice":{"inbound":true}}`}, wantErr: `default-grants: not a JSON object of grants such as`},
+		{name: "bad_sid", args: []string{"--default-grants", `{"voice":{"outgoing":{"application_sid":"AP1"}}}`}, wantErr: "grants.voice.outgoing.application_sid"},
+		{name: "env_named", env: map[string]string{"TOKEND_DEFAULT_GRANTS": `[]`}, wantErr: "(from TOKEND_DEFAULT_GRANTS)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parse(tt.args, envOf(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parse(%v) = %v, want an error containing %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parse(%v) = %v", tt.args, err)
+			}
+			got := "null"
+			if o.defaultGrants != nil {
+				b, _ := json.Marshal(json.RawMessage(protojsonString(t, o.defaultGrants)))
+				got = string(b)
+			}
+			if got != tt.want {
+				t.Errorf("parse(%v).defaultGrants = %s, want %s", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+func protojsonString(t *testing.T, m proto.Message) string {
+	t.Helper()
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false}.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(v)
+	return string(out)
+}
+
+// TestConfigCommandSeedAliases: tokend config shows the seed aliases that
+// are set, SIDs in the clear, the secret redacted.
+func TestConfigCommandSeedAliases(t *testing.T) {
+	const secret = "alias-secret-do-not-print-0123"
+	env := envOf(map[string]string{
+		"TWILIO_API_SECRET":     secret,
+		"TWIML_APPLICATION_SID": "APcccccccccccccccccccccccccccccccc",
+	})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"config"}, env, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"#   TWILIO_API_SECRET: (set, redacted)", "#   TWIML_APPLICATION_SID: APcccccccccccccccccccccccccccccccc", "#   TWIML_APP_SID: (not set)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("tokend config lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), secret) || strings.Contains(out.String(), "TWILIO_TWIML_APP_SID") {
+		t.Errorf("tokend config shows the secret or an unset alias:\n%s", out.String())
 	}
 }

@@ -257,6 +257,11 @@ func (s *Service) CreateApplication(ctx context.Context, req *tokenv1.CreateAppl
 			return nil, s.storeErr(ctx, "delete the demo application", err)
 		}
 	}
+	if set, err := s.defaultIfNone(ctx, app.SID); err != nil {
+		return nil, s.storeErr(ctx, "make the application the default", err)
+	} else if set {
+		s.audit(ctx, "set_default_application", "application_sid", app.SID, "reason", "no default application was set")
+	}
 	if err := s.publish(ctx, "create application"); err != nil {
 		return nil, err
 	}
@@ -379,6 +384,10 @@ func (s *Service) DeleteApplication(ctx context.Context, req *tokenv1.DeleteAppl
 		return nil, err
 	}
 	s.audit(ctx, "delete_application", "application_sid", req.GetApplicationSid(), "force", req.GetForce())
+	if s.keys.Len() > 0 && s.keys.Default() == nil {
+		s.log.WarnContext(ctx, "no default application any more: requests that name no application fail and /readyz answers 503 until one is set (tokenctl apps default AP…)",
+			"deleted_application_sid", req.GetApplicationSid(), "applications", s.keys.Len())
+	}
 	return &tokenv1.DeleteApplicationResponse{}, nil
 }
 

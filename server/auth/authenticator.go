@@ -30,6 +30,11 @@ type Config struct {
 	// KindAnonymous. Callers that present bad credentials are refused
 	// either way.
 	Anonymous bool
+	// AnonymousIf, when set and Anonymous is not, is asked at each call
+	// that presents no credentials: true admits the caller as
+	// KindAnonymous (policy mode, while the policy has an anonymous
+	// rule). It must be cheap and safe for concurrent use.
+	AnonymousIf func() bool
 
 	// PublicGRPC reports the gRPC methods (full names, "/pkg.Service/Method")
 	// served without authentication; nil means IsPublicGRPC.
@@ -172,7 +177,8 @@ func unauthenticated(msg string) error {
 //     and refused otherwise;
 //  4. the proxy's user header on a REST request from a trusted address:
 //     KindProxy. From any other address the header is refused and logged;
-//  5. no credentials: KindAnonymous if Config.Anonymous, else refused.
+//  5. no credentials: KindAnonymous if Config.Anonymous (or AnonymousIf)
+//     says so, else refused.
 //
 // Any other Authorization scheme is refused. The first credential present
 // decides: a bad one is an error, never a fall-through to the next kind.
@@ -205,7 +211,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, req Request) (Principa
 	if p, present, err := a.authenticateProxy(ctx, req); present {
 		return p, err
 	}
-	if a.cfg.Anonymous {
+	if a.cfg.Anonymous || (a.cfg.AnonymousIf != nil && a.cfg.AnonymousIf()) {
 		return Principal{Kind: KindAnonymous, Name: "anonymous"}, nil
 	}
 	return Principal{}, errNoCredentials

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -141,6 +142,28 @@ func TestAnonymous(t *testing.T) {
 	checkRefused(t, err, "service credentials are not accepted here", "")
 	_, err = allow.Authenticate(context.Background(), Request{Authorization: "Basic dXNlcjpwYXNz"})
 	checkRefused(t, err, "unsupported authorization scheme: use Bearer", "")
+}
+
+// TestAnonymousIf: AnonymousIf admits callers without credentials only
+// while it says so, asked at each call; credentials are checked as ever.
+func TestAnonymousIf(t *testing.T) {
+	var admit atomic.Bool
+	a, err := New(Config{AnonymousIf: admit.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Authenticate(context.Background(), Request{REST: true})
+	checkRefused(t, err, "authentication required", "")
+	admit.Store(true)
+	p, err := a.Authenticate(context.Background(), Request{REST: true})
+	if err != nil || p.Kind != KindAnonymous {
+		t.Fatalf("Authenticate with AnonymousIf true = %+v, %v, want anonymous", p, err)
+	}
+	_, err = a.Authenticate(context.Background(), Request{Authorization: "Bearer tkd_x"})
+	checkRefused(t, err, "service credentials are not accepted here", "")
+	admit.Store(false)
+	_, err = a.Authenticate(context.Background(), Request{REST: true})
+	checkRefused(t, err, "authentication required", "")
 }
 
 func TestAuthenticateOrder(t *testing.T) {

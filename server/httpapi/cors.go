@@ -67,7 +67,7 @@ func CORS(origins []string, next http.Handler) http.Handler {
 // IsAdminPath reports whether an HTTP path belongs to the admin API
 // (/v1/applications, /v1/keyring, /v1/credentials and below).
 func IsAdminPath(p string) bool {
-	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials"} {
+	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials", "/v1/default-application"} {
 		if p == prefix || strings.HasPrefix(p, prefix+"/") || strings.HasPrefix(p, prefix+":") {
 			return true
 		}

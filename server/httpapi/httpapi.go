@@ -30,6 +30,7 @@ import (
 
 	"github.com/tokend/tokend"
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/tokenapi"
 )
 
 // DefaultMaxBodyBytes bounds a request body unless configured otherwise.
@@ -156,13 +157,13 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	// The admin API never answers cross-origin: no page, whatever its
 	// origin, may drive it from a browser (see noCORS).
 	cors, admin := CORS(cfg.CORSOrigins, api), noCORS(api)
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/", noStore(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if IsAdminPath(r.URL.Path) {
 			admin.ServeHTTP(w, r)
 			return
 		}
 		cors.ServeHTTP(w, r)
-	}))
+	})))
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
@@ -172,6 +173,31 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		h = loopbackOnly(cfg.Logger, h)
 	}
 	return h, nil
+}
+
+// Pre-built header values of noStore: setting them allocates nothing per
+// request (the keys are already canonical, so no Header.Set).
+var (
+	noStoreValue = []string{"no-store"}
+	noCacheValue = []string{"no-cache"}
+)
+
+const (
+	hdrCacheControl = "Cache-Control"
+	hdrPragma       = "Pragma"
+)
+
+// noStore marks every answer of the API (tokens, credentials, and the
+// errors and admin answers beside them) as not to be stored by any cache:
+// a GET /token answer kept by a shared cache would hand one user's token
+// to another. Pragma: no-cache is for HTTP/1.0 caches.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h[hdrCacheControl] = noStoreValue
+		h[hdrPragma] = noCacheValue
+		next.ServeHTTP(w, r)
+	})
 }
 
 // limitBody refuses bodies over max bytes (413) and bodies that are not
@@ -298,7 +324,8 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 			sm := reQueryParam.FindStringSubmatch(msg)
 			st = violation(sm[1], sm[2])
 		case reUnknownField.MatchString(msg):
-			st = violation(reUnknownField.FindStringSubmatch(msg)[1], "unknown field")
+			field := reUnknownField.FindStringSubmatch(msg)[1]
+			st = violation(field, "unknown field"+fieldHint(field))
 		case reDuplicateField.MatchString(msg):
 			st = violation(reDuplicateField.FindStringSubmatch(msg)[1], "duplicate field")
 		case reInvalidValue.MatchString(msg):
@@ -312,7 +339,23 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		// Never pass internal detail to a caller.
 		st = status.New(st.Code(), "internal error")
 	}
+	if st.Code() == codes.FailedPrecondition && hasReason(st, tokenapi.ReasonNoDefaultApplication) {
+		// The server's configuration is at fault, not the request: 503,
+		// as /readyz answers meanwhile, rather than the gateway's 400.
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: http.StatusServiceUnavailable, Err: st.Err()})
+		return
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// hasReason reports whether st carries a google.rpc.ErrorInfo with reason.
+func hasReason(st *status.Status, reason string) bool {
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == reason {
+			return true
+		}
+	}
+	return false
 }
 
 func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
@@ -336,9 +379,12 @@ type strictQueryParser struct{}
 func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
 	seen := make(map[string]string, len(values))
 	for key, vals := range values {
+		if key == CacheBustParam {
+			continue
+		}
 		path, err := fieldPath(msg.ProtoReflect().Descriptor(), key)
 		if err != nil {
-			return fmt.Errorf("query parameter %q: %v", key, err)
+			return fmt.Errorf("query parameter %q: %v%s", key, err, fieldHint(key))
 		}
 		if other, ok := seen[path]; ok {
 			return fmt.Errorf("query parameter %q: sets the same field as %q", key, other)
@@ -349,6 +395,25 @@ func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *uti
 		}
 	}
 	return nil
+}
+
+// CacheBustParam is the query parameter a browser library adds to defeat
+// caches (jQuery's cache: false adds _=<milliseconds>): it is accepted and
+// ignored on every route, any number of times.
+const CacheBustParam = "_"
+
+// fieldHints name the field a caller probably meant by a name tokend does
+// not know: Twilio's own option names.
+var fieldHints = map[string]string{
+	"ttl": "ttl_seconds",
+}
+
+// fieldHint returns "; did you mean X?" for a known misnaming, else "".
+func fieldHint(field string) string {
+	if want, ok := fieldHints[field]; ok {
+		return "; did you mean " + want + "? (the token's lifetime in seconds, as Twilio's ttl option)"
+	}
+	return ""
 }
 
 // fieldPath resolves a query key such as "grants.voice.outgoing.params[k]"

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/mint"
@@ -51,6 +52,9 @@ type App struct {
 	// 100,000 applications should not hold 100,000 copies of it up front).
 	grants  *defaultGrants
 	builtin atomic.Pointer[defaultGrants]
+	// template is the keystore's default grants (SetDefaultGrants), nil
+	// for the built-in ones.
+	template *tokenv1.Grants
 }
 
 type defaultGrants struct {
@@ -77,13 +81,28 @@ func (a *App) DefaultGrants() (*tokenv1.Grants, []byte) {
 	}
 	d := a.builtin.Load()
 	if d == nil {
-		g := BuiltinDefaultGrants(a.SID)
+		g := GrantsFromTemplate(a.template, a.SID)
 		d = &defaultGrants{grants: g, json: mint.AppendGrants(nil, g)}
 		if !a.builtin.CompareAndSwap(nil, d) {
 			d = a.builtin.Load()
 		}
 	}
 	return d.grants, d.json
+}
+
+// GrantsFromTemplate returns the default grants of application
+// applicationSID from a template (tokend's --default-grants): a copy of
+// it in which an outgoing voice grant without an application_sid goes
+// through applicationSID. A nil template gives BuiltinDefaultGrants.
+func GrantsFromTemplate(template *tokenv1.Grants, applicationSID string) *tokenv1.Grants {
+	if template == nil {
+		return BuiltinDefaultGrants(applicationSID)
+	}
+	g := proto.Clone(template).(*tokenv1.Grants)
+	if o := g.GetVoice().GetOutgoing(); o != nil && o.GetApplicationSid() == "" {
+		o.ApplicationSid = applicationSID
+	}
+	return g
 }
 
 // BuiltinDefaultGrants returns the grants of the seed's Twilio Function:
@@ -95,8 +114,10 @@ func BuiltinDefaultGrants(applicationSID string) *tokenv1.Grants {
 }
 
 type view struct {
-	apps     map[string]*App
-	only     *App // the application, when there is exactly one
+	apps map[string]*App
+	only *App // the application, when there is exactly one
+	// def is the stored default application, or nil.
+	def      *App
 	revision int64
 	// keys holds every key, sorted by API key SID and then application
 	// SID (FindKey searches it).
@@ -164,7 +185,17 @@ type Keystore struct {
 	// watchOutage and flushOutage log the failures of Watch and
 	// FlushUsageEvery by state, not one line per tick.
 	watchOutage, flushOutage *outageLog
+	// template is the default grants of applications that have none of
+	// their own (SetDefaultGrants); nil: BuiltinDefaultGrants.
+	template *tokenv1.Grants
 }
+
+// SetDefaultGrants sets the grants of mint requests that name none, for
+// applications without default grants of their own, in place of
+// BuiltinDefaultGrants; an outgoing voice grant without application_sid
+// goes through each application (see GrantsFromTemplate). Call it before
+// the first Reload; template must not be changed afterwards.
+func (ks *Keystore) SetDefaultGrants(template *tokenv1.Grants) { ks.template = template }
 
 // SetStoreErrorHook sets a function told of every store error the
 // keystore meets, with the operation: "reload" (reading the store),
@@ -245,6 +276,17 @@ func (ks *Keystore) LookupCredential(hash [32]byte) (name string, groups []strin
 // nil.
 func (ks *Keystore) Only() *App { return ks.cur.Load().only }
 
+// Default returns the application of mint requests that name none: the
+// stored default application, else the only application; nil when there
+// is neither (several applications and no default).
+func (ks *Keystore) Default() *App {
+	v := ks.cur.Load()
+	if v.def != nil {
+		return v.def
+	}
+	return v.only
+}
+
 // Len returns the number of applications.
 func (ks *Keystore) Len() int { return len(ks.cur.Load().apps) }
 
@@ -299,7 +341,7 @@ func (ks *Keystore) reload(ctx context.Context) error {
 		}
 	}
 	for _, a := range snap.Applications {
-		app, err := newApp(a)
+		app, err := newApp(a, ks.template)
 		if err != nil {
 			return err
 		}
@@ -371,6 +413,7 @@ func (ks *Keystore) reload(ctx context.Context) error {
 			v.only = a
 		}
 	}
+	v.def = v.apps[snap.DefaultApplication]
 	ks.cur.Store(v)
 	ks.lastReload.Store(time.Now().UnixNano())
 	return nil
@@ -383,8 +426,9 @@ func unix(t time.Time) int64 {
 	return t.Unix()
 }
 
-func newApp(a storage.Application) (*App, error) {
+func newApp(a storage.Application, template *tokenv1.Grants) (*App, error) {
 	app := &App{
+		template:     template,
 		SID:          a.SID,
 		AccountSID:   a.AccountSID,
 		FriendlyName: a.FriendlyName,
@@ -406,24 +450,25 @@ func newApp(a storage.Application) (*App, error) {
 
 // EnsureApplication creates the application if it does not exist, or
 // updates its account SID if it differs (a name changed through the admin
-// API is kept). It does not reload.
-func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Application) error {
-	err := ks.store.CreateApplication(ctx, app)
+// API is kept). It reports whether it created the application. It does
+// not reload.
+func (ks *Keystore) EnsureApplication(ctx context.Context, app storage.Application) (created bool, err error) {
+	err = ks.store.CreateApplication(ctx, app)
 	if !errors.Is(err, storage.ErrAlreadyExists) {
-		return err
+		return err == nil, err
 	}
 	old, err := ks.store.GetApplication(ctx, app.SID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if old.AccountSID == app.AccountSID {
-		return nil
+		return false, nil
 	}
 	_, err = ks.store.UpdateApplication(ctx, app.SID, func(old storage.Application) (storage.Application, error) {
 		old.AccountSID = app.AccountSID
 		return old, nil
 	})
-	return err
+	return false, err
 }
 
 // SealKey seals secret for (applicationSID, keySID) under the primary

@@ -26,6 +26,8 @@ func FuzzParse(f *testing.F) {
 		"rules:\n- name: a\n  kinds: [oidc]\n  applications: [\"*\"]\n  identities: {self: true}\n  name: b\n",
 		"? [a]\n: b\n",
 		"!!binary rules: x",
+		"rules:\n- name: pub\n  kinds: [anonymous]\n  applications: [\"*\"]\n  identities: {fixed: user}\n  grants: {voice: {outgoing: true}}\n  rate_limit: {per_second: 0.5, burst: 5}\n",
+		"rules:\n- name: g\n  kinds: [anonymous]\n  applications: [\"*\"]\n  identities: {generate: guest_}\n  grants: {voice: true}\n  rate_limit: {per_second: 1e3, burst: 1000}\n  max_ttl_seconds: 60\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -66,11 +68,16 @@ func FuzzParse(f *testing.F) {
 			if len(r.principals)+len(r.groups)+len(r.kinds) == 0 {
 				t.Fatalf("rule %s has no selector", r.Name)
 			}
+			if r.Anonymous() && (r.limiter == nil || len(r.kinds) != 1 || (r.identities.fixed == "") == (r.identities.generate == "")) {
+				t.Fatalf("anonymous rule %s without a rate limit, with other selectors, or without exactly one of fixed and generate: %+v", r.Name, r)
+			}
 		}
 		for _, c := range callers {
 			for _, g := range grants {
-				for _, id := range []string{"alice", "bob", ""} {
-					d := decide(p, c, g, id, app1, 60)
+				for _, id := range []string{"alice", "bob", "", "user"} {
+					r := ReachOf(app1, id, g)
+					r.IdentityRequested = id != "user" // "user" stands for the default identity
+					d := p.Decide(c, &r, 60)
 					if d.Allowed && c.Browser && id != c.Identity {
 						t.Fatalf("browser caller allowed identity %q: %+v", id, d)
 					}
@@ -79,6 +86,15 @@ func FuzzParse(f *testing.F) {
 					}
 					if !d.Allowed && d.Reason == "" {
 						t.Fatalf("denied without reason: %+v", d)
+					}
+					if d.Allowed && c.Kind == KindAnonymous && (d.RateLimit == nil || d.Identity == "") {
+						t.Fatalf("anonymous caller allowed without a rate limit or a rule's identity: %+v", d)
+					}
+					if c.Kind != KindAnonymous && (d.RateLimit != nil || d.Identity != "") {
+						t.Fatalf("caller %v decided by an anonymous rule: %+v", c, d)
+					}
+					if d.Allowed && d.Identity != "" && r.IdentityRequested && d.Identity != id {
+						t.Fatalf("identity %q requested, allowed with another %q: %+v", id, d.Identity, d)
 					}
 				}
 			}

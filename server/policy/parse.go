@@ -79,6 +79,7 @@ func Parse(data []byte, name string) (*Policy, error) {
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
+	pol.anonymous = len(pol.AnonymousRules()) > 0
 	sum := sha256.Sum256(data)
 	pol.Source = name
 	pol.Digest = hex.EncodeToString(sum[:])
@@ -301,7 +302,7 @@ func (p *parser) policy(root *yaml.Node) *Policy {
 var validRuleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$`)
 
 func (p *parser) rule(n *yaml.Node, path string) *Rule {
-	f, ok := p.fields(n, path, "name", "principals", "groups", "kinds", "applications", "identities", "grants", "max_ttl_seconds")
+	f, ok := p.fields(n, path, "name", "principals", "groups", "kinds", "applications", "identities", "grants", "max_ttl_seconds", "rate_limit")
 	if !ok {
 		return nil
 	}
@@ -391,6 +392,7 @@ func (p *parser) rule(n *yaml.Node, path string) *Rule {
 			}
 		}
 	}
+	p.anonymousRule(n, path, f, r)
 	return r
 }
 
@@ -412,11 +414,31 @@ func (p *parser) principal(n *yaml.Node, path, s string) (principal, bool) {
 }
 
 func (p *parser) identities(n *yaml.Node, path string, ir *identityRule) {
-	f, ok := p.fields(n, path, "self", "list", "pattern")
+	f, ok := p.fields(n, path, "self", "list", "pattern", "fixed", "generate")
 	if !ok {
 		return
 	}
 	set := false
+	if v, ok := f["fixed"]; ok {
+		set = true
+		if s, ok := p.nonEmpty(v, child(path, "fixed")); ok {
+			if !validAnonIdentity.MatchString(s) || len(s) > maxFixedIdentity {
+				p.fail(v, child(path, "fixed"), "must be 1 to %d letters, digits or _ (a voice identity)", maxFixedIdentity)
+			} else {
+				ir.fixed = s
+			}
+		}
+	}
+	if v, ok := f["generate"]; ok {
+		set = true
+		if s, ok := p.nonEmpty(v, child(path, "generate")); ok {
+			if !validAnonIdentity.MatchString(s) || len(s) > maxGeneratePrefix {
+				p.fail(v, child(path, "generate"), "must be a prefix of 1 to %d letters, digits or _ (a random suffix of %d hex digits follows it)", maxGeneratePrefix, generatedSuffixLen)
+			} else {
+				ir.generate = s
+			}
+		}
+	}
 	if v, ok := f["self"]; ok {
 		b, ok := p.boolean(v, child(path, "self"))
 		ir.self = b

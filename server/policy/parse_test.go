@@ -73,7 +73,7 @@ func TestParseValid(t *testing.T) {
 		{"empty rules", "rules: []"},
 		{"bool grants", `rules:
 - name: a
-  kinds: [anonymous]
+  kinds: [proxy]
   applications: ["*"]
   identities: {self: true, list: [x], pattern: "y.*"}
   grants: {voice: false, video: true, chat: false}

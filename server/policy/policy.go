@@ -36,7 +36,9 @@
 //     "proxy:alice"), and "mtls:name" is the same as the bare form.
 //   - groups: the caller is in any of these groups.
 //   - kinds: the caller authenticated this way (anonymous, mtls, credential,
-//     oidc, proxy).
+//     oidc, proxy). A rule of kinds [anonymous] is an anonymous rule, with
+//     its own constraints (a fixed or generated identity, a required
+//     rate_limit; see anonymous.go).
 //
 // What a selected rule permits:
 //
@@ -71,6 +73,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/tokend/tokend/server/ratelimit"
 )
 
 // Caller kinds, as the authentication layer names them.
@@ -150,6 +154,15 @@ type Decision struct {
 	// MaxTTLSeconds is the allowing rule's max_ttl_seconds: the lifetime
 	// of a request that named none is capped to it.
 	MaxTTLSeconds int64
+	// Identity, when not empty, is the identity the token must carry: an
+	// anonymous rule's fixed or generated identity (see anonymous.go).
+	Identity string
+	// RateLimit, when not nil, is the allowing anonymous rule's token
+	// bucket, to be taken from per client address before signing. When an
+	// anonymous caller is denied it is the bucket of the anonymous rule
+	// named in Reason (the one that came closest), which an explanation
+	// (validate_only) is charged to whether allowed or not.
+	RateLimit *ratelimit.Limiter
 }
 
 // Policy is a parsed, validated policy. It is immutable and safe for
@@ -162,6 +175,9 @@ type Policy struct {
 	Digest string
 	// Rules in the order they are tried.
 	Rules []*Rule
+
+	// anonymous is set when a rule selects anonymous callers.
+	anonymous bool
 }
 
 // Rule is one validated policy rule.
@@ -172,6 +188,10 @@ type Rule struct {
 	Line int
 	// MaxTTLSeconds is the longest token lifetime the rule allows.
 	MaxTTLSeconds int64
+	// RateLimit is an anonymous rule's rate limit per client address
+	// (zero for other rules).
+	RateLimit RateLimit
+	limiter   *ratelimit.Limiter
 
 	principals   []principal
 	groups       map[string]bool
@@ -192,6 +212,9 @@ type identityRule struct {
 	list    map[string]bool
 	pattern *regexp.Regexp
 	source  string // the pattern as written
+	// Anonymous rules only: the one identity, or the prefix of generated
+	// ones.
+	fixed, generate string
 }
 
 type grantRule struct {
@@ -256,6 +279,12 @@ func (s scope) describe() string {
 // of the selecting rule that got furthest. A browser caller asking for
 // another identity than its own is always denied (RuleBrowserIdentity). A
 // nil Policy denies everything.
+//
+// An anonymous rule deciding an anonymous caller checks everything but
+// the identity the same way; it gives the token its own fixed or
+// generated identity (Decision.Identity, which the caller must put in
+// place of r.Identity in the token and the audit record) and denies a
+// request that named another (r.IdentityRequested). See anonymous.go.
 func (p *Policy) Decide(c Caller, r *Reach, ttl int64) Decision {
 	if r == nil {
 		r = &Reach{} // reaches nothing: no application, no identity
@@ -268,23 +297,34 @@ func (p *Policy) Decide(c Caller, r *Reach, ttl int64) Decision {
 		return Decision{Rule: RuleDefaultDeny, Reason: "no policy is loaded"}
 	}
 	bestStage, best, selected := -1, "", false
+	var bestLimit *ratelimit.Limiter // the anonymous bucket of the best rule
 	for _, rule := range p.Rules {
 		if !rule.selects(c) {
 			continue
 		}
 		selected = true
+		if rule.Anonymous() && c.Kind == KindAnonymous {
+			stage, reason, id := rule.permitsAnonymous(r, ttl)
+			if reason == "" {
+				return Decision{Allowed: true, Rule: rule.Name, MaxTTLSeconds: rule.MaxTTLSeconds, Identity: id, RateLimit: rule.limiter}
+			}
+			if stage > bestStage {
+				bestStage, best, bestLimit = stage, "rule "+rule.Name+": "+reason, rule.limiter
+			}
+			continue
+		}
 		stage, reason := rule.permits(c, r, ttl)
 		if reason == "" {
 			return Decision{Allowed: true, Rule: rule.Name, MaxTTLSeconds: rule.MaxTTLSeconds}
 		}
 		if stage > bestStage {
-			bestStage, best = stage, "rule "+rule.Name+": "+reason
+			bestStage, best, bestLimit = stage, "rule "+rule.Name+": "+reason, nil
 		}
 	}
 	if !selected {
 		return Decision{Rule: RuleDefaultDeny, Reason: "no rule selects caller " + c.String()}
 	}
-	return Decision{Rule: RuleDefaultDeny, Reason: best}
+	return Decision{Rule: RuleDefaultDeny, Reason: best, RateLimit: bestLimit}
 }
 
 // MayMintFor reports whether some rule selects c and permits the
@@ -346,13 +386,49 @@ func (r *Rule) permits(c Caller, rc *Reach, ttl int64) (int, string) {
 	if why := r.grants.check(rc); why != "" {
 		return 2, why
 	}
-	if ttl < 0 {
-		return 3, fmt.Sprintf("ttl %d is not positive", ttl)
-	}
-	if ttl > r.MaxTTLSeconds {
-		return 3, fmt.Sprintf("ttl %d exceeds max_ttl_seconds %d", ttl, r.MaxTTLSeconds)
+	if why := r.checkTTL(ttl); why != "" {
+		return 3, why
 	}
 	return 4, ""
+}
+
+// checkTTL checks a requested lifetime (0: none named) against the rule.
+func (r *Rule) checkTTL(ttl int64) string {
+	if ttl < 0 {
+		return fmt.Sprintf("ttl %d is not positive", ttl)
+	}
+	if ttl > r.MaxTTLSeconds {
+		return fmt.Sprintf("ttl %d exceeds max_ttl_seconds %d", ttl, r.MaxTTLSeconds)
+	}
+	return ""
+}
+
+// permitsAnonymous is permits for an anonymous rule: the identity is the
+// rule's (fixed or generated), never the caller's choice (rc.Identity is
+// only checked when rc.IdentityRequested); everything the grants reach is
+// checked as for any rule. It also returns that identity.
+func (r *Rule) permitsAnonymous(rc *Reach, ttl int64) (int, string, string) {
+	app, identity := rc.Application, rc.Identity
+	if !r.permitsApp(app) {
+		if app == "" {
+			return 0, "no application given", ""
+		}
+		return 0, "application " + app + " is not allowed", ""
+	}
+	if identity == "" {
+		return 1, "no identity given", ""
+	}
+	id, why := r.identities.anonymousIdentity(identity, rc.IdentityRequested)
+	if why != "" {
+		return 1, why, ""
+	}
+	if why := r.grants.check(rc); why != "" {
+		return 2, why, ""
+	}
+	if why := r.checkTTL(ttl); why != "" {
+		return 3, why, ""
+	}
+	return 4, "", id
 }
 
 func (r *Rule) permitsApp(app string) bool {

@@ -23,6 +23,12 @@ type Reach struct {
 	Application string
 	// Identity is the token's identity.
 	Identity string
+	// IdentityRequested is set when the request named the identity (rather
+	// than getting the default one). An anonymous rule gives its own fixed
+	// or generated identity, and denies a request that named another (or,
+	// when it generates one, any): after such a decision the caller
+	// replaces Identity with Decision.Identity.
+	IdentityRequested bool
 
 	// Voice: the token carries a voice grant; Incoming, that it may receive
 	// calls; OutgoingApplication, the TwiML application its outgoing calls

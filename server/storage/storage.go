@@ -180,6 +180,9 @@ type Snapshot struct {
 	Keys         []Key
 	// Credentials are ordered by name.
 	Credentials []Credential
+	// DefaultApplication is the SID of the default application (see
+	// Store.SetDefaultApplication); empty when none is set.
+	DefaultApplication string
 	// Revision is the store's revision when the snapshot was read.
 	Revision int64
 }
@@ -202,9 +205,19 @@ type Store interface {
 	// CreatedAt cannot change). ErrNotFound if it does not exist; an error
 	// from update aborts the write and is returned.
 	UpdateApplication(ctx context.Context, sid string, update func(Application) (Application, error)) (Application, error)
-	// DeleteApplication removes an application and all its keys;
-	// ErrNotFound if it does not exist.
+	// DeleteApplication removes an application and all its keys, and
+	// unsets the default application if it was this one; ErrNotFound if
+	// it does not exist.
 	DeleteApplication(ctx context.Context, sid string) error
+	// DefaultApplication returns the SID of the application that serves
+	// mint requests naming none, shared by every replica; "" when none is
+	// set.
+	DefaultApplication(ctx context.Context) (string, error)
+	// SetDefaultApplication makes the application sid the default;
+	// ErrNotFound if it does not exist. An empty sid unsets the default.
+	// Setting the current value writes nothing (the revision stays);
+	// a change advances the revision.
+	SetDefaultApplication(ctx context.Context, sid string) error
 
 	// CreateKey adds a key to an existing application: ErrNotFound if the
 	// application does not exist, ErrAlreadyExists if the application

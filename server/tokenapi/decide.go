@@ -3,6 +3,7 @@ package tokenapi
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
 	"github.com/tokend/tokend/server/policy"
+	"github.com/tokend/tokend/server/ratelimit"
 	"github.com/tokend/tokend/server/requestid"
 )
 
@@ -57,38 +59,55 @@ func (s *Service) mayMintFor(caller auth.Principal, app string) bool {
 	return app != "" && s.cfg.Policy.MayMintFor(policyCaller(caller), app)
 }
 
-// limit takes a token from the caller's bucket and, for a mint (not an
-// explanation), the identity's; a refusal is ResourceExhausted with a
-// retry-after header (the REST gateway sends it as Retry-After, with
-// status 429). An explanation costs the caller one token and leaves the
-// identity's bucket alone, so that explaining cannot use up the mints of
-// an identity.
-func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string, explain bool) error {
-	check := func(l interface {
-		Allow(string) (bool, time.Duration)
-	}, scope, key string) error {
-		ok, wait := l.Allow(key)
-		if ok {
-			return nil
-		}
-		if s.cfg.OnRateLimited != nil {
-			s.cfg.OnRateLimited(scope)
-		}
-		secs := max(1, int64((wait+time.Second-1)/time.Second))
-		grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.FormatInt(secs, 10)))
-		return status.Errorf(codes.ResourceExhausted, "rate limit of the %s reached: retry after %d s", scope, secs)
-	}
+// limit takes a token from the caller's bucket, from the anonymous rule's
+// bucket of the client address (anon, when not nil: the allowing
+// anonymous rule's, or for a denied explanation the closest one's) and,
+// for a mint (not an explanation), from the identity's; a refusal is
+// ResourceExhausted with a retry-after header (the REST gateway sends it
+// as Retry-After, with status 429). An explanation costs the caller (and
+// an anonymous caller's address) one token and leaves the identity's
+// bucket alone, so that explaining cannot use up the mints of an
+// identity.
+func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string, anon *ratelimit.Limiter, explain bool) error {
 	if l := s.cfg.PrincipalLimit; l != nil {
-		if err := check(l, "principal", caller.Kind.String()+":"+caller.Name); err != nil {
+		if err := s.take(ctx, l, "principal", caller.Kind.String()+":"+caller.Name); err != nil {
+			return err
+		}
+	}
+	if anon != nil {
+		if err := s.take(ctx, anon, "anonymous", clientIP(auth.ClientAddr(ctx))); err != nil {
 			return err
 		}
 	}
 	if l := s.cfg.IdentityLimit; l != nil && !explain {
-		if err := check(l, "identity", appSID+"/"+identity); err != nil {
+		if err := s.take(ctx, l, "identity", appSID+"/"+identity); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// take takes a token from key's bucket in l, or refuses naming scope.
+func (s *Service) take(ctx context.Context, l *ratelimit.Limiter, scope, key string) error {
+	ok, wait := l.Allow(key)
+	if ok {
+		return nil
+	}
+	if s.cfg.OnRateLimited != nil {
+		s.cfg.OnRateLimited(scope)
+	}
+	secs := max(1, int64((wait+time.Second-1)/time.Second))
+	grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.FormatInt(secs, 10)))
+	return status.Errorf(codes.ResourceExhausted, "rate limit of the %s reached: retry after %d s", scope, secs)
+}
+
+// clientIP is the host part of a client address ("ip:port"), the key of
+// an anonymous rule's bucket; the address itself when it has no port.
+func clientIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 // explain answers an allowed validate_only request: the decision, the

@@ -6,8 +6,10 @@ package tokenapi
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -32,9 +34,6 @@ type Config struct {
 	// DefaultIdentity is used when a request names no identity; empty
 	// means DefaultIdentity.
 	DefaultIdentity string
-	// DefaultApplication is used when a request names no application and
-	// the keystore holds more than one; optional.
-	DefaultApplication string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Policy decides which caller may mint what. Nil is development mode:
@@ -87,17 +86,12 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	// The application: named, the configured default, or the only one.
 	var app *keystore.App
 	appSID := req.GetApplicationSid()
-	switch {
-	case appSID != "":
+	if appSID != "" {
 		v.CheckSID("application_sid", appSID, "AP", true)
-	case s.cfg.DefaultApplication != "":
-		appSID = s.cfg.DefaultApplication
-	default:
-		if app = s.cfg.Keys.Only(); app != nil {
-			appSID = app.SID
-		} else {
-			v.Add("application_sid", "is required: tokend holds %d applications and no default application is configured", s.cfg.Keys.Len())
-		}
+	} else if app = s.cfg.Keys.Default(); app != nil {
+		appSID = app.SID
+	} else {
+		return nil, noDefaultApplication(s.cfg.Keys.Len())
 	}
 	if app == nil && len(v) == 0 {
 		if app = s.cfg.Keys.Lookup(appSID); app == nil {
@@ -149,6 +143,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	// What the token would let its holder do, computed once: the policy
 	// decides it, the audit record names it.
 	reach := policy.ReachOf(app.SID, identity, grants)
+	reach.IdentityRequested = req.Identity != nil
 	askedTTL := int64(0) // a request naming no lifetime gets the rule's cap
 	if req.TtlSeconds != nil {
 		askedTTL = ttl
@@ -157,13 +152,21 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	if decision.MaxTTLSeconds > 0 && askedTTL == 0 {
 		ttl = min(ttl, decision.MaxTTLSeconds)
 	}
+	if decision.Identity != "" {
+		// An anonymous rule's fixed or generated identity: the token, the
+		// audit record and the rate limits are for it.
+		identity = decision.Identity
+		reach.Identity = identity
+	}
 	event := audit.EventMint
 	if req.GetValidateOnly() {
 		// An explanation is charged to the caller before its answer is
 		// known, denied or not, so that probing the policy is rate
-		// limited; it takes nothing from the identity's bucket.
+		// limited; it takes nothing from the identity's bucket. An
+		// anonymous caller's explanation is also charged to its address
+		// in the anonymous rule's bucket, as its mint would be.
 		event = audit.EventExplain
-		if err := s.limit(ctx, caller, app.SID, identity, true); err != nil {
+		if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit, true); err != nil {
 			s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
 			return nil, err
 		}
@@ -177,7 +180,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, status.Code(err))
 		return resp, err
 	}
-	if err := s.limit(ctx, caller, app.SID, identity, false); err != nil {
+	if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit, false); err != nil {
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
 		return nil, err
 	}
@@ -210,17 +213,36 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	}, nil
 }
 
+// ReasonNoDefaultApplication is the google.rpc.ErrorInfo reason of the
+// FailedPrecondition a request naming no application gets while there is
+// no default application (the REST gateway answers it with 503).
+const ReasonNoDefaultApplication = "NO_DEFAULT_APPLICATION"
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of tokend's errors.
+const ErrorDomain = "tokend"
+
+// noDefaultApplication is the error of a request naming no application
+// while there is no default: the server's configuration is at fault, not
+// the request, and the message names the fix.
+func noDefaultApplication(apps int) error {
+	msg := "no default application: tokend holds no application"
+	if apps > 0 {
+		msg = fmt.Sprintf("no default application: tokend holds %d applications and none is the default; an operator must set one (tokenctl apps default AP…, or PUT /v1/default-application), or the request must name application_sid", apps)
+	}
+	st := status.New(codes.FailedPrecondition, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonNoDefaultApplication, Domain: ErrorDomain}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
 // ApplicationFor returns the SID of the application a mint request naming
 // applicationSID (empty: none) is for, resolved as Mint resolves it, or ""
 // when that is no application tokend holds. It reads memory only; metrics
 // use it to label failed mints without taking arbitrary caller input.
 func (s *Service) ApplicationFor(applicationSID string) string {
-	switch {
-	case applicationSID != "":
-	case s.cfg.DefaultApplication != "":
-		applicationSID = s.cfg.DefaultApplication
-	default:
-		if app := s.cfg.Keys.Only(); app != nil {
+	if applicationSID == "" {
+		if app := s.cfg.Keys.Default(); app != nil {
 			return app.SID
 		}
 		return ""

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -61,6 +63,11 @@ var strictB64 = base64.RawURLEncoding.Strict()
 // An iat that is not a number is 20101; an nbf that is not a number is
 // 20105.
 func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*tokenv1.VerifyResponse, error) {
+	// In policy mode anonymous callers are admitted only for an anonymous
+	// rule's mints: Verify still needs a credential.
+	if caller, _ := auth.FromContext(ctx); s.cfg.Policy != nil && caller.Kind == auth.KindAnonymous {
+		return nil, status.Error(codes.Unauthenticated, "authentication required: anonymous callers may only mint")
+	}
 	tok := req.GetToken()
 	var v Violations
 	switch {

@@ -71,7 +71,7 @@ func newVerifyEnv(tb testing.TB) *verifyEnv {
 		{SID: vApp2, AccountSID: vAccount1},
 		{SID: vApp3, AccountSID: vAccount3},
 	} {
-		if err := env.ks.EnsureApplication(ctx, a); err != nil {
+		if _, err := env.ks.EnsureApplication(ctx, a); err != nil {
 			tb.Fatal(err)
 		}
 	}

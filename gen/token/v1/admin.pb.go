@@ -1661,6 +1661,201 @@ func (*DeleteCredentialResponse) Descriptor() ([]byte, []int) {
 	return file_token_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
+// GetDefaultApplicationRequest asks for the default application.
+type GetDefaultApplicationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDefaultApplicationRequest) Reset() {
+	*x = GetDefaultApplicationRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDefaultApplicationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDefaultApplicationRequest) ProtoMessage() {}
+
+func (x *GetDefaultApplicationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDefaultApplicationRequest.ProtoReflect.Descriptor instead.
+func (*GetDefaultApplicationRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+// GetDefaultApplicationResponse names the default application.
+type GetDefaultApplicationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored default application's SID; empty when none is set.
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// The application that serves requests naming none: the stored
+	// default, else the only application; empty when there is none (then
+	// such requests fail with FailedPrecondition and /readyz answers 503).
+	EffectiveApplicationSid string `protobuf:"bytes,2,opt,name=effective_application_sid,json=effectiveApplicationSid,proto3" json:"effective_application_sid,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *GetDefaultApplicationResponse) Reset() {
+	*x = GetDefaultApplicationResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDefaultApplicationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDefaultApplicationResponse) ProtoMessage() {}
+
+func (x *GetDefaultApplicationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDefaultApplicationResponse.ProtoReflect.Descriptor instead.
+func (*GetDefaultApplicationResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetDefaultApplicationResponse) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *GetDefaultApplicationResponse) GetEffectiveApplicationSid() string {
+	if x != nil {
+		return x.EffectiveApplicationSid
+	}
+	return ""
+}
+
+// SetDefaultApplicationRequest names the new default application.
+type SetDefaultApplicationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The application's SID (`AP` + 32 hex); it must exist.
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetDefaultApplicationRequest) Reset() {
+	*x = SetDefaultApplicationRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDefaultApplicationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDefaultApplicationRequest) ProtoMessage() {}
+
+func (x *SetDefaultApplicationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDefaultApplicationRequest.ProtoReflect.Descriptor instead.
+func (*SetDefaultApplicationRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetDefaultApplicationRequest) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+// SetDefaultApplicationResponse confirms the change.
+type SetDefaultApplicationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The default application's SID now.
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// The default before the call; empty when none was set.
+	PreviousApplicationSid string `protobuf:"bytes,2,opt,name=previous_application_sid,json=previousApplicationSid,proto3" json:"previous_application_sid,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *SetDefaultApplicationResponse) Reset() {
+	*x = SetDefaultApplicationResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDefaultApplicationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDefaultApplicationResponse) ProtoMessage() {}
+
+func (x *SetDefaultApplicationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDefaultApplicationResponse.ProtoReflect.Descriptor instead.
+func (*SetDefaultApplicationResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetDefaultApplicationResponse) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *SetDefaultApplicationResponse) GetPreviousApplicationSid() string {
+	if x != nil {
+		return x.PreviousApplicationSid
+	}
+	return ""
+}
+
 var File_token_v1_admin_proto protoreflect.FileDescriptor
 
 const file_token_v1_admin_proto_rawDesc = "" +
@@ -1769,7 +1964,16 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\vcredentials\x18\x01 \x03(\v2\x14.token.v1.CredentialR\vcredentials\"-\n" +
 	"\x17DeleteCredentialRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x1a\n" +
-	"\x18DeleteCredentialResponse2\xd8E\n" +
+	"\x18DeleteCredentialResponse\"\x1e\n" +
+	"\x1cGetDefaultApplicationRequest\"\x84\x01\n" +
+	"\x1dGetDefaultApplicationResponse\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12:\n" +
+	"\x19effective_application_sid\x18\x02 \x01(\tR\x17effectiveApplicationSid\"G\n" +
+	"\x1cSetDefaultApplicationRequest\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\"\x82\x01\n" +
+	"\x1dSetDefaultApplicationResponse\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x128\n" +
+	"\x18previous_application_sid\x18\x02 \x01(\tR\x16previousApplicationSid2\xa7O\n" +
 	"\fAdminService\x12\xb4\x06\n" +
 	"\x11CreateApplication\x12\".token.v1.CreateApplicationRequest\x1a#.token.v1.CreateApplicationResponse\"\xd5\x05\x92A\xb6\x05J\xc1\x01\n" +
 	"\x03400\x12\xb9\x01\n" +
@@ -2002,7 +2206,39 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
 	"\x0e\n" +
 	"\n" +
-	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/keyring:rekeyB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/keyring:rekey\x12\xe7\x02\n" +
+	"\x15GetDefaultApplication\x12&.token.v1.GetDefaultApplicationRequest\x1a'.token.v1.GetDefaultApplicationResponse\"\xfc\x01\x92A\xd9\x01JT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/default-application\x12\xe2\x06\n" +
+	"\x15SetDefaultApplication\x12&.token.v1.SetDefaultApplicationRequest\x1a'.token.v1.SetDefaultApplicationResponse\"\xf7\x05\x92A\xd1\x05J\xc1\x01\n" +
+	"\x03400\x12\xb9\x01\n" +
+	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ^\n" +
+	"\x03404\x12W\n" +
+	"=The application, key or credential does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x1c:\x01*\x1a\x17/v1/default-applicationB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_token_v1_admin_proto_rawDescOnce sync.Once
@@ -2016,58 +2252,62 @@ func file_token_v1_admin_proto_rawDescGZIP() []byte {
 	return file_token_v1_admin_proto_rawDescData
 }
 
-var file_token_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_token_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_token_v1_admin_proto_goTypes = []any{
-	(*Application)(nil),               // 0: token.v1.Application
-	(*Key)(nil),                       // 1: token.v1.Key
-	(*CreateApplicationRequest)(nil),  // 2: token.v1.CreateApplicationRequest
-	(*CreateApplicationResponse)(nil), // 3: token.v1.CreateApplicationResponse
-	(*ListApplicationsRequest)(nil),   // 4: token.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil),  // 5: token.v1.ListApplicationsResponse
-	(*GetApplicationRequest)(nil),     // 6: token.v1.GetApplicationRequest
-	(*GetApplicationResponse)(nil),    // 7: token.v1.GetApplicationResponse
-	(*UpdateApplicationRequest)(nil),  // 8: token.v1.UpdateApplicationRequest
-	(*UpdateApplicationResponse)(nil), // 9: token.v1.UpdateApplicationResponse
-	(*DeleteApplicationRequest)(nil),  // 10: token.v1.DeleteApplicationRequest
-	(*DeleteApplicationResponse)(nil), // 11: token.v1.DeleteApplicationResponse
-	(*AddKeyRequest)(nil),             // 12: token.v1.AddKeyRequest
-	(*AddKeyResponse)(nil),            // 13: token.v1.AddKeyResponse
-	(*ListKeysRequest)(nil),           // 14: token.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),          // 15: token.v1.ListKeysResponse
-	(*ActivateKeyRequest)(nil),        // 16: token.v1.ActivateKeyRequest
-	(*ActivateKeyResponse)(nil),       // 17: token.v1.ActivateKeyResponse
-	(*DeleteKeyRequest)(nil),          // 18: token.v1.DeleteKeyRequest
-	(*DeleteKeyResponse)(nil),         // 19: token.v1.DeleteKeyResponse
-	(*RekeyRequest)(nil),              // 20: token.v1.RekeyRequest
-	(*RekeyResponse)(nil),             // 21: token.v1.RekeyResponse
-	(*Credential)(nil),                // 22: token.v1.Credential
-	(*CreateCredentialRequest)(nil),   // 23: token.v1.CreateCredentialRequest
-	(*CreateCredentialResponse)(nil),  // 24: token.v1.CreateCredentialResponse
-	(*ListCredentialsRequest)(nil),    // 25: token.v1.ListCredentialsRequest
-	(*ListCredentialsResponse)(nil),   // 26: token.v1.ListCredentialsResponse
-	(*DeleteCredentialRequest)(nil),   // 27: token.v1.DeleteCredentialRequest
-	(*DeleteCredentialResponse)(nil),  // 28: token.v1.DeleteCredentialResponse
-	(*Grants)(nil),                    // 29: token.v1.Grants
-	(*timestamppb.Timestamp)(nil),     // 30: google.protobuf.Timestamp
+	(*Application)(nil),                   // 0: token.v1.Application
+	(*Key)(nil),                           // 1: token.v1.Key
+	(*CreateApplicationRequest)(nil),      // 2: token.v1.CreateApplicationRequest
+	(*CreateApplicationResponse)(nil),     // 3: token.v1.CreateApplicationResponse
+	(*ListApplicationsRequest)(nil),       // 4: token.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil),      // 5: token.v1.ListApplicationsResponse
+	(*GetApplicationRequest)(nil),         // 6: token.v1.GetApplicationRequest
+	(*GetApplicationResponse)(nil),        // 7: token.v1.GetApplicationResponse
+	(*UpdateApplicationRequest)(nil),      // 8: token.v1.UpdateApplicationRequest
+	(*UpdateApplicationResponse)(nil),     // 9: token.v1.UpdateApplicationResponse
+	(*DeleteApplicationRequest)(nil),      // 10: token.v1.DeleteApplicationRequest
+	(*DeleteApplicationResponse)(nil),     // 11: token.v1.DeleteApplicationResponse
+	(*AddKeyRequest)(nil),                 // 12: token.v1.AddKeyRequest
+	(*AddKeyResponse)(nil),                // 13: token.v1.AddKeyResponse
+	(*ListKeysRequest)(nil),               // 14: token.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),              // 15: token.v1.ListKeysResponse
+	(*ActivateKeyRequest)(nil),            // 16: token.v1.ActivateKeyRequest
+	(*ActivateKeyResponse)(nil),           // 17: token.v1.ActivateKeyResponse
+	(*DeleteKeyRequest)(nil),              // 18: token.v1.DeleteKeyRequest
+	(*DeleteKeyResponse)(nil),             // 19: token.v1.DeleteKeyResponse
+	(*RekeyRequest)(nil),                  // 20: token.v1.RekeyRequest
+	(*RekeyResponse)(nil),                 // 21: token.v1.RekeyResponse
+	(*Credential)(nil),                    // 22: token.v1.Credential
+	(*CreateCredentialRequest)(nil),       // 23: token.v1.CreateCredentialRequest
+	(*CreateCredentialResponse)(nil),      // 24: token.v1.CreateCredentialResponse
+	(*ListCredentialsRequest)(nil),        // 25: token.v1.ListCredentialsRequest
+	(*ListCredentialsResponse)(nil),       // 26: token.v1.ListCredentialsResponse
+	(*DeleteCredentialRequest)(nil),       // 27: token.v1.DeleteCredentialRequest
+	(*DeleteCredentialResponse)(nil),      // 28: token.v1.DeleteCredentialResponse
+	(*GetDefaultApplicationRequest)(nil),  // 29: token.v1.GetDefaultApplicationRequest
+	(*GetDefaultApplicationResponse)(nil), // 30: token.v1.GetDefaultApplicationResponse
+	(*SetDefaultApplicationRequest)(nil),  // 31: token.v1.SetDefaultApplicationRequest
+	(*SetDefaultApplicationResponse)(nil), // 32: token.v1.SetDefaultApplicationResponse
+	(*Grants)(nil),                        // 33: token.v1.Grants
+	(*timestamppb.Timestamp)(nil),         // 34: google.protobuf.Timestamp
 }
 var file_token_v1_admin_proto_depIdxs = []int32{
-	29, // 0: token.v1.Application.default_grants:type_name -> token.v1.Grants
-	30, // 1: token.v1.Application.created_at:type_name -> google.protobuf.Timestamp
-	30, // 2: token.v1.Application.updated_at:type_name -> google.protobuf.Timestamp
-	30, // 3: token.v1.Key.added_at:type_name -> google.protobuf.Timestamp
-	30, // 4: token.v1.Key.activated_at:type_name -> google.protobuf.Timestamp
-	30, // 5: token.v1.Key.last_signed_at:type_name -> google.protobuf.Timestamp
-	30, // 6: token.v1.Key.outstanding_until:type_name -> google.protobuf.Timestamp
-	29, // 7: token.v1.CreateApplicationRequest.default_grants:type_name -> token.v1.Grants
+	33, // 0: token.v1.Application.default_grants:type_name -> token.v1.Grants
+	34, // 1: token.v1.Application.created_at:type_name -> google.protobuf.Timestamp
+	34, // 2: token.v1.Application.updated_at:type_name -> google.protobuf.Timestamp
+	34, // 3: token.v1.Key.added_at:type_name -> google.protobuf.Timestamp
+	34, // 4: token.v1.Key.activated_at:type_name -> google.protobuf.Timestamp
+	34, // 5: token.v1.Key.last_signed_at:type_name -> google.protobuf.Timestamp
+	34, // 6: token.v1.Key.outstanding_until:type_name -> google.protobuf.Timestamp
+	33, // 7: token.v1.CreateApplicationRequest.default_grants:type_name -> token.v1.Grants
 	0,  // 8: token.v1.CreateApplicationResponse.application:type_name -> token.v1.Application
 	0,  // 9: token.v1.ListApplicationsResponse.applications:type_name -> token.v1.Application
 	0,  // 10: token.v1.GetApplicationResponse.application:type_name -> token.v1.Application
-	29, // 11: token.v1.UpdateApplicationRequest.default_grants:type_name -> token.v1.Grants
+	33, // 11: token.v1.UpdateApplicationRequest.default_grants:type_name -> token.v1.Grants
 	0,  // 12: token.v1.UpdateApplicationResponse.application:type_name -> token.v1.Application
 	1,  // 13: token.v1.AddKeyResponse.key:type_name -> token.v1.Key
 	1,  // 14: token.v1.ListKeysResponse.keys:type_name -> token.v1.Key
 	1,  // 15: token.v1.ActivateKeyResponse.key:type_name -> token.v1.Key
-	30, // 16: token.v1.Credential.created_at:type_name -> google.protobuf.Timestamp
+	34, // 16: token.v1.Credential.created_at:type_name -> google.protobuf.Timestamp
 	22, // 17: token.v1.CreateCredentialResponse.credential:type_name -> token.v1.Credential
 	22, // 18: token.v1.ListCredentialsResponse.credentials:type_name -> token.v1.Credential
 	2,  // 19: token.v1.AdminService.CreateApplication:input_type -> token.v1.CreateApplicationRequest
@@ -2083,21 +2323,25 @@ var file_token_v1_admin_proto_depIdxs = []int32{
 	25, // 29: token.v1.AdminService.ListCredentials:input_type -> token.v1.ListCredentialsRequest
 	27, // 30: token.v1.AdminService.DeleteCredential:input_type -> token.v1.DeleteCredentialRequest
 	20, // 31: token.v1.AdminService.Rekey:input_type -> token.v1.RekeyRequest
-	3,  // 32: token.v1.AdminService.CreateApplication:output_type -> token.v1.CreateApplicationResponse
-	5,  // 33: token.v1.AdminService.ListApplications:output_type -> token.v1.ListApplicationsResponse
-	7,  // 34: token.v1.AdminService.GetApplication:output_type -> token.v1.GetApplicationResponse
-	9,  // 35: token.v1.AdminService.UpdateApplication:output_type -> token.v1.UpdateApplicationResponse
-	11, // 36: token.v1.AdminService.DeleteApplication:output_type -> token.v1.DeleteApplicationResponse
-	13, // 37: token.v1.AdminService.AddKey:output_type -> token.v1.AddKeyResponse
-	15, // 38: token.v1.AdminService.ListKeys:output_type -> token.v1.ListKeysResponse
-	17, // 39: token.v1.AdminService.ActivateKey:output_type -> token.v1.ActivateKeyResponse
-	19, // 40: token.v1.AdminService.DeleteKey:output_type -> token.v1.DeleteKeyResponse
-	24, // 41: token.v1.AdminService.CreateCredential:output_type -> token.v1.CreateCredentialResponse
-	26, // 42: token.v1.AdminService.ListCredentials:output_type -> token.v1.ListCredentialsResponse
-	28, // 43: token.v1.AdminService.DeleteCredential:output_type -> token.v1.DeleteCredentialResponse
-	21, // 44: token.v1.AdminService.Rekey:output_type -> token.v1.RekeyResponse
-	32, // [32:45] is the sub-list for method output_type
-	19, // [19:32] is the sub-list for method input_type
+	29, // 32: token.v1.AdminService.GetDefaultApplication:input_type -> token.v1.GetDefaultApplicationRequest
+	31, // 33: token.v1.AdminService.SetDefaultApplication:input_type -> token.v1.SetDefaultApplicationRequest
+	3,  // 34: token.v1.AdminService.CreateApplication:output_type -> token.v1.CreateApplicationResponse
+	5,  // 35: token.v1.AdminService.ListApplications:output_type -> token.v1.ListApplicationsResponse
+	7,  // 36: token.v1.AdminService.GetApplication:output_type -> token.v1.GetApplicationResponse
+	9,  // 37: token.v1.AdminService.UpdateApplication:output_type -> token.v1.UpdateApplicationResponse
+	11, // 38: token.v1.AdminService.DeleteApplication:output_type -> token.v1.DeleteApplicationResponse
+	13, // 39: token.v1.AdminService.AddKey:output_type -> token.v1.AddKeyResponse
+	15, // 40: token.v1.AdminService.ListKeys:output_type -> token.v1.ListKeysResponse
+	17, // 41: token.v1.AdminService.ActivateKey:output_type -> token.v1.ActivateKeyResponse
+	19, // 42: token.v1.AdminService.DeleteKey:output_type -> token.v1.DeleteKeyResponse
+	24, // 43: token.v1.AdminService.CreateCredential:output_type -> token.v1.CreateCredentialResponse
+	26, // 44: token.v1.AdminService.ListCredentials:output_type -> token.v1.ListCredentialsResponse
+	28, // 45: token.v1.AdminService.DeleteCredential:output_type -> token.v1.DeleteCredentialResponse
+	21, // 46: token.v1.AdminService.Rekey:output_type -> token.v1.RekeyResponse
+	30, // 47: token.v1.AdminService.GetDefaultApplication:output_type -> token.v1.GetDefaultApplicationResponse
+	32, // 48: token.v1.AdminService.SetDefaultApplication:output_type -> token.v1.SetDefaultApplicationResponse
+	34, // [34:49] is the sub-list for method output_type
+	19, // [19:34] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -2116,7 +2360,7 @@ func file_token_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_token_v1_admin_proto_rawDesc), len(file_token_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,19 +19,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateApplication_FullMethodName = "/token.v1.AdminService/CreateApplication"
-	AdminService_ListApplications_FullMethodName  = "/token.v1.AdminService/ListApplications"
-	AdminService_GetApplication_FullMethodName    = "/token.v1.AdminService/GetApplication"
-	AdminService_UpdateApplication_FullMethodName = "/token.v1.AdminService/UpdateApplication"
-	AdminService_DeleteApplication_FullMethodName = "/token.v1.AdminService/DeleteApplication"
-	AdminService_AddKey_FullMethodName            = "/token.v1.AdminService/AddKey"
-	AdminService_ListKeys_FullMethodName          = "/token.v1.AdminService/ListKeys"
-	AdminService_ActivateKey_FullMethodName       = "/token.v1.AdminService/ActivateKey"
-	AdminService_DeleteKey_FullMethodName         = "/token.v1.AdminService/DeleteKey"
-	AdminService_CreateCredential_FullMethodName  = "/token.v1.AdminService/CreateCredential"
-	AdminService_ListCredentials_FullMethodName   = "/token.v1.AdminService/ListCredentials"
-	AdminService_DeleteCredential_FullMethodName  = "/token.v1.AdminService/DeleteCredential"
-	AdminService_Rekey_FullMethodName             = "/token.v1.AdminService/Rekey"
+	AdminService_CreateApplication_FullMethodName     = "/token.v1.AdminService/CreateApplication"
+	AdminService_ListApplications_FullMethodName      = "/token.v1.AdminService/ListApplications"
+	AdminService_GetApplication_FullMethodName        = "/token.v1.AdminService/GetApplication"
+	AdminService_UpdateApplication_FullMethodName     = "/token.v1.AdminService/UpdateApplication"
+	AdminService_DeleteApplication_FullMethodName     = "/token.v1.AdminService/DeleteApplication"
+	AdminService_AddKey_FullMethodName                = "/token.v1.AdminService/AddKey"
+	AdminService_ListKeys_FullMethodName              = "/token.v1.AdminService/ListKeys"
+	AdminService_ActivateKey_FullMethodName           = "/token.v1.AdminService/ActivateKey"
+	AdminService_DeleteKey_FullMethodName             = "/token.v1.AdminService/DeleteKey"
+	AdminService_CreateCredential_FullMethodName      = "/token.v1.AdminService/CreateCredential"
+	AdminService_ListCredentials_FullMethodName       = "/token.v1.AdminService/ListCredentials"
+	AdminService_DeleteCredential_FullMethodName      = "/token.v1.AdminService/DeleteCredential"
+	AdminService_Rekey_FullMethodName                 = "/token.v1.AdminService/Rekey"
+	AdminService_GetDefaultApplication_FullMethodName = "/token.v1.AdminService/GetDefaultApplication"
+	AdminService_SetDefaultApplication_FullMethodName = "/token.v1.AdminService/SetDefaultApplication"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -76,6 +78,13 @@ type AdminServiceClient interface {
 	// Rekey re-encrypts every secret under the primary master key, while
 	// tokend keeps serving. Older master keys can leave the keyring after.
 	Rekey(ctx context.Context, in *RekeyRequest, opts ...grpc.CallOption) (*RekeyResponse, error)
+	// GetDefaultApplication says which application serves mint requests
+	// that name none.
+	GetDefaultApplication(ctx context.Context, in *GetDefaultApplicationRequest, opts ...grpc.CallOption) (*GetDefaultApplicationResponse, error)
+	// SetDefaultApplication makes an application the default of mint
+	// requests that name none. It is stored, so it survives restarts, and
+	// every replica follows within about 250 ms.
+	SetDefaultApplication(ctx context.Context, in *SetDefaultApplicationRequest, opts ...grpc.CallOption) (*SetDefaultApplicationResponse, error)
 }
 
 type adminServiceClient struct {
@@ -216,6 +225,26 @@ func (c *adminServiceClient) Rekey(ctx context.Context, in *RekeyRequest, opts .
 	return out, nil
 }
 
+func (c *adminServiceClient) GetDefaultApplication(ctx context.Context, in *GetDefaultApplicationRequest, opts ...grpc.CallOption) (*GetDefaultApplicationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDefaultApplicationResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetDefaultApplication_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetDefaultApplication(ctx context.Context, in *SetDefaultApplicationRequest, opts ...grpc.CallOption) (*SetDefaultApplicationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetDefaultApplicationResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetDefaultApplication_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -258,6 +287,13 @@ type AdminServiceServer interface {
 	// Rekey re-encrypts every secret under the primary master key, while
 	// tokend keeps serving. Older master keys can leave the keyring after.
 	Rekey(context.Context, *RekeyRequest) (*RekeyResponse, error)
+	// GetDefaultApplication says which application serves mint requests
+	// that name none.
+	GetDefaultApplication(context.Context, *GetDefaultApplicationRequest) (*GetDefaultApplicationResponse, error)
+	// SetDefaultApplication makes an application the default of mint
+	// requests that name none. It is stored, so it survives restarts, and
+	// every replica follows within about 250 ms.
+	SetDefaultApplication(context.Context, *SetDefaultApplicationRequest) (*SetDefaultApplicationResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -306,6 +342,12 @@ func (UnimplementedAdminServiceServer) DeleteCredential(context.Context, *Delete
 }
 func (UnimplementedAdminServiceServer) Rekey(context.Context, *RekeyRequest) (*RekeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rekey not implemented")
+}
+func (UnimplementedAdminServiceServer) GetDefaultApplication(context.Context, *GetDefaultApplicationRequest) (*GetDefaultApplicationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDefaultApplication not implemented")
+}
+func (UnimplementedAdminServiceServer) SetDefaultApplication(context.Context, *SetDefaultApplicationRequest) (*SetDefaultApplicationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDefaultApplication not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -562,6 +604,42 @@ func _AdminService_Rekey_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetDefaultApplication_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDefaultApplicationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetDefaultApplication(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetDefaultApplication_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetDefaultApplication(ctx, req.(*GetDefaultApplicationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetDefaultApplication_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDefaultApplicationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetDefaultApplication(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetDefaultApplication_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetDefaultApplication(ctx, req.(*SetDefaultApplicationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -620,6 +698,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rekey",
 			Handler:    _AdminService_Rekey_Handler,
+		},
+		{
+			MethodName: "GetDefaultApplication",
+			Handler:    _AdminService_GetDefaultApplication_Handler,
+		},
+		{
+			MethodName: "SetDefaultApplication",
+			Handler:    _AdminService_SetDefaultApplication_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -464,6 +464,51 @@ func (s *Store) DeleteApplication(ctx context.Context, sid string) error {
 	return nil
 }
 
+// DefaultApplication returns the default application's SID, "" when none
+// is set.
+func (s *Store) DefaultApplication(ctx context.Context) (string, error) {
+	sid, err := defaultApplication(ctx, s.pool)
+	if err != nil {
+		return "", fmt.Errorf("read default application: %w", err)
+	}
+	return sid, nil
+}
+
+func defaultApplication(ctx context.Context, q querier) (string, error) {
+	var sid string
+	err := q.QueryRow(ctx, `SELECT application_sid FROM default_application WHERE id = 1`).Scan(&sid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return sid, err
+}
+
+// SetDefaultApplication makes sid the default application (storage.
+// ErrNotFound if it does not exist), or unsets it for "". The current
+// value writes nothing.
+func (s *Store) SetDefaultApplication(ctx context.Context, sid string) error {
+	err := s.writeTx(ctx, func(tx pgx.Tx) (bool, error) {
+		if sid == "" {
+			tag, err := tx.Exec(ctx, `DELETE FROM default_application WHERE id = 1`)
+			return err == nil && tag.RowsAffected() > 0, err
+		}
+		// Locked, so that a concurrent delete of the application waits
+		// for this transaction (and then deletes the row by cascade).
+		if err := lockApplication(ctx, tx, sid); err != nil {
+			return false, err
+		}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO default_application (id, application_sid) VALUES (1, $1)
+			ON CONFLICT (id) DO UPDATE SET application_sid = excluded.application_sid
+			WHERE default_application.application_sid IS DISTINCT FROM excluded.application_sid`, sid)
+		return err == nil && tag.RowsAffected() > 0, err
+	})
+	if err != nil {
+		return fmt.Errorf("set default application %q: %w", sid, err)
+	}
+	return nil
+}
+
 // CreateKey adds a key to an existing application (storage.ErrNotFound
 // otherwise); storage.ErrAlreadyExists if the application has a key with
 // that SID. A key created active retires the application's active key and
@@ -786,6 +831,9 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 		}
 		if snap.Credentials, err = queryCredentials(ctx, tx); err != nil {
 			return fmt.Errorf("read credentials: %w", err)
+		}
+		if snap.DefaultApplication, err = defaultApplication(ctx, tx); err != nil {
+			return fmt.Errorf("read default application: %w", err)
 		}
 		return nil
 	})

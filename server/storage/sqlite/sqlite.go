@@ -478,7 +478,8 @@ func (s *Store) UpdateApplication(ctx context.Context, sid string, update func(s
 	return updated, nil
 }
 
-// DeleteApplication removes an application and its keys; it fails with
+// DeleteApplication removes an application and its keys (and the default
+// application setting naming it); it fails with
 // storage.ErrNotFound if the application does not exist.
 func (s *Store) DeleteApplication(ctx context.Context, sid string) error {
 	err := s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {
@@ -496,6 +497,55 @@ func (s *Store) DeleteApplication(ctx context.Context, sid string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("delete application %s: %w", sid, err)
+	}
+	return nil
+}
+
+// DefaultApplication returns the default application's SID, "" when none
+// is set.
+func (s *Store) DefaultApplication(ctx context.Context) (string, error) {
+	sid, err := defaultApplication(ctx, s.read)
+	if err != nil {
+		return "", fmt.Errorf("read default application: %w", err)
+	}
+	return sid, nil
+}
+
+func defaultApplication(ctx context.Context, q queryer) (string, error) {
+	var sid string
+	err := q.QueryRowContext(ctx, `SELECT application_sid FROM default_application WHERE id = 1`).Scan(&sid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return sid, err
+}
+
+// SetDefaultApplication makes sid the default application (storage.
+// ErrNotFound if it does not exist), or unsets it for "". The current
+// value writes nothing.
+func (s *Store) SetDefaultApplication(ctx context.Context, sid string) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {
+		cur, err := defaultApplication(ctx, tx)
+		if err != nil {
+			return false, err
+		}
+		if cur == sid {
+			return false, nil
+		}
+		if sid == "" {
+			_, err := tx.ExecContext(ctx, `DELETE FROM default_application WHERE id = 1`)
+			return err == nil, err
+		}
+		if err := applicationExists(ctx, tx, sid); err != nil {
+			return false, err
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO default_application (id, application_sid) VALUES (1, ?)
+			ON CONFLICT (id) DO UPDATE SET application_sid = excluded.application_sid`, sid)
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("set default application %q: %w", sid, err)
 	}
 	return nil
 }
@@ -726,6 +776,9 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 		}
 		if snap.Credentials, err = queryCredentials(ctx, tx); err != nil {
 			return fmt.Errorf("read credentials: %w", err)
+		}
+		if snap.DefaultApplication, err = defaultApplication(ctx, tx); err != nil {
+			return fmt.Errorf("read default application: %w", err)
 		}
 		return nil
 	})

@@ -107,6 +107,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"HeartbeatExpiry", testHeartbeatExpiry},
 		{"HeartbeatInvalid", testHeartbeatInvalid},
 		{"ConcurrentHeartbeat", testConcurrentHeartbeat},
+		{"DefaultApplication", testDefaultApplication},
+		{"DefaultApplicationDeleted", testDefaultApplicationDeleted},
+		{"ConcurrentDefaultApplication", testConcurrentDefaultApplication},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -468,7 +471,11 @@ func checkSnapshot(t *testing.T, s storage.Store) storage.Snapshot {
 	if !slices.IsSortedFunc(snap.Credentials, compareCredentials) {
 		t.Errorf("Snapshot().Credentials not ordered by name: %q", credentialNames(snap.Credentials))
 	}
-	want := sortedSnapshot(storage.Snapshot{Applications: apps, Keys: keys, Credentials: creds, Revision: before})
+	def, err := s.DefaultApplication(ctx)
+	if err != nil {
+		t.Fatalf("DefaultApplication() = %v, want nil error", err)
+	}
+	want := sortedSnapshot(storage.Snapshot{Applications: apps, Keys: keys, Credentials: creds, DefaultApplication: def, Revision: before})
 	if diff := cmp.Diff(want, sortedSnapshot(snap), cmpOpts); diff != "" {
 		t.Errorf("Snapshot() disagrees with ListApplications, ListKeys and ListCredentials (-lists +snapshot):\n%s", diff)
 	}
