@@ -519,6 +519,10 @@ func TestVerifyDisclosure(t *testing.T) {
 	tok := resp["token"].(string)
 	wrongSub := withPayload(t, tok, func(m map[string]any) { m["sub"] = reachAcct2 })
 	unknownKey := withPayload(t, tok, func(m map[string]any) { m["iss"] = "SK99999999999999999999999999999999" })
+	badSignature := withPayload(t, tok, func(m map[string]any) { m["identity"] = "forged" })
+	// A token forged for reachApp2's key (nobody may mint for reachApp2):
+	// its answer must not tell that tokend holds that key.
+	forgedApp2 := withPayload(t, tok, func(m map[string]any) { m["iss"], m["sub"] = reachKey2, reachAcct2 })
 	for _, path := range []string{"grpc", "rest"} {
 		for _, tc := range []struct {
 			name, caller, token string
@@ -532,6 +536,10 @@ func TestVerifyDisclosure(t *testing.T) {
 			{"wrong_sub_outsider", "outsider", wrongSub, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
 			{"unknown_key_minter", "wide", unknownKey, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
 			{"unknown_key_outsider", "outsider", unknownKey, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"bad_signature_minter", "wide", badSignature, 20107, true, "the signature does not match"},
+			{"bad_signature_outsider", "outsider", badSignature, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"forged_other_app_minter", "wide", forgedApp2, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"forged_other_app_outsider", "outsider", forgedApp2, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
 		} {
 			t.Run(tc.name+"/"+path, func(t *testing.T) {
 				got := h.verifyAs(t, path, caller{bearer: creds[tc.caller]}, tc.token)

@@ -86,6 +86,14 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 		// for callers that may mint for that application; others get the
 		// Twilio error code only.
 		resp.ApplicationSid, resp.KeyState = "", ""
+		// A signature that does not match a held key is answered as a key
+		// tokend does not hold: 20107 against 20103 would tell a caller
+		// holding no token of the application, only a forged one, that
+		// tokend holds the key its iss names.
+		if code == CodeInvalidSignature {
+			code = CodeInvalidIssuer
+			resp.Valid, resp.TwilioErrorCode = false, CodeInvalidIssuer
+		}
 		if code == CodeInvalidIssuer && reason != reasonIssuerFormat && reason != reasonSubjectFormat {
 			resp.Reason = reasonUnknownKey
 		}
