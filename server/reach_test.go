@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
@@ -640,4 +641,57 @@ func TestReachDevelopmentMode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestApplicationExistenceHidden: a caller that may not mint for an
+// application gets the same answer whether tokend holds it (reachApp2) or
+// not, for a mint and an explanation, through gRPC and REST: nothing of
+// the application (its existence, maximum lifetime, default grants) shows.
+func TestApplicationExistenceHidden(t *testing.T) {
+	h, creds, _ := reachHarness(t, reachPolicy, nil)
+	const unknownApp = "AP99999999999999999999999999999999"
+	// Settings of reachApp2 that shaped the answer before it was decided:
+	// a ttl over its maximum, an identity its default voice grant refuses.
+	admin := tokenv1.NewAdminServiceClient(h.conn)
+	if _, err := admin.UpdateApplication(adminCtx(), &tokenv1.UpdateApplicationRequest{
+		ApplicationSid: reachApp2, MaxTtlSeconds: proto.Int32(600),
+		DefaultGrants: &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"grpc", "rest"} {
+		for _, who := range []string{"wide", "outsider"} {
+			for _, tc := range []struct{ name, body string }{
+				{"mint", `{"application_sid":"%s","identity":"probe"}`},
+				{"explain", `{"application_sid":"%s","identity":"probe","validate_only":true}`},
+				{"long_ttl", `{"application_sid":"%s","identity":"probe","ttl_seconds":90000}`},
+				{"no_grants_cf_identity", `{"application_sid":"%s","identity":"pro\u200dbe"}`},
+				{"ttl_over_application_maximum", `{"application_sid":"%s","identity":"probe","ttl_seconds":1200}`},
+				{"identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be"}`},
+				{"explain_identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be","validate_only":true}`},
+			} {
+				t.Run(path+"/"+who+"/"+tc.name, func(t *testing.T) {
+					c := caller{bearer: creds[who]}
+					heldCode, held, _ := h.mintAs(t, path, c, strings.ReplaceAll(tc.body, "%s", reachApp2))
+					unknownCode, unknown, _ := h.mintAs(t, path, c, strings.ReplaceAll(tc.body, "%s", unknownApp))
+					if heldCode != codes.PermissionDenied || unknownCode != codes.PermissionDenied {
+						t.Fatalf("held application: %v %v; unknown application: %v %v; want PermissionDenied for both", heldCode, held, unknownCode, unknown)
+					}
+					heldMsg, _ := held["message"].(string)
+					unknownMsg, _ := unknown["message"].(string)
+					if strings.ReplaceAll(heldMsg, reachApp2, unknownApp) != unknownMsg {
+						t.Errorf("answers differ beyond the SID:\nheld:    %q\nunknown: %q", heldMsg, unknownMsg)
+					}
+				})
+			}
+		}
+	}
+	// A caller that may mint for any application still learns that an
+	// unknown one is not held.
+	t.Run("allowed_caller_unknown_application", func(t *testing.T) {
+		h, _, _ := reachHarness(t, "", nil)
+		if code, resp, _ := h.mintAs(t, "grpc", caller{}, `{"application_sid":"`+unknownApp+`"}`); code != codes.NotFound {
+			t.Errorf("development mode Mint(unknown application) = %v %v, want NotFound", code, resp)
+		}
+	})
 }

@@ -99,6 +99,14 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 			v.Add("application_sid", "is required: tokend holds %d applications and no default application is configured", s.cfg.Keys.Len())
 		}
 	}
+	caller, _ := auth.FromContext(ctx)
+	if len(v) == 0 && s.cfg.Policy != nil && !s.mayMintFor(caller, appSID) {
+		// A caller that may mint for no token of this application learns
+		// nothing of it, not even whether tokend holds it: it is denied
+		// before the application is looked up and before any of its
+		// settings (maximum lifetime, default grants) shapes the answer.
+		return nil, s.denyApplication(ctx, req, caller, appSID)
+	}
 	if app == nil && len(v) == 0 {
 		if app = s.cfg.Keys.Lookup(appSID); app == nil {
 			return nil, status.Errorf(codes.NotFound, "application %s not found", appSID)
@@ -133,13 +141,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		grants, grantsJSON = app.DefaultGrants()
 	}
 
-	caller, _ := auth.FromContext(ctx)
-	identity := s.cfg.DefaultIdentity
-	if req.Identity != nil {
-		identity = req.GetIdentity()
-	} else if caller.Browser && caller.Identity != "" {
-		identity = caller.Identity // a browser user mints for itself
-	}
+	identity := s.identity(req, caller)
 	v.CheckIdentity(identity, grants)
 
 	if err := v.Err("mint request"); err != nil {
@@ -208,6 +210,40 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		ExpiresAt:      &timestamppb.Timestamp{Seconds: tok.ExpiresAt},
 		Region:         region,
 	}, nil
+}
+
+// identity is the identity a request asks for: the one it names, else a
+// browser caller's own, else the default.
+func (s *Service) identity(req *tokenv1.MintRequest, caller auth.Principal) string {
+	switch {
+	case req.Identity != nil:
+		return req.GetIdentity()
+	case caller.Browser && caller.Identity != "":
+		return caller.Identity // a browser user mints for itself
+	}
+	return s.cfg.DefaultIdentity
+}
+
+// denyApplication answers a request for an application appSID the caller
+// may not mint for, whether tokend holds it or not: the decision depends
+// only on the caller, appSID and the identity, the explanation is charged
+// as any other, and the denial is audited.
+func (s *Service) denyApplication(ctx context.Context, req *tokenv1.MintRequest, caller auth.Principal, appSID string) error {
+	reach := policy.ReachOf(appSID, s.identity(req, caller), req.GetGrants())
+	decision := s.decide(caller, &reach, 0)
+	if decision.Allowed { // the policy changed in between: deny all the same
+		decision = policy.Decision{Rule: policy.RuleDefaultDeny, Reason: "application " + appSID + " is not allowed"}
+	}
+	event := audit.EventMint
+	if req.GetValidateOnly() {
+		event = audit.EventExplain
+		if err := s.limit(ctx, caller, appSID, reach.Identity, true); err != nil {
+			s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.ResourceExhausted)
+			return err
+		}
+	}
+	s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.PermissionDenied)
+	return status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, decision.Reason, decision.Rule)
 }
 
 // ApplicationFor returns the SID of the application a mint request naming
