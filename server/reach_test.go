@@ -695,3 +695,82 @@ func TestApplicationExistenceHidden(t *testing.T) {
 		}
 	})
 }
+
+// TestFormatCharactersInGrants: a Unicode format character in any text a
+// grant carries into the token (room, role, endpoint id, outgoing params
+// keys and values) is refused with a 400 naming the field, through gRPC,
+// REST POST and REST GET query parameters, in policy mode (by a rule
+// that would allow the request) and in development mode; an identity
+// with another invisible character (a Hangul filler, a variation
+// selector) is refused as well.
+func TestFormatCharactersInGrants(t *testing.T) {
+	policyHarness, creds, _ := reachHarness(t, `rules:
+  - name: any
+    principals: ["credential:wide"]
+    applications: ["*"]
+    identities: {pattern: ".*"}
+    grants:
+      voice: {incoming: true, outgoing: {applications: "*", params: "*"}}
+      video: {rooms: "support-.*"}
+      chat: true
+      data_sync: true
+      task_router: true
+`, nil)
+	devHarness, _, _ := reachHarness(t, "", nil)
+	out := `"outgoing":{"application_sid":"` + testApp + `","params":`
+	for _, tc := range []struct {
+		name, body, query, field string
+	}{
+		{"room_rlo", `{"identity":"a","grants":{"video":{"room":"support-1\u202e9"}}}`,
+			"identity=a&grants.video.room=support-1%E2%80%AE9", "grants.video.room"},
+		{"role_zwsp", `{"identity":"a","grants":{"task_router":{"role":"wor\u200bker"}}}`,
+			"identity=a&grants.task_router.role=wor%E2%80%8Bker", "grants.task_router.role"},
+		{"chat_endpoint_zwj", `{"identity":"a","grants":{"chat":{"endpoint_id":"e\u200dp"}}}`,
+			"identity=a&grants.chat.endpoint_id=e%E2%80%8Dp", "grants.chat.endpoint_id"},
+		{"param_key_bom", `{"identity":"a","grants":{"voice":{` + out + `{"t\ufeffo":"1"}}}}}`,
+			"identity=a&grants.voice.outgoing.application_sid=" + testApp + "&grants.voice.outgoing.params%5Bt%EF%BB%BFo%5D=1", "grants.voice.outgoing.params"},
+		{"param_value_rlo", `{"identity":"a","grants":{"voice":{` + out + `{"to":"+1555\u202e0100"}}}}}`,
+			"identity=a&grants.voice.outgoing.application_sid=" + testApp + "&grants.voice.outgoing.params%5Bto%5D=%2B1555%E2%80%AE0100", "grants.voice.outgoing.params[to]"},
+		{"identity_hangul_filler", `{"identity":"alice\u3164","grants":{"chat":{}}}`,
+			"identity=alice%E3%85%A4&grants.chat.endpoint_id=e", "identity"},
+		{"identity_variation_selector", `{"identity":"bob\ufe0f","grants":{"video":{"room":"support-1"}}}`,
+			"identity=bob%EF%B8%8F&grants.video.room=support-1", "identity"},
+	} {
+		for _, mode := range []string{"policy", "development"} {
+			h, c := devHarness, caller{}
+			if mode == "policy" {
+				h, c = policyHarness, caller{bearer: creds["wide"]}
+			}
+			check := func(t *testing.T, code codes.Code, msg string) {
+				t.Helper()
+				if code != codes.InvalidArgument {
+					t.Fatalf("mint = %v %q, want InvalidArgument", code, msg)
+				}
+				if !strings.Contains(msg, tc.field+": must not contain ") {
+					t.Errorf("refusal %q does not name field %s and the rule", msg, tc.field)
+				}
+			}
+			for _, path := range []string{"grpc", "rest"} {
+				t.Run(tc.name+"/"+mode+"/"+path, func(t *testing.T) {
+					code, resp, _ := h.mintAs(t, path, c, tc.body)
+					msg, _ := resp["message"].(string)
+					check(t, code, msg)
+				})
+			}
+			t.Run(tc.name+"/"+mode+"/rest_get", func(t *testing.T) {
+				req, _ := http.NewRequest("GET", h.httpURL+"/token?"+tc.query, nil)
+				if c.bearer != "" {
+					req.Header.Set("Authorization", "Bearer "+c.bearer)
+				}
+				status, raw := h.doRaw(t, req)
+				var m map[string]any
+				if err := json.Unmarshal(raw, &m); err != nil || status != http.StatusBadRequest {
+					t.Fatalf("GET /token?%s = %d %s, want 400", tc.query, status, raw)
+				}
+				code, _ := m["code"].(float64)
+				msg, _ := m["message"].(string)
+				check(t, codes.Code(code), msg)
+			})
+		}
+	}
+}
