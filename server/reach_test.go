@@ -774,3 +774,56 @@ func TestFormatCharactersInGrants(t *testing.T) {
 		}
 	}
 }
+
+// TestReachOfStoredDefaultGrants: the reach is decided after the
+// application's stored default grants apply: defaults that send outgoing
+// calls through another application with params, or name a chat service,
+// are held to the caller's rule like the same grants in a request,
+// through gRPC and REST.
+func TestReachOfStoredDefaultGrants(t *testing.T) {
+	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
+	admin := tokenv1.NewAdminServiceClient(h.conn)
+	setDefaults := func(t *testing.T, g *tokenv1.Grants) {
+		t.Helper()
+		if _, err := admin.UpdateApplication(adminCtx(), &tokenv1.UpdateApplicationRequest{ApplicationSid: testApp, DefaultGrants: g}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	viaApp3 := &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: reachApp3, Params: map[string]string{"to": "+15550100"}}}}
+	chatIS2 := &tokenv1.Grants{Chat: &tokenv1.ChatGrant{ServiceSid: reachIS2}}
+	for _, tc := range []struct {
+		name     string
+		defaults *tokenv1.Grants
+		caller   string
+		want     codes.Code
+		reason   string
+	}{
+		{"other_outgoing_app_wide", viaApp3, "wide", codes.PermissionDenied, "voice.outgoing.application_sid " + reachApp3 + " is not allowed"},
+		{"other_outgoing_app_scoped", viaApp3, "scoped", codes.OK, ""},
+		{"chat_service_scoped", chatIS2, "scoped", codes.PermissionDenied, "chat.service_sid " + reachIS2 + " is not allowed"},
+		{"chat_service_wide", chatIS2, "wide", codes.OK, ""},
+	} {
+		setDefaults(t, tc.defaults)
+		for _, path := range []string{"grpc", "rest"} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				code, resp, _ := h.mintAs(t, path, caller{bearer: creds[tc.caller]}, `{"identity":"defaults_`+tc.name+`"}`)
+				if code != tc.want {
+					t.Fatalf("mint with the defaults as %s = %v %v, want %v", tc.caller, code, resp, tc.want)
+				}
+				if msg, _ := resp["message"].(string); !strings.Contains(msg, tc.reason) {
+					t.Errorf("message %q, want %q", msg, tc.reason)
+				}
+			})
+		}
+	}
+	records, _ := readAudit(t, h, auditLog)
+	found := false
+	for _, r := range records {
+		if r["identity"] == "defaults_other_outgoing_app_scoped" && r["outgoing_application_sid"] == reachApp3 && r["outgoing_params"] == "to" && r["decision"] == "allow" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no audit record names the outgoing application and params the defaults gave")
+	}
+}
