@@ -6,6 +6,7 @@ package tokenapi
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -96,7 +97,13 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		if app = s.cfg.Keys.Only(); app != nil {
 			appSID = app.SID
 		} else {
-			v.Add("application_sid", "is required: tokend holds %d applications and no default application is configured", s.cfg.Keys.Len())
+			if s.cfg.Policy != nil {
+				// How many applications tokend holds is not every
+				// caller's to know.
+				v.Add("application_sid", "is required: tokend holds several applications and no default application is configured")
+			} else {
+				v.Add("application_sid", "is required: tokend holds %d applications and no default application is configured", s.cfg.Keys.Len())
+			}
 		}
 	}
 	caller, _ := auth.FromContext(ctx)
@@ -234,6 +241,13 @@ func (s *Service) denyApplication(ctx context.Context, req *tokenv1.MintRequest,
 	if decision.Allowed { // the policy changed in between: deny all the same
 		decision = policy.Decision{Rule: policy.RuleDefaultDeny, Reason: "application " + appSID + " is not allowed"}
 	}
+	reason := decision.Reason
+	if req.GetApplicationSid() == "" {
+		// The request named no application: the default one (configured,
+		// or the only one tokend holds) is not named to a caller that may
+		// not mint for it. The audit record names it.
+		reason = strings.ReplaceAll(reason, appSID, "(the default application)")
+	}
 	event := audit.EventMint
 	if req.GetValidateOnly() {
 		event = audit.EventExplain
@@ -243,7 +257,7 @@ func (s *Service) denyApplication(ctx context.Context, req *tokenv1.MintRequest,
 		}
 	}
 	s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.PermissionDenied)
-	return status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, decision.Reason, decision.Rule)
+	return status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, reason, decision.Rule)
 }
 
 // ApplicationFor returns the SID of the application a mint request naming
