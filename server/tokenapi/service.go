@@ -78,8 +78,10 @@ func New(cfg Config) *Service {
 // such, costs the caller one rate-limit token, and when denied is the
 // same PermissionDenied a mint gets). Errors:
 // InvalidArgument with google.rpc.BadRequest details for bad input,
-// NotFound for an unknown application, PermissionDenied when the policy
-// denies it (naming the rule), ResourceExhausted past a rate limit (with
+// NotFound for an unknown application (in policy mode only to a caller
+// some rule lets mint for it: any other is denied before the application
+// is looked up), PermissionDenied when the policy denies it (naming the
+// rule), ResourceExhausted past a rate limit (with
 // a retry-after header), FailedPrecondition when the application has no
 // active key.
 func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.MintResponse, error) {
