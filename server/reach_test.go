@@ -576,6 +576,17 @@ func TestVerifyDisclosure(t *testing.T) {
 	if !found {
 		t.Error("no verify record names the token's identity and outgoing application")
 	}
+	// The operator's record keeps the code found (20107) where the caller
+	// was told 20103.
+	found = false
+	for _, r := range records {
+		if reason, _ := r["reason"].(string); r["event"] == "verify" && reason == "valid=false twilio_error_code=20107 details_disclosed=false" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no verify record keeps the bad signature's 20107 for an undisclosed answer")
+	}
 }
 
 // TestVerifyDevelopmentMode: without a policy every caller is told the

@@ -91,10 +91,9 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 		// holding no token of the application, only a forged one, that
 		// tokend holds the key its iss names.
 		if code == CodeInvalidSignature {
-			code = CodeInvalidIssuer
-			resp.Valid, resp.TwilioErrorCode = false, CodeInvalidIssuer
+			resp.TwilioErrorCode = CodeInvalidIssuer
 		}
-		if code == CodeInvalidIssuer && reason != reasonIssuerFormat && reason != reasonSubjectFormat {
+		if resp.TwilioErrorCode == CodeInvalidIssuer && reason != reasonIssuerFormat && reason != reasonSubjectFormat {
 			resp.Reason = reasonUnknownKey
 		}
 	}
@@ -107,6 +106,8 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 			ChatDeploymentRoleSID: reach.ChatDeploymentRole, SyncServiceSID: reach.SyncService,
 			WorkspaceSID: reach.Workspace, WorkerSID: reach.Worker, TaskRouterRole: reach.Role,
 			Decision: audit.Allow, Code: "OK",
+			// The code found, which the operator may know even when the
+			// caller was told another.
 			Reason:     fmt.Sprintf("valid=%t twilio_error_code=%d details_disclosed=%t", resp.GetValid(), code, disclosed),
 			ClientAddr: auth.ClientAddr(ctx), RequestID: requestid.FromContext(ctx),
 		}
