@@ -672,21 +672,30 @@ func TestApplicationExistenceHidden(t *testing.T) {
 	}
 	for _, path := range []string{"grpc", "rest"} {
 		for _, who := range []string{"wide", "outsider"} {
-			for _, tc := range []struct{ name, body string }{
-				{"mint", `{"application_sid":"%s","identity":"probe"}`},
-				{"explain", `{"application_sid":"%s","identity":"probe","validate_only":true}`},
-				{"long_ttl", `{"application_sid":"%s","identity":"probe","ttl_seconds":90000}`},
-				{"no_grants_cf_identity", `{"application_sid":"%s","identity":"pro\u200dbe"}`},
-				{"ttl_over_application_maximum", `{"application_sid":"%s","identity":"probe","ttl_seconds":1200}`},
-				{"identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be"}`},
-				{"explain_identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be","validate_only":true}`},
+			for _, tc := range []struct {
+				name, body string
+				want       codes.Code
+			}{
+				{"mint", `{"application_sid":"%s","identity":"probe"}`, codes.PermissionDenied},
+				{"explain", `{"application_sid":"%s","identity":"probe","validate_only":true}`, codes.PermissionDenied},
+				// Bad input is refused by the rules that do not depend on
+				// the application.
+				{"ttl_over_twilio_limit", `{"application_sid":"%s","identity":"probe","ttl_seconds":90000}`, codes.InvalidArgument},
+				{"no_grants_cf_identity", `{"application_sid":"%s","identity":"pro\u200dbe"}`, codes.InvalidArgument},
+				{"voice_identity", `{"application_sid":"%s","identity":"pro-be","grants":{"voice":{}}}`, codes.InvalidArgument},
+				{"bad_room", `{"application_sid":"%s","identity":"probe","grants":{"video":{"room":"r\u202e"}}}`, codes.InvalidArgument},
+				{"bad_region", `{"application_sid":"%s","identity":"probe","region":"moon"}`, codes.InvalidArgument},
+				// The application's own settings do not shape the answer.
+				{"ttl_over_application_maximum", `{"application_sid":"%s","identity":"probe","ttl_seconds":1200}`, codes.PermissionDenied},
+				{"identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be"}`, codes.PermissionDenied},
+				{"explain_identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be","validate_only":true}`, codes.PermissionDenied},
 			} {
 				t.Run(path+"/"+who+"/"+tc.name, func(t *testing.T) {
 					c := caller{bearer: creds[who]}
 					heldCode, held, _ := h.mintAs(t, path, c, strings.ReplaceAll(tc.body, "%s", reachApp2))
 					unknownCode, unknown, _ := h.mintAs(t, path, c, strings.ReplaceAll(tc.body, "%s", unknownApp))
-					if heldCode != codes.PermissionDenied || unknownCode != codes.PermissionDenied {
-						t.Fatalf("held application: %v %v; unknown application: %v %v; want PermissionDenied for both", heldCode, held, unknownCode, unknown)
+					if heldCode != tc.want || unknownCode != tc.want {
+						t.Fatalf("held application: %v %v; unknown application: %v %v; want %v for both", heldCode, held, unknownCode, unknown, tc.want)
 					}
 					heldMsg, _ := held["message"].(string)
 					unknownMsg, _ := unknown["message"].(string)

@@ -136,7 +136,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	region := req.GetRegion()
 	if region != "" {
 		if !ValidRegion(region) {
-			v.Add("region", "must be a Twilio region: two lowercase letters and a number, such as us1, ie1 or au1")
+			v.Add("region", regionRule)
 		}
 	} else if app != nil {
 		region = app.Region
@@ -233,12 +233,31 @@ func (s *Service) identity(req *tokenv1.MintRequest, caller auth.Principal) stri
 	return s.cfg.DefaultIdentity
 }
 
+// regionRule is the violation of a region that is not one.
+const regionRule = "must be a Twilio region: two lowercase letters and a number, such as us1, ie1 or au1"
+
 // denyApplication answers a request for an application appSID the caller
-// may not mint for, whether tokend holds it or not: the decision depends
-// only on the caller, appSID and the identity, the explanation is charged
-// as any other, and the denial is audited.
+// may not mint for, whether tokend holds it or not: bad input is refused
+// by the rules that do not depend on the application (the ttl against
+// Twilio's limit, the identity against the grants the request names),
+// then the request is denied by a decision that depends only on the
+// caller, appSID and the identity; the explanation is charged as any
+// other, and the denial is audited.
 func (s *Service) denyApplication(ctx context.Context, req *tokenv1.MintRequest, caller auth.Principal, appSID string) error {
-	reach := policy.ReachOf(appSID, s.identity(req, caller), req.GetGrants())
+	identity := s.identity(req, caller)
+	var v Violations
+	if req.TtlSeconds != nil {
+		v.CheckTTL("ttl_seconds", int64(req.GetTtlSeconds()), mint.MaxTTLSeconds)
+	}
+	if r := req.GetRegion(); r != "" && !ValidRegion(r) {
+		v.Add("region", regionRule)
+	}
+	v.CheckGrants("grants", req.GetGrants())
+	v.CheckIdentity(identity, req.GetGrants())
+	if err := v.Err("mint request"); err != nil {
+		return err
+	}
+	reach := policy.ReachOf(appSID, identity, req.GetGrants())
 	decision := s.decide(caller, &reach, 0)
 	if decision.Allowed { // the policy changed in between: deny all the same
 		decision = policy.Decision{Rule: policy.RuleDefaultDeny, Reason: "application " + appSID + " is not allowed"}
