@@ -847,3 +847,41 @@ func TestReachOfStoredDefaultGrants(t *testing.T) {
 		t.Error("no audit record names the outgoing application and params the defaults gave")
 	}
 }
+
+// TestDeniedMintRateLimit: a denied mint costs the caller a token of its
+// bucket as an explanation does (else probing the policy by minting would
+// be free), whether the rule or the application denied it; it takes
+// nothing from the identity's bucket, so denied requests cannot use up an
+// identity's mints.
+func TestDeniedMintRateLimit(t *testing.T) {
+	for _, path := range []string{"grpc", "rest"} {
+		t.Run("principal/"+path, func(t *testing.T) {
+			h, creds, _ := reachHarness(t, reachPolicy, func(c *server.Config) { c.RateLimitPrincipal, c.RateLimitBurst = 0.001, 2 })
+			c := caller{bearer: creds["wide"]}
+			if code, resp, _ := h.mintAs(t, path, c, `{"identity":"a","grants":{"player":{}}}`); code != codes.PermissionDenied {
+				t.Fatalf("denied mint = %v %v", code, resp)
+			}
+			if code, resp, _ := h.mintAs(t, path, c, `{"identity":"a","application_sid":"`+reachApp2+`"}`); code != codes.PermissionDenied {
+				t.Fatalf("mint for an application the caller may not mint for = %v %v", code, resp)
+			}
+			code, resp, hdr := h.mintAs(t, path, c, `{"identity":"a"}`)
+			if code != codes.ResourceExhausted {
+				t.Fatalf("mint after two denied mints in a burst of 2 = %v %v, want ResourceExhausted", code, resp)
+			}
+			if path == "rest" && hdr.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+		})
+		t.Run("identity/"+path, func(t *testing.T) {
+			h, creds, _ := reachHarness(t, reachPolicy, func(c *server.Config) { c.RateLimitIdentity, c.RateLimitBurst = 0.001, 1 })
+			for range 3 {
+				if code, resp, _ := h.mintAs(t, path, caller{bearer: creds["outsider"]}, `{"identity":"victim"}`); code != codes.PermissionDenied {
+					t.Fatalf("outsider's mint = %v %v, want PermissionDenied", code, resp)
+				}
+			}
+			if code, resp, _ := h.mintAs(t, path, caller{bearer: creds["wide"]}, `{"identity":"victim"}`); code != codes.OK {
+				t.Fatalf("mint after denied ones for the same identity = %v %v, want OK", code, resp)
+			}
+		})
+	}
+}

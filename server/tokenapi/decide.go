@@ -20,6 +20,7 @@ import (
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
 	"github.com/tokend/tokend/server/policy"
+	"github.com/tokend/tokend/server/ratelimit"
 	"github.com/tokend/tokend/server/requestid"
 )
 
@@ -57,38 +58,40 @@ func (s *Service) mayMintFor(caller auth.Principal, app string) bool {
 	return app != "" && s.cfg.Policy.MayMintFor(policyCaller(caller), app)
 }
 
-// limit takes a token from the caller's bucket and, for a mint (not an
-// explanation), the identity's; a refusal is ResourceExhausted with a
-// retry-after header (the REST gateway sends it as Retry-After, with
-// status 429). An explanation costs the caller one token and leaves the
-// identity's bucket alone, so that explaining cannot use up the mints of
-// an identity.
-func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string, explain bool) error {
-	check := func(l interface {
-		Allow(string) (bool, time.Duration)
-	}, scope, key string) error {
-		ok, wait := l.Allow(key)
-		if ok {
-			return nil
-		}
-		if s.cfg.OnRateLimited != nil {
-			s.cfg.OnRateLimited(scope)
-		}
-		secs := max(1, int64((wait+time.Second-1)/time.Second))
-		grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.FormatInt(secs, 10)))
-		return status.Errorf(codes.ResourceExhausted, "rate limit of the %s reached: retry after %d s", scope, secs)
-	}
+// limitCaller takes a token from the caller's bucket. Every mint and
+// explanation pays it before its decision is told, allowed or denied, so
+// that probing the policy, by either, is rate limited.
+func (s *Service) limitCaller(ctx context.Context, caller auth.Principal) error {
 	if l := s.cfg.PrincipalLimit; l != nil {
-		if err := check(l, "principal", caller.Kind.String()+":"+caller.Name); err != nil {
-			return err
-		}
-	}
-	if l := s.cfg.IdentityLimit; l != nil && !explain {
-		if err := check(l, "identity", appSID+"/"+identity); err != nil {
-			return err
-		}
+		return s.take(ctx, l, "principal", caller.Kind.String()+":"+caller.Name)
 	}
 	return nil
+}
+
+// limitIdentity takes a token from the bucket of (application, identity).
+// Only a mint the policy allowed pays it: neither an explanation nor a
+// denied request can use up the mints of an identity.
+func (s *Service) limitIdentity(ctx context.Context, appSID, identity string) error {
+	if l := s.cfg.IdentityLimit; l != nil {
+		return s.take(ctx, l, "identity", appSID+"/"+identity)
+	}
+	return nil
+}
+
+// take takes a token for key from l; a refusal is ResourceExhausted with
+// a retry-after header (the REST gateway sends it as Retry-After, with
+// status 429).
+func (s *Service) take(ctx context.Context, l *ratelimit.Limiter, scope, key string) error {
+	ok, wait := l.Allow(key)
+	if ok {
+		return nil
+	}
+	if s.cfg.OnRateLimited != nil {
+		s.cfg.OnRateLimited(scope)
+	}
+	secs := max(1, int64((wait+time.Second-1)/time.Second))
+	grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.FormatInt(secs, 10)))
+	return status.Errorf(codes.ResourceExhausted, "rate limit of the %s reached: retry after %d s", scope, secs)
 }
 
 // explain answers an allowed validate_only request: the decision, the

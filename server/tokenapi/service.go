@@ -75,8 +75,9 @@ func New(cfg Config) *Service {
 // do (policy.Reach) against the caller policy and rate limits, and signs
 // a token with the application's active key (or, with validate_only,
 // explains the decision without signing: an explanation is audited as
-// such, costs the caller one rate-limit token, and when denied is the
-// same PermissionDenied a mint gets). Errors:
+// such and when denied is the same PermissionDenied a mint gets). Every
+// request, allowed or denied, costs the caller one rate-limit token
+// before its answer; an allowed mint also costs the identity one. Errors:
 // InvalidArgument with google.rpc.BadRequest details for bad input,
 // NotFound for an unknown application (in policy mode only to a caller
 // some rule lets mint for it: any other is denied before the application
@@ -170,14 +171,14 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	}
 	event := audit.EventMint
 	if req.GetValidateOnly() {
-		// An explanation is charged to the caller before its answer is
-		// known, denied or not, so that probing the policy is rate
-		// limited; it takes nothing from the identity's bucket.
 		event = audit.EventExplain
-		if err := s.limit(ctx, caller, app.SID, identity, true); err != nil {
-			s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
-			return nil, err
-		}
+	}
+	// A mint or an explanation is charged to the caller before its answer
+	// is told, denied or not, so that probing the policy by either is rate
+	// limited; only an allowed mint takes from the identity's bucket.
+	if err := s.limitCaller(ctx, caller); err != nil {
+		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
+		return nil, err
 	}
 	if !decision.Allowed {
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.PermissionDenied)
@@ -188,7 +189,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, status.Code(err))
 		return resp, err
 	}
-	if err := s.limit(ctx, caller, app.SID, identity, false); err != nil {
+	if err := s.limitIdentity(ctx, app.SID, identity); err != nil {
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
 		return nil, err
 	}
@@ -272,10 +273,10 @@ func (s *Service) denyApplication(ctx context.Context, req *tokenv1.MintRequest,
 	event := audit.EventMint
 	if req.GetValidateOnly() {
 		event = audit.EventExplain
-		if err := s.limit(ctx, caller, appSID, reach.Identity, true); err != nil {
-			s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.ResourceExhausted)
-			return err
-		}
+	}
+	if err := s.limitCaller(ctx, caller); err != nil {
+		s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.ResourceExhausted)
+		return err
 	}
 	s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.PermissionDenied)
 	return status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, reason, decision.Rule)
