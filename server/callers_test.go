@@ -186,7 +186,9 @@ func TestCallerDecisions(t *testing.T) {
 		{name: "oidc_other_identity", caller: caller{bearer: alice}, body: `{"identity":"bob"}`, want: codes.PermissionDenied},
 		{name: "oidc_incoming_voice", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"incoming":{"allow":true}}}}`, want: codes.PermissionDenied},
 		{name: "oidc_ttl_over_rule", caller: caller{bearer: alice}, body: `{"ttl_seconds":3600}`, want: codes.PermissionDenied},
-		{name: "oidc_other_application", caller: caller{bearer: alice}, body: `{"application_sid":"` + server.DemoApplicationSID + `"}`, want: codes.NotFound},
+		// Browsers may mint for testApp only: whether tokend holds another
+		// application is not theirs to learn (denied, not NotFound).
+		{name: "oidc_other_application", caller: caller{bearer: alice}, body: `{"application_sid":"` + server.DemoApplicationSID + `"}`, want: codes.PermissionDenied},
 		// The rule allows only testApp: outgoing calls through another
 		// application are denied although testApp signs.
 		{name: "oidc_outgoing_through_other_application", caller: caller{bearer: alice}, body: `{"grants":{"voice":{"outgoing":{"application_sid":"APeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}}}}`, want: codes.PermissionDenied},

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
@@ -519,6 +520,10 @@ func TestVerifyDisclosure(t *testing.T) {
 	tok := resp["token"].(string)
 	wrongSub := withPayload(t, tok, func(m map[string]any) { m["sub"] = reachAcct2 })
 	unknownKey := withPayload(t, tok, func(m map[string]any) { m["iss"] = "SK99999999999999999999999999999999" })
+	badSignature := withPayload(t, tok, func(m map[string]any) { m["identity"] = "forged" })
+	// A token forged for reachApp2's key (nobody may mint for reachApp2):
+	// its answer must not tell that tokend holds that key.
+	forgedApp2 := withPayload(t, tok, func(m map[string]any) { m["iss"], m["sub"] = reachKey2, reachAcct2 })
 	for _, path := range []string{"grpc", "rest"} {
 		for _, tc := range []struct {
 			name, caller, token string
@@ -532,6 +537,10 @@ func TestVerifyDisclosure(t *testing.T) {
 			{"wrong_sub_outsider", "outsider", wrongSub, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
 			{"unknown_key_minter", "wide", unknownKey, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
 			{"unknown_key_outsider", "outsider", unknownKey, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"bad_signature_minter", "wide", badSignature, 20107, true, "the signature does not match"},
+			{"bad_signature_outsider", "outsider", badSignature, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"forged_other_app_minter", "wide", forgedApp2, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
+			{"forged_other_app_outsider", "outsider", forgedApp2, 20103, false, "iss and sub are not an API key and account this caller may ask about"},
 		} {
 			t.Run(tc.name+"/"+path, func(t *testing.T) {
 				got := h.verifyAs(t, path, caller{bearer: creds[tc.caller]}, tc.token)
@@ -566,6 +575,17 @@ func TestVerifyDisclosure(t *testing.T) {
 	}
 	if !found {
 		t.Error("no verify record names the token's identity and outgoing application")
+	}
+	// The operator's record keeps the code found (20107) where the caller
+	// was told 20103.
+	found = false
+	for _, r := range records {
+		if reason, _ := r["reason"].(string); r["event"] == "verify" && reason == "valid=false twilio_error_code=20107 details_disclosed=false" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no verify record keeps the bad signature's 20107 for an undisclosed answer")
 	}
 }
 
@@ -631,5 +651,237 @@ func TestReachDevelopmentMode(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestApplicationExistenceHidden: a caller that may not mint for an
+// application gets the same answer whether tokend holds it (reachApp2) or
+// not, for a mint and an explanation, through gRPC and REST: nothing of
+// the application (its existence, maximum lifetime, default grants) shows.
+func TestApplicationExistenceHidden(t *testing.T) {
+	h, creds, _ := reachHarness(t, reachPolicy, nil)
+	const unknownApp = "AP99999999999999999999999999999999"
+	// Settings of reachApp2 that shaped the answer before it was decided:
+	// a ttl over its maximum, an identity its default voice grant refuses.
+	admin := tokenv1.NewAdminServiceClient(h.conn)
+	if _, err := admin.UpdateApplication(adminCtx(), &tokenv1.UpdateApplicationRequest{
+		ApplicationSid: reachApp2, MaxTtlSeconds: proto.Int32(600),
+		DefaultGrants: &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"grpc", "rest"} {
+		for _, who := range []string{"wide", "outsider"} {
+			for _, tc := range []struct {
+				name, body string
+				want       codes.Code
+			}{
+				{"mint", `{"application_sid":"%s","identity":"probe"}`, codes.PermissionDenied},
+				{"explain", `{"application_sid":"%s","identity":"probe","validate_only":true}`, codes.PermissionDenied},
+				// Bad input is refused by the rules that do not depend on
+				// the application.
+				{"ttl_over_twilio_limit", `{"application_sid":"%s","identity":"probe","ttl_seconds":90000}`, codes.InvalidArgument},
+				{"no_grants_cf_identity", `{"application_sid":"%s","identity":"pro\u200dbe"}`, codes.InvalidArgument},
+				{"voice_identity", `{"application_sid":"%s","identity":"pro-be","grants":{"voice":{}}}`, codes.InvalidArgument},
+				{"bad_room", `{"application_sid":"%s","identity":"probe","grants":{"video":{"room":"r\u202e"}}}`, codes.InvalidArgument},
+				{"bad_region", `{"application_sid":"%s","identity":"probe","region":"moon"}`, codes.InvalidArgument},
+				// The application's own settings do not shape the answer.
+				{"ttl_over_application_maximum", `{"application_sid":"%s","identity":"probe","ttl_seconds":1200}`, codes.PermissionDenied},
+				{"identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be"}`, codes.PermissionDenied},
+				{"explain_identity_default_voice_refuses", `{"application_sid":"%s","identity":"pro-be","validate_only":true}`, codes.PermissionDenied},
+			} {
+				t.Run(path+"/"+who+"/"+tc.name, func(t *testing.T) {
+					c := caller{bearer: creds[who]}
+					heldCode, held, _ := h.mintAs(t, path, c, strings.ReplaceAll(tc.body, "%s", reachApp2))
+					unknownCode, unknown, _ := h.mintAs(t, path, c, strings.ReplaceAll(tc.body, "%s", unknownApp))
+					if heldCode != tc.want || unknownCode != tc.want {
+						t.Fatalf("held application: %v %v; unknown application: %v %v; want %v for both", heldCode, held, unknownCode, unknown, tc.want)
+					}
+					heldMsg, _ := held["message"].(string)
+					unknownMsg, _ := unknown["message"].(string)
+					if strings.ReplaceAll(heldMsg, reachApp2, unknownApp) != unknownMsg {
+						t.Errorf("answers differ beyond the SID:\nheld:    %q\nunknown: %q", heldMsg, unknownMsg)
+					}
+				})
+			}
+		}
+	}
+	// A caller that may mint for any application still learns that an
+	// unknown one is not held.
+	t.Run("allowed_caller_unknown_application", func(t *testing.T) {
+		h, _, _ := reachHarness(t, "", nil)
+		if code, resp, _ := h.mintAs(t, "grpc", caller{}, `{"application_sid":"`+unknownApp+`"}`); code != codes.NotFound {
+			t.Errorf("development mode Mint(unknown application) = %v %v, want NotFound", code, resp)
+		}
+	})
+}
+
+// TestFormatCharactersInGrants: a Unicode format character in any text a
+// grant carries into the token (room, role, endpoint id, outgoing params
+// keys and values) is refused with a 400 naming the field, through gRPC,
+// REST POST and REST GET query parameters, in policy mode (by a rule
+// that would allow the request) and in development mode; an identity
+// with another invisible character (a Hangul filler, a variation
+// selector) is refused as well.
+func TestFormatCharactersInGrants(t *testing.T) {
+	policyHarness, creds, _ := reachHarness(t, `rules:
+  - name: any
+    principals: ["credential:wide"]
+    applications: ["*"]
+    identities: {pattern: ".*"}
+    grants:
+      voice: {incoming: true, outgoing: {applications: "*", params: "*"}}
+      video: {rooms: "support-.*"}
+      chat: true
+      data_sync: true
+      task_router: true
+`, nil)
+	devHarness, _, _ := reachHarness(t, "", nil)
+	out := `"outgoing":{"application_sid":"` + testApp + `","params":`
+	for _, tc := range []struct {
+		name, body, query, field string
+	}{
+		{"room_rlo", `{"identity":"a","grants":{"video":{"room":"support-1\u202e9"}}}`,
+			"identity=a&grants.video.room=support-1%E2%80%AE9", "grants.video.room"},
+		{"role_zwsp", `{"identity":"a","grants":{"task_router":{"role":"wor\u200bker"}}}`,
+			"identity=a&grants.task_router.role=wor%E2%80%8Bker", "grants.task_router.role"},
+		{"chat_endpoint_zwj", `{"identity":"a","grants":{"chat":{"endpoint_id":"e\u200dp"}}}`,
+			"identity=a&grants.chat.endpoint_id=e%E2%80%8Dp", "grants.chat.endpoint_id"},
+		{"param_key_bom", `{"identity":"a","grants":{"voice":{` + out + `{"t\ufeffo":"1"}}}}}`,
+			"identity=a&grants.voice.outgoing.application_sid=" + testApp + "&grants.voice.outgoing.params%5Bt%EF%BB%BFo%5D=1", "grants.voice.outgoing.params"},
+		{"param_value_rlo", `{"identity":"a","grants":{"voice":{` + out + `{"to":"+1555\u202e0100"}}}}}`,
+			"identity=a&grants.voice.outgoing.application_sid=" + testApp + "&grants.voice.outgoing.params%5Bto%5D=%2B1555%E2%80%AE0100", "grants.voice.outgoing.params[to]"},
+		{"identity_hangul_filler", `{"identity":"alice\u3164","grants":{"chat":{}}}`,
+			"identity=alice%E3%85%A4&grants.chat.endpoint_id=e", "identity"},
+		{"identity_variation_selector", `{"identity":"bob\ufe0f","grants":{"video":{"room":"support-1"}}}`,
+			"identity=bob%EF%B8%8F&grants.video.room=support-1", "identity"},
+	} {
+		for _, mode := range []string{"policy", "development"} {
+			h, c := devHarness, caller{}
+			if mode == "policy" {
+				h, c = policyHarness, caller{bearer: creds["wide"]}
+			}
+			check := func(t *testing.T, code codes.Code, msg string) {
+				t.Helper()
+				if code != codes.InvalidArgument {
+					t.Fatalf("mint = %v %q, want InvalidArgument", code, msg)
+				}
+				if !strings.Contains(msg, tc.field+": must not contain ") {
+					t.Errorf("refusal %q does not name field %s and the rule", msg, tc.field)
+				}
+			}
+			for _, path := range []string{"grpc", "rest"} {
+				t.Run(tc.name+"/"+mode+"/"+path, func(t *testing.T) {
+					code, resp, _ := h.mintAs(t, path, c, tc.body)
+					msg, _ := resp["message"].(string)
+					check(t, code, msg)
+				})
+			}
+			t.Run(tc.name+"/"+mode+"/rest_get", func(t *testing.T) {
+				req, _ := http.NewRequest("GET", h.httpURL+"/token?"+tc.query, nil)
+				if c.bearer != "" {
+					req.Header.Set("Authorization", "Bearer "+c.bearer)
+				}
+				status, raw := h.doRaw(t, req)
+				var m map[string]any
+				if err := json.Unmarshal(raw, &m); err != nil || status != http.StatusBadRequest {
+					t.Fatalf("GET /token?%s = %d %s, want 400", tc.query, status, raw)
+				}
+				code, _ := m["code"].(float64)
+				msg, _ := m["message"].(string)
+				check(t, codes.Code(code), msg)
+			})
+		}
+	}
+}
+
+// TestReachOfStoredDefaultGrants: the reach is decided after the
+// application's stored default grants apply: defaults that send outgoing
+// calls through another application with params, or name a chat service,
+// are held to the caller's rule like the same grants in a request,
+// through gRPC and REST.
+func TestReachOfStoredDefaultGrants(t *testing.T) {
+	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
+	admin := tokenv1.NewAdminServiceClient(h.conn)
+	setDefaults := func(t *testing.T, g *tokenv1.Grants) {
+		t.Helper()
+		if _, err := admin.UpdateApplication(adminCtx(), &tokenv1.UpdateApplicationRequest{ApplicationSid: testApp, DefaultGrants: g}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	viaApp3 := &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: reachApp3, Params: map[string]string{"to": "+15550100"}}}}
+	chatIS2 := &tokenv1.Grants{Chat: &tokenv1.ChatGrant{ServiceSid: reachIS2}}
+	for _, tc := range []struct {
+		name     string
+		defaults *tokenv1.Grants
+		caller   string
+		want     codes.Code
+		reason   string
+	}{
+		{"other_outgoing_app_wide", viaApp3, "wide", codes.PermissionDenied, "voice.outgoing.application_sid " + reachApp3 + " is not allowed"},
+		{"other_outgoing_app_scoped", viaApp3, "scoped", codes.OK, ""},
+		{"chat_service_scoped", chatIS2, "scoped", codes.PermissionDenied, "chat.service_sid " + reachIS2 + " is not allowed"},
+		{"chat_service_wide", chatIS2, "wide", codes.OK, ""},
+	} {
+		setDefaults(t, tc.defaults)
+		for _, path := range []string{"grpc", "rest"} {
+			t.Run(tc.name+"/"+path, func(t *testing.T) {
+				code, resp, _ := h.mintAs(t, path, caller{bearer: creds[tc.caller]}, `{"identity":"defaults_`+tc.name+`"}`)
+				if code != tc.want {
+					t.Fatalf("mint with the defaults as %s = %v %v, want %v", tc.caller, code, resp, tc.want)
+				}
+				if msg, _ := resp["message"].(string); !strings.Contains(msg, tc.reason) {
+					t.Errorf("message %q, want %q", msg, tc.reason)
+				}
+			})
+		}
+	}
+	records, _ := readAudit(t, h, auditLog)
+	found := false
+	for _, r := range records {
+		if r["identity"] == "defaults_other_outgoing_app_scoped" && r["outgoing_application_sid"] == reachApp3 && r["outgoing_params"] == "to" && r["decision"] == "allow" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no audit record names the outgoing application and params the defaults gave")
+	}
+}
+
+// TestDeniedMintRateLimit: a denied mint costs the caller a token of its
+// bucket as an explanation does (else probing the policy by minting would
+// be free), whether the rule or the application denied it; it takes
+// nothing from the identity's bucket, so denied requests cannot use up an
+// identity's mints.
+func TestDeniedMintRateLimit(t *testing.T) {
+	for _, path := range []string{"grpc", "rest"} {
+		t.Run("principal/"+path, func(t *testing.T) {
+			h, creds, _ := reachHarness(t, reachPolicy, func(c *server.Config) { c.RateLimitPrincipal, c.RateLimitBurst = 0.001, 2 })
+			c := caller{bearer: creds["wide"]}
+			if code, resp, _ := h.mintAs(t, path, c, `{"identity":"a","grants":{"player":{}}}`); code != codes.PermissionDenied {
+				t.Fatalf("denied mint = %v %v", code, resp)
+			}
+			if code, resp, _ := h.mintAs(t, path, c, `{"identity":"a","application_sid":"`+reachApp2+`"}`); code != codes.PermissionDenied {
+				t.Fatalf("mint for an application the caller may not mint for = %v %v", code, resp)
+			}
+			code, resp, hdr := h.mintAs(t, path, c, `{"identity":"a"}`)
+			if code != codes.ResourceExhausted {
+				t.Fatalf("mint after two denied mints in a burst of 2 = %v %v, want ResourceExhausted", code, resp)
+			}
+			if path == "rest" && hdr.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+		})
+		t.Run("identity/"+path, func(t *testing.T) {
+			h, creds, _ := reachHarness(t, reachPolicy, func(c *server.Config) { c.RateLimitIdentity, c.RateLimitBurst = 0.001, 1 })
+			for range 3 {
+				if code, resp, _ := h.mintAs(t, path, caller{bearer: creds["outsider"]}, `{"identity":"victim"}`); code != codes.PermissionDenied {
+					t.Fatalf("outsider's mint = %v %v, want PermissionDenied", code, resp)
+				}
+			}
+			if code, resp, _ := h.mintAs(t, path, caller{bearer: creds["wide"]}, `{"identity":"victim"}`); code != codes.OK {
+				t.Fatalf("mint after denied ones for the same identity = %v %v, want OK", code, resp)
+			}
+		})
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
@@ -415,11 +416,16 @@ func clean(r Record) Record {
 	return r
 }
 
-// clip makes s valid UTF-8 of at most maxFieldLen bytes.
+// clip makes s valid UTF-8 of at most maxFieldLen bytes, with any Unicode
+// format character (category Cf) written as <U+XXXX>: tokend mints none,
+// but a token given to Verify or a caller's name may hold one, and a
+// right-to-left override or a zero-width character would make a record
+// read as another.
 func clip(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
+	s = showFormatChars(s)
 	if len(s) <= maxFieldLen {
 		return s
 	}
@@ -429,6 +435,29 @@ func clip(s string) string {
 	}
 	return s[:cut] + "…"
 }
+
+// showFormatChars returns s with each format character (category Cf)
+// written as <U+XXXX>. It allocates only when there is one.
+func showFormatChars(s string) string {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++
+	}
+	if strings.IndexFunc(s[i:], isFormat) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isFormat(r) {
+			fmt.Fprintf(&b, "<%U>", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // GrantsSummary names the grants g carries, in a fixed order, such as
 // "voice:incoming+outgoing,video,chat": voice lists incoming and outgoing

@@ -341,6 +341,24 @@ func TestClip(t *testing.T) {
 	}
 }
 
+// TestFormatCharactersShown: a format character (category Cf) in any
+// field, as a token given to Verify may carry, is written as <U+XXXX> so
+// that it cannot make the record read as another; other Unicode is kept.
+func TestFormatCharactersShown(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf)
+	l.Log(Record{Identity: "admin\u202Etxt.exe", Room: "sup\u200Bport", Principal: "zoë", TaskRouterRole: "w\uFEFF"})
+	l.Close()
+	lines := readLines(t, buf.Bytes())
+	for field, want := range map[string]string{
+		"identity": "admin<U+202E>txt.exe", "room": "sup<U+200B>port", "principal": "zoë", "task_router_role": "w<U+FEFF>",
+	} {
+		if got := lines[0][field]; got != want {
+			t.Errorf("%s = %q, want %q", field, got, want)
+		}
+	}
+}
+
 func TestNilLogger(t *testing.T) {
 	var l *Logger
 	l.Log(Record{})

@@ -255,9 +255,26 @@ func (p *parser) strings(n *yaml.Node, path string, each func(*yaml.Node, string
 	}
 }
 
+// formatRune returns the first Unicode format character (category Cf) of
+// s.
+func formatRune(s string) (rune, bool) {
+	if i := strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Cf, r) }); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return r, true
+	}
+	return 0, false
+}
+
 func (p *parser) pattern(n *yaml.Node, path string) (*regexp.Regexp, string, bool) {
 	src, ok := p.nonEmpty(n, path)
 	if !ok {
+		return nil, "", false
+	}
+	// A pattern is read by people: one holding an invisible format
+	// character (written in the file, not as an escape such as \x{202e})
+	// does not say what it matches.
+	if r, ok := formatRune(src); ok {
+		p.fail(n, path, "must not contain Unicode format characters (category Cf; write them as escapes such as \\x{%x}): found %U", r, r)
 		return nil, "", false
 	}
 	if len(src) > maxPatternLen {
@@ -453,8 +470,7 @@ func (p *parser) identities(n *yaml.Node, path string, ir *identityRule) {
 		p.strings(v, child(path, "list"), func(e *yaml.Node, ep string, s string) {
 			// tokend refuses such identities, so the entry could only
 			// mislead a reader (an RLO makes "alice" look like another).
-			if i := strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Cf, r) }); i >= 0 {
-				r, _ := utf8.DecodeRuneInString(s[i:])
+			if r, ok := formatRune(s); ok {
 				p.fail(e, ep, "must not contain Unicode format characters (category Cf): found %U", r)
 				return
 			}
@@ -612,11 +628,10 @@ func (p *parser) grantScopes(v *yaml.Node, path string, fields []scopeField) boo
 // With self, "self" may be listed too (the signing application).
 func (p *parser) scope(n *yaml.Node, path, prefix string, self bool) scope {
 	if n.Kind == yaml.ScalarNode {
-		if s, ok := p.str(n, path); ok && s == "*" {
+		if n.ShortTag() == "!!str" && n.Value == "*" {
 			return anyScope
-		} else if ok {
-			p.fail(n, path, `must be "*" or a list%s`, describeValues(prefix, self))
 		}
+		p.fail(n, path, `must be "*" or a list%s%s`, describeValues(prefix, self), quoteHint(n))
 		return scope{}
 	}
 	sc := scope{fold: prefix != ""}
@@ -631,6 +646,13 @@ func (p *parser) scope(n *yaml.Node, path, prefix string, self bool) scope {
 		case self && s == selfApplication:
 			sc.list = append(sc.list, s)
 		case prefix == "":
+			// tokend refuses these characters in the params keys and
+			// roles a token carries, so such an entry could only
+			// mislead a reader.
+			if r, ok := formatRune(s); ok {
+				p.fail(e, ep, "must not contain Unicode format characters (category Cf): found %U", r)
+				return
+			}
 			sc.list = append(sc.list, s)
 		case sid.Valid(s, prefix):
 			sc.list = append(sc.list, s)

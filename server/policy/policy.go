@@ -66,6 +66,10 @@
 //
 // A browser caller may only ever mint for its own identity, whatever the
 // rules say. Patterns use Go's RE2 syntax, so matching is linear in time.
+// Listed identities, patterns, params keys and roles may not hold a
+// Unicode format character (category Cf; a pattern may name one as an
+// escape such as \x{202e}): tokend refuses them in tokens, and they would
+// make a rule read as something else.
 package policy
 
 import (

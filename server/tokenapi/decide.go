@@ -59,35 +59,36 @@ func (s *Service) mayMintFor(caller auth.Principal, app string) bool {
 	return app != "" && s.cfg.Policy.MayMintFor(policyCaller(caller), app)
 }
 
-// limit takes a token from the caller's bucket, from the anonymous rule's
-// bucket of the client address (anon, when not nil: the allowing
-// anonymous rule's, or for a denied explanation the closest one's) and,
-// for a mint (not an explanation), from the identity's; a refusal is
-// ResourceExhausted with a retry-after header (the REST gateway sends it
-// as Retry-After, with status 429). An explanation costs the caller (and
-// an anonymous caller's address) one token and leaves the identity's
-// bucket alone, so that explaining cannot use up the mints of an
-// identity.
-func (s *Service) limit(ctx context.Context, caller auth.Principal, appSID, identity string, anon *ratelimit.Limiter, explain bool) error {
+// limitCaller takes a token from the caller's bucket and, for an anonymous
+// caller (anon not nil: the allowing anonymous rule's bucket, or for a
+// denied request the closest one's), from its client address's bucket.
+// Every mint and explanation pays it before its decision is told, allowed
+// or denied, so that probing the policy, by either, is rate limited.
+func (s *Service) limitCaller(ctx context.Context, caller auth.Principal, anon *ratelimit.Limiter) error {
 	if l := s.cfg.PrincipalLimit; l != nil {
 		if err := s.take(ctx, l, "principal", caller.Kind.String()+":"+caller.Name); err != nil {
 			return err
 		}
 	}
 	if anon != nil {
-		if err := s.take(ctx, anon, "anonymous", clientIP(auth.ClientAddr(ctx))); err != nil {
-			return err
-		}
-	}
-	if l := s.cfg.IdentityLimit; l != nil && !explain {
-		if err := s.take(ctx, l, "identity", appSID+"/"+identity); err != nil {
-			return err
-		}
+		return s.take(ctx, anon, "anonymous", clientIP(auth.ClientAddr(ctx)))
 	}
 	return nil
 }
 
-// take takes a token from key's bucket in l, or refuses naming scope.
+// limitIdentity takes a token from the bucket of (application, identity).
+// Only a mint the policy allowed pays it: neither an explanation nor a
+// denied request can use up the mints of an identity.
+func (s *Service) limitIdentity(ctx context.Context, appSID, identity string) error {
+	if l := s.cfg.IdentityLimit; l != nil {
+		return s.take(ctx, l, "identity", appSID+"/"+identity)
+	}
+	return nil
+}
+
+// take takes a token for key from l; a refusal is ResourceExhausted with
+// a retry-after header (the REST gateway sends it as Retry-After, with
+// status 429).
 func (s *Service) take(ctx context.Context, l *ratelimit.Limiter, scope, key string) error {
 	ok, wait := l.Allow(key)
 	if ok {

@@ -7,6 +7,7 @@ package tokenapi
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -73,11 +74,14 @@ func New(cfg Config) *Service {
 // do (policy.Reach) against the caller policy and rate limits, and signs
 // a token with the application's active key (or, with validate_only,
 // explains the decision without signing: an explanation is audited as
-// such, costs the caller one rate-limit token, and when denied is the
-// same PermissionDenied a mint gets). Errors:
+// such and when denied is the same PermissionDenied a mint gets). Every
+// request, allowed or denied, costs the caller one rate-limit token
+// before its answer; an allowed mint also costs the identity one. Errors:
 // InvalidArgument with google.rpc.BadRequest details for bad input,
-// NotFound for an unknown application, PermissionDenied when the policy
-// denies it (naming the rule), ResourceExhausted past a rate limit (with
+// NotFound for an unknown application (in policy mode only to a caller
+// some rule lets mint for it: any other is denied before the application
+// is looked up), PermissionDenied when the policy denies it (naming the
+// rule), ResourceExhausted past a rate limit (with
 // a retry-after header), FailedPrecondition when the application has no
 // active key.
 func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.MintResponse, error) {
@@ -91,7 +95,15 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	} else if app = s.cfg.Keys.Default(); app != nil {
 		appSID = app.SID
 	} else {
-		return nil, noDefaultApplication(s.cfg.Keys.Len())
+		return nil, noDefaultApplication(s.cfg.Keys.Len(), s.cfg.Policy != nil)
+	}
+	caller, _ := auth.FromContext(ctx)
+	if len(v) == 0 && s.cfg.Policy != nil && !s.mayMintFor(caller, appSID) {
+		// A caller that may mint for no token of this application learns
+		// nothing of it, not even whether tokend holds it: it is denied
+		// before the application is looked up and before any of its
+		// settings (maximum lifetime, default grants) shapes the answer.
+		return nil, s.denyApplication(ctx, req, caller, appSID)
 	}
 	if app == nil && len(v) == 0 {
 		if app = s.cfg.Keys.Lookup(appSID); app == nil {
@@ -113,7 +125,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	region := req.GetRegion()
 	if region != "" {
 		if !ValidRegion(region) {
-			v.Add("region", "must be a Twilio region: two lowercase letters and a number, such as us1, ie1 or au1")
+			v.Add("region", regionRule)
 		}
 	} else if app != nil {
 		region = app.Region
@@ -127,13 +139,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		grants, grantsJSON = app.DefaultGrants()
 	}
 
-	caller, _ := auth.FromContext(ctx)
-	identity := s.cfg.DefaultIdentity
-	if req.Identity != nil {
-		identity = req.GetIdentity()
-	} else if caller.Browser && caller.Identity != "" {
-		identity = caller.Identity // a browser user mints for itself
-	}
+	identity := s.identity(req, caller)
 	v.CheckIdentity(identity, grants)
 
 	if err := v.Err("mint request"); err != nil {
@@ -160,16 +166,14 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	}
 	event := audit.EventMint
 	if req.GetValidateOnly() {
-		// An explanation is charged to the caller before its answer is
-		// known, denied or not, so that probing the policy is rate
-		// limited; it takes nothing from the identity's bucket. An
-		// anonymous caller's explanation is also charged to its address
-		// in the anonymous rule's bucket, as its mint would be.
 		event = audit.EventExplain
-		if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit, true); err != nil {
-			s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
-			return nil, err
-		}
+	}
+	// A mint or an explanation is charged to the caller before its answer
+	// is told, denied or not, so that probing the policy by either is rate
+	// limited; only an allowed mint takes from the identity's bucket.
+	if err := s.limitCaller(ctx, caller, decision.RateLimit); err != nil {
+		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
+		return nil, err
 	}
 	if !decision.Allowed {
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.PermissionDenied)
@@ -180,7 +184,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, status.Code(err))
 		return resp, err
 	}
-	if err := s.limit(ctx, caller, app.SID, identity, decision.RateLimit, false); err != nil {
+	if err := s.limitIdentity(ctx, app.SID, identity); err != nil {
 		s.audit(ctx, event, caller, &reach, grants, "", 0, decision, codes.ResourceExhausted)
 		return nil, err
 	}
@@ -224,9 +228,15 @@ const ErrorDomain = "tokend"
 // noDefaultApplication is the error of a request naming no application
 // while there is no default: the server's configuration is at fault, not
 // the request, and the message names the fix.
-func noDefaultApplication(apps int) error {
+//
+// In policy mode the message does not say how many applications tokend
+// holds: that is not every caller's to know.
+func noDefaultApplication(apps int, policyMode bool) error {
 	msg := "no default application: tokend holds no application"
-	if apps > 0 {
+	switch {
+	case apps > 0 && policyMode:
+		msg = "no default application: tokend holds several applications and none is the default; an operator must set one (tokenctl apps default AP…, or PUT /v1/default-application), or the request must name application_sid"
+	case apps > 0:
 		msg = fmt.Sprintf("no default application: tokend holds %d applications and none is the default; an operator must set one (tokenctl apps default AP…, or PUT /v1/default-application), or the request must name application_sid", apps)
 	}
 	st := status.New(codes.FailedPrecondition, msg)
@@ -234,6 +244,66 @@ func noDefaultApplication(apps int) error {
 		st = d
 	}
 	return st.Err()
+}
+
+// identity is the identity a request asks for: the one it names, else a
+// browser caller's own, else the default.
+func (s *Service) identity(req *tokenv1.MintRequest, caller auth.Principal) string {
+	switch {
+	case req.Identity != nil:
+		return req.GetIdentity()
+	case caller.Browser && caller.Identity != "":
+		return caller.Identity // a browser user mints for itself
+	}
+	return s.cfg.DefaultIdentity
+}
+
+// regionRule is the violation of a region that is not one.
+const regionRule = "must be a Twilio region: two lowercase letters and a number, such as us1, ie1 or au1"
+
+// denyApplication answers a request for an application appSID the caller
+// may not mint for, whether tokend holds it or not: bad input is refused
+// by the rules that do not depend on the application (the ttl against
+// Twilio's limit, the identity against the grants the request names),
+// then the request is denied by a decision that depends only on the
+// caller, appSID and the identity; the explanation is charged as any
+// other, and the denial is audited.
+func (s *Service) denyApplication(ctx context.Context, req *tokenv1.MintRequest, caller auth.Principal, appSID string) error {
+	identity := s.identity(req, caller)
+	var v Violations
+	if req.TtlSeconds != nil {
+		v.CheckTTL("ttl_seconds", int64(req.GetTtlSeconds()), mint.MaxTTLSeconds)
+	}
+	if r := req.GetRegion(); r != "" && !ValidRegion(r) {
+		v.Add("region", regionRule)
+	}
+	v.CheckGrants("grants", req.GetGrants())
+	v.CheckIdentity(identity, req.GetGrants())
+	if err := v.Err("mint request"); err != nil {
+		return err
+	}
+	reach := policy.ReachOf(appSID, identity, req.GetGrants())
+	decision := s.decide(caller, &reach, 0)
+	if decision.Allowed { // the policy changed in between: deny all the same
+		decision = policy.Decision{Rule: policy.RuleDefaultDeny, Reason: "application " + appSID + " is not allowed"}
+	}
+	reason := decision.Reason
+	if req.GetApplicationSid() == "" {
+		// The request named no application: the default one (configured,
+		// or the only one tokend holds) is not named to a caller that may
+		// not mint for it. The audit record names it.
+		reason = strings.ReplaceAll(reason, appSID, "(the default application)")
+	}
+	event := audit.EventMint
+	if req.GetValidateOnly() {
+		event = audit.EventExplain
+	}
+	if err := s.limitCaller(ctx, caller, decision.RateLimit); err != nil {
+		s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.ResourceExhausted)
+		return err
+	}
+	s.audit(ctx, event, caller, &reach, req.GetGrants(), "", 0, decision, codes.PermissionDenied)
+	return status.Errorf(codes.PermissionDenied, "%s may not mint this token: %s (rule %s)", caller, reason, decision.Rule)
 }
 
 // ApplicationFor returns the SID of the application a mint request naming

@@ -130,25 +130,65 @@ func ValidRegion(s string) bool {
 }
 
 // CheckText records a violation unless s is valid UTF-8 of at most max
-// characters without control characters. Empty is allowed.
+// characters without control characters, line or paragraph separators
+// (U+2028, U+2029) or Unicode format characters
+// (category Cf: a right-to-left override or a zero-width character would
+// make what a token carries read as something else, in an SDK and in the
+// audit log). Empty is allowed. An ASCII string costs one pass over its
+// bytes.
 func (v *Violations) CheckText(field, s string, max int) bool {
 	if !utf8.ValidString(s) {
 		v.Add(field, "must be valid UTF-8")
 		return false
 	}
-	if n := utf8.RuneCountInString(s); n > max {
+	n, ctrl, format := textScan(s)
+	switch {
+	case n > max:
 		v.Add(field, "must be at most %d characters, got %d", max, n)
 		return false
-	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+	case ctrl:
 		v.Add(field, "must not contain control characters")
+		return false
+	case format == '\u2028' || format == '\u2029':
+		v.Add(field, "must not contain line or paragraph separators: found %U", format)
+		return false
+	case format != 0:
+		v.Add(field, "must not contain Unicode format characters (category Cf, such as right-to-left overrides and zero-width joiners): found %U", format)
 		return false
 	}
 	return true
 }
 
+// textScan returns the number of characters of s, whether it holds a
+// control character, and its first Unicode format character or line or
+// paragraph separator (U+2028, U+2029: line breaks, as a newline is)
+// (0: none).
+func textScan(s string) (n int, ctrl bool, format rune) {
+	i := 0
+	for ; i < len(s) && s[i] < utf8.RuneSelf; i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			ctrl = true
+		}
+	}
+	n = i
+	for _, r := range s[i:] {
+		n++
+		switch {
+		case unicode.IsControl(r):
+			ctrl = true
+		case format == 0 && (unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'):
+			format = r
+		}
+	}
+	return n, ctrl, format
+}
+
 // CheckIdentity applies Twilio's identity rules for the grants the token
-// will carry.
+// will carry, and refuses, besides what CheckText does, the other
+// characters Unicode says to render as nothing (default-ignorable code
+// points such as U+3164 HANGUL FILLER, U+034F COMBINING GRAPHEME JOINER
+// and variation selectors): an identity names a person, and one must not
+// pass for another.
 func (v *Violations) CheckIdentity(identity string, g *tokenv1.Grants) {
 	const field = "identity"
 	if identity == "" {
@@ -158,8 +198,8 @@ func (v *Violations) CheckIdentity(identity string, g *tokenv1.Grants) {
 	if !v.CheckText(field, identity, MaxIdentityLen) {
 		return
 	}
-	if r, ok := formatChar(identity); ok {
-		v.Add(field, "must not contain Unicode format characters (category Cf, such as right-to-left overrides and zero-width joiners): found %U", r)
+	if r, ok := invisibleChar(identity); ok {
+		v.Add(field, "must not contain invisible characters (Unicode default-ignorable code points, such as Hangul fillers and variation selectors): found %U", r)
 		return
 	}
 	if g.GetVoice() != nil {
@@ -182,17 +222,17 @@ func (v *Violations) CheckIdentity(identity string, g *tokenv1.Grants) {
 	}
 }
 
-// formatChar returns the first Unicode format character (category Cf:
-// U+202E RIGHT-TO-LEFT OVERRIDE, U+200D ZERO WIDTH JOINER, U+FEFF, ...)
-// in s. ASCII holds none, so an ASCII identity costs one pass over its
-// bytes.
-func formatChar(s string) (rune, bool) {
+// invisibleChar returns the first default-ignorable code point of s that
+// is not a format character (CheckText refuses those): Unicode's
+// Other_Default_Ignorable_Code_Point and Variation_Selector. ASCII holds
+// none, so an ASCII identity costs one pass over its bytes.
+func invisibleChar(s string) (rune, bool) {
 	i := 0
 	for i < len(s) && s[i] < utf8.RuneSelf {
 		i++
 	}
 	for _, r := range s[i:] {
-		if unicode.Is(unicode.Cf, r) {
+		if unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) {
 			return r, true
 		}
 	}

@@ -93,7 +93,14 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 		// for callers that may mint for that application; others get the
 		// Twilio error code only.
 		resp.ApplicationSid, resp.KeyState = "", ""
-		if code == CodeInvalidIssuer && reason != reasonIssuerFormat && reason != reasonSubjectFormat {
+		// A signature that does not match a held key is answered as a key
+		// tokend does not hold: 20107 against 20103 would tell a caller
+		// holding no token of the application, only a forged one, that
+		// tokend holds the key its iss names.
+		if code == CodeInvalidSignature {
+			resp.TwilioErrorCode = CodeInvalidIssuer
+		}
+		if resp.TwilioErrorCode == CodeInvalidIssuer && reason != reasonIssuerFormat && reason != reasonSubjectFormat {
 			resp.Reason = reasonUnknownKey
 		}
 	}
@@ -106,6 +113,8 @@ func (s *Service) Verify(ctx context.Context, req *tokenv1.VerifyRequest) (*toke
 			ChatDeploymentRoleSID: reach.ChatDeploymentRole, SyncServiceSID: reach.SyncService,
 			WorkspaceSID: reach.Workspace, WorkerSID: reach.Worker, TaskRouterRole: reach.Role,
 			Decision: audit.Allow, Code: "OK",
+			// The code found, which the operator may know even when the
+			// caller was told another.
 			Reason:     fmt.Sprintf("valid=%t twilio_error_code=%d details_disclosed=%t", resp.GetValid(), code, disclosed),
 			ClientAddr: auth.ClientAddr(ctx), RequestID: requestid.FromContext(ctx),
 		}

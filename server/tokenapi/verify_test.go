@@ -46,6 +46,7 @@ var vSecrets = []string{vSecret1, vSecret2, vSecret3}
 // verifyEnv is a Service over a keystore over a real SQLite store, with a
 // clock the test moves.
 type verifyEnv struct {
+	st  storage.Store
 	ks  *keystore.Keystore
 	svc *tokenapi.Service
 	now atomic.Int64 // unix seconds
@@ -64,7 +65,7 @@ func newVerifyEnv(tb testing.TB) *verifyEnv {
 		tb.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	env := &verifyEnv{ks: keystore.New(st, kr, log)}
+	env := &verifyEnv{st: st, ks: keystore.New(st, kr, log)}
 	env.now.Store(1_760_000_000)
 	for _, a := range []storage.Application{
 		{SID: vApp1, AccountSID: vAccount1},
