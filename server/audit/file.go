@@ -12,8 +12,10 @@ import (
 // sink is what the writer goroutine writes to; only it calls the methods.
 type sink interface {
 	io.WriteCloser
-	// full reports whether writing n more bytes should rotate first.
-	full(n int) bool
+	// full reports whether the batch of pend bytes and the record of line
+	// bytes after it would take the file past its size: then the batch is
+	// written and the file rotated before the record.
+	full(pend, line int) bool
 	// rotate moves the file aside and starts a new one.
 	rotate() error
 	// reopen opens the path again.
@@ -25,7 +27,7 @@ type stream struct{ w io.Writer }
 
 func (s *stream) Write(p []byte) (int, error) { return s.w.Write(p) }
 func (s *stream) Close() error                { return nil }
-func (s *stream) full(int) bool               { return false }
+func (s *stream) full(int, int) bool          { return false }
 func (s *stream) rotate() error               { return nil }
 func (s *stream) reopen() error               { return nil }
 
@@ -85,8 +87,9 @@ func (f *file) Close() error {
 	return f.f.Close()
 }
 
-func (f *file) full(n int) bool {
-	return f.maxBytes > 0 && f.size > 0 && f.size+int64(n) > f.maxBytes
+func (f *file) full(pend, line int) bool {
+	// A record longer than maxBytes alone in a file is written whole.
+	return f.maxBytes > 0 && f.size+int64(pend) > 0 && f.size+int64(pend+line) > f.maxBytes
 }
 
 // rotated names the i-th rotated file.
@@ -99,11 +102,18 @@ func (f *file) rotate() error {
 			errs = append(errs, err)
 		}
 	}
+	// Rotated files are numbered without gaps: shift only those there.
+	n := 0
+	for n < f.keep && (exists(f.rotated(n+1)) || exists(f.rotated(n+1)+".gz")) {
+		n++
+	}
 	for _, ext := range []string{"", ".gz"} {
-		if err := os.Remove(f.rotated(f.keep) + ext); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
+		if n == f.keep {
+			if err := os.Remove(f.rotated(f.keep) + ext); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
-		for i := f.keep - 1; i >= 1; i-- {
+		for i := min(n, f.keep-1); i >= 1; i-- {
 			rename(f.rotated(i)+ext, f.rotated(i+1)+ext)
 		}
 	}
@@ -121,3 +131,8 @@ func (f *file) rotate() error {
 }
 
 func (f *file) reopen() error { return f.open() }
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}

@@ -297,6 +297,7 @@ func (l *Logger) Close() error {
 	close(l.queue)
 	l.mu.Unlock()
 	<-l.done
+	l.warn(true)
 	var err error
 	if p := l.lastErr.Load(); p != nil {
 		err = *p
@@ -340,19 +341,22 @@ const dropLogInterval = 10 * time.Second
 
 func (l *Logger) drop() {
 	l.dropped.Add(1)
-	l.warn()
+	l.warn(false)
 }
 
 // warn logs the drops and failures since the last warning, at most once
-// per dropLogInterval.
-func (l *Logger) warn() {
+// per dropLogInterval unless forced (at Close).
+func (l *Logger) warn(force bool) {
 	now := time.Now().UnixNano()
 	last := l.lastWarn.Load()
-	if now-last < int64(dropLogInterval) || !l.lastWarn.CompareAndSwap(last, now) {
+	if !force && (now-last < int64(dropLogInterval) || !l.lastWarn.CompareAndSwap(last, now)) {
 		return
 	}
 	d, f := l.dropped.Load(), l.failed.Load()
 	pd, pf := l.warnedDrops.Swap(d), l.warnedFails.Swap(f)
+	if d == pd && f == pf {
+		return
+	}
 	attrs := []any{"dropped", d - pd, "failed", f - pf, "dropped_total", d, "failed_total", f}
 	if p := l.lastErr.Load(); p != nil && f > pf {
 		attrs = append(attrs, "error", (*p).Error())
@@ -415,7 +419,7 @@ func (l *Logger) reportDrops() {
 func (l *Logger) write(r Record, done chan error) {
 	r = clean(r)
 	l.line = appendRecord(l.line[:0], &r)
-	if l.sink.full(len(l.pend) + len(l.line)) {
+	if l.sink.full(len(l.pend), len(l.line)) {
 		l.flush()
 		if err := l.sink.rotate(); err != nil {
 			l.log.Error("audit log rotation failed: writing on to the current file", "error", err)
@@ -448,7 +452,7 @@ func (l *Logger) flush() {
 			l.writeErrors.Add(1)
 			err = fmt.Errorf("audit: write: %w", err)
 			l.lastErr.Store(&err)
-			l.warn()
+			l.warn(false)
 		} else {
 			l.written.Add(l.pendN)
 			l.torn = false
