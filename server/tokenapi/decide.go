@@ -109,10 +109,13 @@ func toStruct(raw []byte) *structpb.Struct {
 	return st
 }
 
-// audit writes one record of a mint decision.
-func (s *Service) audit(ctx context.Context, caller auth.Principal, identity, appSID string, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) {
+// audit writes one record of a mint decision. The record of a token
+// handed out (code OK) is committed: with a required audit log
+// (--audit-required) audit returns an error when it was not written, and
+// the token must not be handed out.
+func (s *Service) audit(ctx context.Context, caller auth.Principal, identity, appSID string, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) error {
 	if s.cfg.Audit == nil {
-		return
+		return nil
 	}
 	r := audit.Record{
 		Event: audit.EventMint, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
@@ -126,5 +129,9 @@ func (s *Service) audit(ctx context.Context, caller auth.Principal, identity, ap
 	if exp > 0 {
 		r.Exp = time.Unix(exp, 0)
 	}
+	if code == codes.OK {
+		return s.cfg.Audit.Commit(ctx, r)
+	}
 	s.cfg.Audit.Log(r)
+	return nil
 }
