@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -328,8 +329,8 @@ func (l *Logger) Required() bool { return l != nil && l.required }
 // batchDelay is how long the writer lets records gather, once the queue
 // runs empty, before it writes what it has buffered. Under load this turns
 // a write and a goroutine wake-up per record or two into one per batch;
-// records reach the file at most this much later (and a Commit waits that
-// much longer).
+// records reach the file at most this much later. The writer does not
+// wait when a Commit waits on the batch.
 const batchDelay = 2 * time.Millisecond
 
 // batchBytes is how much the writer buffers before it writes anyway.
@@ -378,7 +379,16 @@ func (l *Logger) run() {
 			// not wake a sleeping writer), then write the batch and block.
 			if !waited && len(l.pend) > 0 {
 				waited = true
-				time.Sleep(batchDelay)
+				if len(l.waiters) > 0 {
+					// Commits wait on this batch: do not make them wait
+					// batchDelay too, only let the mints already running
+					// queue their records. Under load the batch still
+					// grows while the writer writes the last one (group
+					// commit).
+					runtime.Gosched()
+				} else {
+					time.Sleep(batchDelay)
+				}
 				continue
 			}
 			l.flush()
