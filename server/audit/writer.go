@@ -46,7 +46,9 @@ type Logger struct {
 	sink     sink
 	required bool
 	timeout  time.Duration // Commit's longest wait
-	log      *slog.Logger
+	// closeWait is Close's longest wait (closeTimeout; tests shorten it).
+	closeWait time.Duration
+	log       *slog.Logger
 
 	// Writer goroutine only.
 	pend    []byte       // encoded records not yet written
@@ -150,7 +152,7 @@ func Open(path string, opts ...Option) (*Logger, error) {
 }
 
 func start(s sink, opts []Option) *Logger {
-	l := &Logger{sink: s, done: make(chan struct{}), timeout: DefaultCommitTimeout, log: slog.Default()}
+	l := &Logger{sink: s, done: make(chan struct{}), timeout: DefaultCommitTimeout, closeWait: closeTimeout, log: slog.Default()}
 	for _, o := range opts {
 		o(l)
 	}
@@ -282,9 +284,14 @@ func (l *Logger) Reopen() {
 	}
 }
 
+// closeTimeout bounds how long Close waits for the writer: a destination
+// that accepts no writes (a pipe nobody reads) must not hang shutdown.
+const closeTimeout = 10 * time.Second
+
 // Close writes what is queued, stops the Logger and closes the file Open
-// opened. It returns the last write error, if any. Records logged after
-// Close are dropped.
+// opened. It returns the last write error, if any, or an error when the
+// writer did not finish within closeTimeout (the records still queued are
+// then lost). Records logged after Close are dropped.
 func (l *Logger) Close() error {
 	if l == nil {
 		return nil
@@ -297,7 +304,15 @@ func (l *Logger) Close() error {
 	l.closed = true
 	close(l.queue)
 	l.mu.Unlock()
-	<-l.done
+	t := time.NewTimer(l.closeWait)
+	defer t.Stop()
+	select {
+	case <-l.done:
+	case <-t.C:
+		l.warn(true)
+		// The writer is stuck in a write: leave it (and the file) be.
+		return fmt.Errorf("audit: close: the audit destination accepted no write for %v; the records still queued (at least %d) are lost", l.closeWait, len(l.queue))
+	}
 	l.warn(true)
 	var err error
 	if p := l.lastErr.Load(); p != nil {

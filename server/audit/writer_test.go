@@ -381,6 +381,25 @@ func TestCommitOnStalledFIFO(t *testing.T) {
 	}
 }
 
+// TestCloseDoesNotHangOnAStalledWriter: shutdown goes on when the
+// destination accepts no writes.
+func TestCloseDoesNotHangOnAStalledWriter(t *testing.T) {
+	g := &gate{open: make(chan struct{}), waiting: make(chan struct{})}
+	defer close(g.open)
+	l := New(g, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	l.closeWait = 100 * time.Millisecond
+	l.Log(Record{Event: EventMint})
+	<-g.waiting // the writer is stuck writing it
+	start := time.Now()
+	err := l.Close()
+	if err == nil || !strings.Contains(err.Error(), "accepted no write") {
+		t.Errorf("Close = %v; want an error saying the destination is stalled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+}
+
 // countingWriter counts writes.
 type countingWriter struct {
 	writes atomic.Int64
