@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
@@ -265,6 +266,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// From here on SIGHUP reopens the audit file (once it is open) and
+	// never kills tokend.
+	var opened atomic.Pointer[server.Server]
+	defer reopenAuditOnSIGHUP(ctx, func() {
+		if s := opened.Load(); s != nil {
+			s.ReopenAudit()
+		}
+	})()
 	srv, err := server.New(ctx, server.Config{
 		DataDir:            o.dataDir,
 		Store:              o.store,
@@ -294,7 +303,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	defer reopenAuditOnSIGHUP(ctx, srv.ReopenAudit)()
+	opened.Store(srv)
 	var lc net.ListenConfig
 	grpcLn, err := lc.Listen(ctx, "tcp", o.grpcAddr)
 	if err != nil {
