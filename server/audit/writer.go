@@ -338,9 +338,6 @@ func (l *Logger) Failed() uint64 { return l.failed.Load() }
 // the records of its batch, counted by Failed).
 func (l *Logger) WriteErrors() uint64 { return l.writeErrors.Load() }
 
-// Required reports whether Commit waits for its record (WithRequired).
-func (l *Logger) Required() bool { return l != nil && l.required }
-
 // batchDelay is how long the writer lets records gather, once the queue
 // runs empty, before it writes what it has buffered. Under load this turns
 // a write and a goroutine wake-up per record or two into one per batch;
