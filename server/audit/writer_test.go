@@ -18,15 +18,9 @@ import (
 )
 
 // logConcurrently logs goroutines×each records, each with a distinct
-// request id, calling during (if not nil) while they run.
-func logConcurrently(l *Logger, goroutines, each int, during func()) {
+// request id.
+func logConcurrently(l *Logger, goroutines, each int) {
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	var duringDone chan struct{}
-	if during != nil {
-		duringDone = make(chan struct{})
-		go func() { defer close(duringDone); during(); <-stop }()
-	}
 	for g := range goroutines {
 		wg.Add(1)
 		go func() {
@@ -42,10 +36,6 @@ func logConcurrently(l *Logger, goroutines, each int, during func()) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	if duringDone != nil {
-		<-duringDone
-	}
 }
 
 // countRecords reads every file and checks each line is a whole record;
@@ -92,7 +82,7 @@ func TestSizeRotationUnderLoadLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	const goroutines, each = 8, 1000
-	logConcurrently(l, goroutines, each, nil)
+	logConcurrently(l, goroutines, each)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,33 +143,72 @@ func TestReopenAfterRenameUnderLoadLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const goroutines, each, rotations = 8, 1000, 5
-	files := []string{path}
-	logConcurrently(l, goroutines, each, func() {
-		// What logrotate does (rename, then SIGHUP), five times.
-		for i := range rotations {
-			time.Sleep(5 * time.Millisecond)
-			waitFor(t, path)
-			old := fmt.Sprintf("%s-%d", path, i)
-			if err := os.Rename(path, old); err != nil {
-				t.Error(err)
-				return
+	const goroutines, rotations = 8, 5
+	// Log until the rotations are done, each goroutine counting its own.
+	stop := make(chan struct{})
+	counts := make([]int, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					counts[g] = i
+					return
+				default:
+				}
+				r := fullRecord()
+				r.RequestID = fmt.Sprint(g, "-", i)
+				l.Log(r)
+				if i%20 == 0 {
+					time.Sleep(100 * time.Microsecond) // stay under the queue's size
+				}
 			}
-			files = append(files, old)
-			l.Reopen()
+		}()
+	}
+	files := []string{path}
+	// What logrotate does (rename, then SIGHUP), five times.
+	for i := range rotations {
+		time.Sleep(20 * time.Millisecond)
+		waitFor(t, path)
+		old := fmt.Sprintf("%s-%d", path, i)
+		if err := os.Rename(path, old); err != nil {
+			t.Fatal(err)
 		}
-	})
+		files = append(files, old)
+		l.Reopen()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if l.Dropped() != 0 {
+		t.Fatalf("%d records dropped", l.Dropped())
+	}
 	seen := countRecords(t, files)
-	checkAllOnce(t, seen, goroutines, each)
+	total := 0
+	for g, n := range counts {
+		total += n
+		for i := range n {
+			if id := fmt.Sprint(g, "-", i); seen[id] != 1 {
+				t.Fatalf("record %s written %d times; want once", id, seen[id])
+			}
+		}
+	}
+	if len(seen) != total {
+		t.Errorf("%d distinct records for %d logged", len(seen), total)
+	}
 	// Each file got records: the reopens happened under load.
 	for _, f := range files {
 		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
 			t.Errorf("%s is empty or missing (%v)", f, err)
 		}
 	}
+	t.Logf("%d records across %d files", total, len(files))
 }
 
 func TestReopenWhenIdle(t *testing.T) {
