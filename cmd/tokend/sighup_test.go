@@ -107,7 +107,7 @@ func TestAuditRotationUnderLoad(t *testing.T) {
 		sighup bool
 	}{
 		{"rename_and_sighup", nil, true},
-		{"max_bytes", []string{"--audit-max-bytes", "16384", "--audit-max-files", "1000"}, false},
+		{"max_bytes", []string{"--audit-max-bytes", "4096", "--audit-max-files", "1000"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
