@@ -63,8 +63,10 @@ func checkAudit(o *options) error {
 	if o.auditMaxBytes > 0 && auditOutputs[o.auditLog] {
 		return o.invalid("audit-max-bytes", "rotates an audit file; --audit-log %s is none", o.auditLog)
 	}
-	if o.auditMaxFiles < 1 || o.auditMaxFiles > 1000 {
-		return o.invalid("audit-max-files", "must be between 1 and 1000")
+	// Each rotation renames every kept file (audit.log.1 to .2, ...): a
+	// bound keeps it a few hundred renames per --audit-max-bytes.
+	if o.auditMaxFiles < 1 || o.auditMaxFiles > 100 {
+		return o.invalid("audit-max-files", "must be between 1 and 100")
 	}
 	if o.auditRequired.set && o.auditRequired.v && auditPath(o) == "" {
 		return o.invalid("audit-required", "needs an audit log, and --audit-log is off")

@@ -29,9 +29,9 @@ func TestAuditOptions(t *testing.T) {
 		{name: "max_bytes_negative", args: []string{"--audit-max-bytes", "-1"}, wantErr: "audit-max-bytes: must not be negative"},
 		{name: "max_bytes_tiny", args: []string{"--audit-max-bytes", "100"}, wantErr: "audit-max-bytes: must be 0"},
 		{name: "max_bytes_stdout", args: []string{"--audit-max-bytes", "1048576", "--audit-log", "stdout"}, wantErr: "audit-max-bytes: rotates an audit file"},
-		{name: "max_files_zero", args: []string{"--audit-max-files", "0"}, wantErr: "audit-max-files: must be between 1 and 1000"},
+		{name: "max_files_zero", args: []string{"--audit-max-files", "0"}, wantErr: "audit-max-files: must be between 1 and 100"},
 		{name: "max_files_env_bad", env: map[string]string{"TOKEND_AUDIT_MAX_FILES": "ten"}, wantErr: "TOKEND_AUDIT_MAX_FILES"},
-		{name: "max_files_env_range", env: map[string]string{"TOKEND_AUDIT_MAX_FILES": "5000"}, wantErr: "audit-max-files: must be between 1 and 1000 (from TOKEND_AUDIT_MAX_FILES)"},
+		{name: "max_files_env_range", env: map[string]string{"TOKEND_AUDIT_MAX_FILES": "5000"}, wantErr: "audit-max-files: must be between 1 and 100 (from TOKEND_AUDIT_MAX_FILES)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := parse(tc.args, envOf(tc.env), &bytes.Buffer{})

@@ -107,7 +107,7 @@ func TestAuditRotationUnderLoad(t *testing.T) {
 		sighup bool
 	}{
 		{"rename_and_sighup", nil, true},
-		{"max_bytes", []string{"--audit-max-bytes", "4096", "--audit-max-files", "1000"}, false},
+		{"max_bytes", []string{"--audit-max-bytes", "65536", "--audit-max-files", "100"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -130,7 +130,15 @@ func TestAuditRotationUnderLoad(t *testing.T) {
 					}
 				}
 			} else {
-				time.Sleep(time.Second)
+				// Load until tokend has rotated three times.
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					rotated, _ := filepath.Glob(path + ".*")
+					if len(rotated) >= 3 || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
 			}
 			close(stop)
 			jtis := wait()

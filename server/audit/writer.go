@@ -311,7 +311,7 @@ func (l *Logger) Close() error {
 	case <-t.C:
 		l.warn(true)
 		// The writer is stuck in a write: leave it (and the file) be.
-		return fmt.Errorf("audit: close: the audit destination accepted no write for %v; the records still queued (at least %d) are lost", l.closeWait, len(l.queue))
+		return fmt.Errorf("audit: close: the records queued were not all written within %v (the destination is stalled or slow); at least %d are lost", l.closeWait, len(l.queue))
 	}
 	l.warn(true)
 	var err error

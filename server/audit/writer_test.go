@@ -421,7 +421,7 @@ func TestCloseDoesNotHangOnAStalledWriter(t *testing.T) {
 	<-g.waiting // the writer is stuck writing it
 	start := time.Now()
 	err := l.Close()
-	if err == nil || !strings.Contains(err.Error(), "accepted no write") {
+	if err == nil || !strings.Contains(err.Error(), "not all written") {
 		t.Errorf("Close = %v; want an error saying the destination is stalled", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
