@@ -37,8 +37,14 @@ func (b *autoBool) Set(s string) error {
 
 func (b *autoBool) IsBoolFlag() bool { return true }
 
-// Get returns the value as the config file writes it.
-func (b *autoBool) Get() any { return b.String() }
+// Get returns the value as the config file writes it: true, false or
+// "auto".
+func (b *autoBool) Get() any {
+	if b.set {
+		return b.v
+	}
+	return "auto"
+}
 
 // auditOutputs are the --audit-log values that are no file.
 var auditOutputs = map[string]bool{"-": true, "stderr": true, "stdout": true, "off": true}
