@@ -103,16 +103,37 @@ func (s *Server) initCallers() error {
 		s.identityLimit = ratelimit.New(cfg.RateLimitIdentity, burst, MaxRateLimitKeys)
 	}
 
+	opts := []audit.Option{
+		audit.WithRequired(cfg.AuditRequired), audit.WithCommitTimeout(cfg.AuditCommitTimeout),
+		audit.WithLogger(s.log),
+	}
 	switch cfg.AuditLog {
 	case "":
-	case "-":
-		s.audit = audit.New(os.Stderr)
+		if cfg.AuditRequired {
+			return fmt.Errorf("audit-required: needs an audit log")
+		}
+	case "-", "stderr":
+		s.audit = audit.New(os.Stderr, opts...)
+	case "stdout":
+		s.audit = audit.New(os.Stdout, opts...)
 	default:
-		if s.audit, err = audit.Open(cfg.AuditLog); err != nil {
+		opts = append(opts, audit.WithRotation(cfg.AuditMaxBytes, cfg.AuditMaxFiles))
+		if s.audit, err = audit.Open(cfg.AuditLog, opts...); err != nil {
 			return fmt.Errorf("audit log: %w", err)
 		}
 	}
+	if s.audit != nil {
+		s.metrics.ObserveAudit(s.audit)
+		s.log.Info("audit log open", "destination", cfg.AuditLog, "required", cfg.AuditRequired, "max_bytes", cfg.AuditMaxBytes, "max_files", cfg.AuditMaxFiles)
+	}
 	return nil
+}
+
+// ReopenAudit makes the audit log open its file again, as after a rename
+// by logrotate; tokend calls it on SIGHUP. Nothing happens when the audit
+// log is not a file.
+func (s *Server) ReopenAudit() {
+	s.audit.Reopen()
 }
 
 // warnAnonymous logs, loudly, each rule of p that lets callers without

@@ -123,9 +123,17 @@ type Config struct {
 	// is auth.DefaultFailureRate and auth.DefaultFailureBurst).
 	AuthFailureRate  float64
 	AuthFailureBurst int
-	// AuditLog is where audit records go: a file path, "-" for standard
-	// error, or "" for none.
+	// AuditLog is where audit records go: a file path, "-" or "stderr" for
+	// standard error, "stdout" for standard output, or "" for none.
 	AuditLog string
+	// AuditRequired refuses a mint (Unavailable) whose audit record was not
+	// written within AuditCommitTimeout (0: audit.DefaultCommitTimeout).
+	AuditRequired      bool
+	AuditCommitTimeout time.Duration
+	// AuditMaxBytes rotates the audit file when it would grow past this
+	// size (0: never), keeping AuditMaxFiles rotated files.
+	AuditMaxBytes int64
+	AuditMaxFiles int
 }
 
 // checkMasterKeys fails, before anything is written, when secrets in the

@@ -3,7 +3,8 @@
 // what would be signed); `tokenctl verify` says whether Twilio would accept
 // a token, and why not; `tokenctl apps`, `tokenctl keys`,
 // `tokenctl credentials` and `tokenctl rekey` manage applications, their
-// API keys and the callers' credentials through the admin API.
+// API keys and the callers' credentials through the admin API;
+// `tokenctl audit find` finds a token's record in tokend's audit files.
 // `tokenctl -h` lists every command and flag. See README.md.
 package main
 
@@ -67,6 +68,7 @@ var groups = map[string]string{
 	"apps":        "create, list, show, update, delete, default",
 	"keys":        "add, list, activate, delete",
 	"credentials": "create, list, delete",
+	"audit":       "find",
 }
 
 func commands() []command {
@@ -87,6 +89,7 @@ func commands() []command {
 		{"credentials list", "", "list the caller credentials (names and groups, never tokens)", defineCredentialsList},
 		{"credentials delete", "NAME", "revoke a caller credential at once", defineCredentialsDelete},
 		{"rekey", "", "re-encrypt every secret under the primary master key", defineRekey},
+		{"audit find", "--jti JTI|TOKEN|- [FILE...]", "find who minted a token, when, for which identity and application, from which address, in tokend's audit files (rotated ones included, gzip or not; or the FILEs given); reads the files, does not call tokend", defineAuditFind},
 		{"version", "", "print tokenctl's version and the commit it was built from (calls nothing)", defineVersion},
 	}
 }

@@ -51,7 +51,7 @@ func checkNumericEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	for _, name := range []string{"TOKEND_RATE_LIMIT_BURST", "TOKEND_GC_HEADROOM_MIB", "TOKEND_AUTH_FAILURE_BURST"} {
+	for _, name := range []string{"TOKEND_RATE_LIMIT_BURST", "TOKEND_GC_HEADROOM_MIB", "TOKEND_AUTH_FAILURE_BURST", "TOKEND_AUDIT_MAX_BYTES", "TOKEND_AUDIT_MAX_FILES"} {
 		if v := getenv(name); v != "" {
 			if _, err := strconv.Atoi(v); err != nil {
 				return fmt.Errorf("%s: %q is not a whole number", name, v)

@@ -262,16 +262,24 @@ func nearest(name string, candidates []string) string {
 	if bestD <= limit {
 		return best
 	}
-	// A near miss in the suffix: --audit-file for --audit-log.
+	// A near miss in the suffix: --audit-file for --audit-log. Of the
+	// candidates sharing the prefix, the nearest one, unless two are as
+	// near.
 	if i := strings.LastIndexAny(name, "-_"); i > 0 {
-		var match string
+		match, matchD, tie := "", -1, false
 		for _, c := range candidates {
-			if strings.HasPrefix(c, name[:i+1]) {
-				if match != "" {
-					return "" // ambiguous
-				}
-				match = c
+			if !strings.HasPrefix(c, name[:i+1]) {
+				continue
 			}
+			switch d := editDistance(name, c); {
+			case matchD < 0 || d < matchD:
+				match, matchD, tie = c, d, false
+			case d == matchD:
+				tie = true
+			}
+		}
+		if tie {
+			return "" // ambiguous
 		}
 		return match
 	}

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,9 @@ type options struct {
 	trustedProxies, proxyUserHeader               string
 	proxyGroupsHeader                             string
 	policyFile, auditLog                          string
+	auditRequired                                 autoBool
+	auditMaxBytes                                 int64
+	auditMaxFiles                                 int
 	rateLimitPrincipal, rateLimitIdentity         float64
 	rateLimitBurst                                int
 	replicaHeartbeat, replicaTTL                  time.Duration
@@ -121,7 +125,13 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.proxyUserHeader, "proxy-user-header", env("TOKEND_PROXY_USER_HEADER", "X-Auth-Request-User"), "header a trusted proxy sets to the user (env TOKEND_PROXY_USER_HEADER)")
 	fs.StringVar(&o.proxyGroupsHeader, "proxy-groups-header", env("TOKEND_PROXY_GROUPS_HEADER", ""), "header a trusted proxy sets to the user's groups (comma-separated); empty: proxy users have no groups (env TOKEND_PROXY_GROUPS_HEADER)")
 	fs.StringVar(&o.policyFile, "policy-file", env("TOKEND_POLICY_FILE", ""), "caller policy (YAML), reloaded on SIGHUP and on change; empty: development mode, loopback only (env TOKEND_POLICY_FILE)")
-	fs.StringVar(&o.auditLog, "audit-log", env("TOKEND_AUDIT_LOG", ""), "audit log (JSON lines): a path, - for standard error, off for none; empty: audit.log in the data dir (env TOKEND_AUDIT_LOG)")
+	fs.StringVar(&o.auditLog, "audit-log", env("TOKEND_AUDIT_LOG", ""), "audit log (JSON lines): a path (reopened on SIGHUP), stdout, stderr (or -), off for none; empty: audit.log in the data dir (env TOKEND_AUDIT_LOG)")
+	if err := o.auditRequired.Set(getenv("TOKEND_AUDIT_REQUIRED")); err != nil {
+		return nil, fmt.Errorf("TOKEND_AUDIT_REQUIRED: %q: %v", getenv("TOKEND_AUDIT_REQUIRED"), err)
+	}
+	fs.Var(&o.auditRequired, "audit-required", "refuse a mint (Unavailable, HTTP 503) whose audit record cannot be written: true, false or auto (on with --policy-file, off in development mode) (env TOKEND_AUDIT_REQUIRED)")
+	fs.Int64Var(&o.auditMaxBytes, "audit-max-bytes", int64(envFloat(getenv, "TOKEND_AUDIT_MAX_BYTES", 0)), "rotate the audit file when it would grow past this many bytes (to audit.log.1, .2, ...); 0: never (use logrotate and SIGHUP) (env TOKEND_AUDIT_MAX_BYTES)")
+	fs.IntVar(&o.auditMaxFiles, "audit-max-files", int(envFloat(getenv, "TOKEND_AUDIT_MAX_FILES", 10)), "rotated audit files kept by --audit-max-bytes; older ones are deleted (env TOKEND_AUDIT_MAX_FILES)")
 	fs.Float64Var(&o.rateLimitPrincipal, "rate-limit-principal", envFloat(getenv, "TOKEND_RATE_LIMIT_PRINCIPAL", 0), "mints and explanations, allowed or denied, per second per caller; 0: no limit (env TOKEND_RATE_LIMIT_PRINCIPAL)")
 	fs.Float64Var(&o.rateLimitIdentity, "rate-limit-identity", envFloat(getenv, "TOKEND_RATE_LIMIT_IDENTITY", 0), "mints per second per application and identity; 0: no limit (env TOKEND_RATE_LIMIT_IDENTITY)")
 	fs.IntVar(&o.rateLimitBurst, "rate-limit-burst", int(envFloat(getenv, "TOKEND_RATE_LIMIT_BURST", 10)), "burst of both rate limits (env TOKEND_RATE_LIMIT_BURST)")
@@ -185,6 +195,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.corsOrigins, err = httpapi.ParseOrigins(o.corsOriginsRaw); err != nil {
 		return nil, o.invalid("cors-origins", "%v", err)
+	}
+	if err := checkAudit(o); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -301,6 +314,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// From here on SIGHUP reopens the audit file (once it is open) and
+	// never kills tokend.
+	var opened atomic.Pointer[server.Server]
+	defer reopenAuditOnSIGHUP(ctx, func() {
+		if s := opened.Load(); s != nil {
+			s.ReopenAudit()
+		}
+	})()
 	srv, err := server.New(ctx, server.Config{
 		DataDir:            o.dataDir,
 		Store:              o.store,
@@ -328,10 +349,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AuthFailureRate:    o.authFailureRate,
 		AuthFailureBurst:   o.authFailureBurst,
 		AuditLog:           auditPath(o),
+		AuditRequired:      auditRequired(o),
+		AuditMaxBytes:      o.auditMaxBytes,
+		AuditMaxFiles:      o.auditMaxFiles,
 	})
 	if err != nil {
 		return err
 	}
+	opened.Store(srv)
 	var lc net.ListenConfig
 	grpcLn, err := lc.Listen(ctx, "tcp", o.grpcAddr)
 	if err != nil {

@@ -11,30 +11,14 @@
 //
 // # Writing
 //
-// Log never waits for the disk. Records go into a bounded queue (4096 by
-// default) that one goroutine drains into a buffered writer, flushed
-// when the queue has stayed empty for a moment (batchDelay, 2 ms), so a
-// burst costs one write, not one per record. If the queue is full (the disk or the pipe behind the writer is
-// stalled), the record is dropped and counted (Dropped), and a record with
-// event "audit-dropped" saying how many were lost is written as soon as
-// the writer catches up, so gaps are visible in the log itself.
-//
-// The alternative, a synchronous write flushed per record, loses nothing
-// while the process lives but lets a stalled log destination (a full disk
-// on NFS, a stdout pipe nobody reads) stall every mint indefinitely.
-// tokend's availability matters more than a complete log in that
-// situation, and an operator can alert on Dropped. Close drains the queue,
-// so records logged before Close are written.
+// Logger (writer.go) queues records for one goroutine that writes them in
+// batches; see its doc for what it guarantees, the optional fail-closed
+// mode (Commit) and rotation (file.go).
 package audit
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -128,205 +112,6 @@ type Record struct {
 	Code string `json:"code,omitempty"`
 }
 
-// Logger writes records as JSON lines. It is safe for concurrent use.
-type Logger struct {
-	mu     sync.RWMutex // guards closed and sending on queue
-	closed bool
-	queue  chan item
-	done   chan struct{}
-
-	out    io.Writer
-	closer io.Closer // the file Open opened, if any
-	bw     *bufio.Writer
-	buf    []byte // the line being encoded (writer goroutine only)
-
-	dropped     atomic.Uint64
-	reported    uint64 // drops already written as EventDropped; writer only
-	writeErrors atomic.Uint64
-	lastErr     atomic.Pointer[error]
-}
-
-type item struct {
-	rec   Record
-	flush chan struct{} // non-nil: a Flush request, not a record
-}
-
-// Option configures a Logger.
-type Option func(*Logger)
-
-// WithQueueSize sets how many records may wait to be written (default
-// DefaultQueueSize).
-func WithQueueSize(n int) Option {
-	return func(l *Logger) {
-		if n > 0 {
-			l.queue = make(chan item, n)
-		}
-	}
-}
-
-// New returns a Logger writing to w. Close it to write what is queued.
-func New(w io.Writer, opts ...Option) *Logger {
-	l := &Logger{out: w, done: make(chan struct{})}
-	for _, o := range opts {
-		o(l)
-	}
-	if l.queue == nil {
-		l.queue = make(chan item, DefaultQueueSize)
-	}
-	l.bw = bufio.NewWriterSize(w, 64<<10)
-	go l.run()
-	return l
-}
-
-// Open returns a Logger appending to the file at path, created with mode
-// 0600 if it does not exist. Close closes the file.
-func Open(path string, opts ...Option) (*Logger, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	l := New(f, opts...)
-	l.closer = f
-	return l, nil
-}
-
-// Log queues r for writing and returns at once. When the queue is full or
-// the Logger is closed, r is dropped and counted.
-func (l *Logger) Log(r Record) {
-	if l == nil {
-		return
-	}
-	if r.Time.IsZero() {
-		r.Time = time.Now()
-	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		l.dropped.Add(1)
-		return
-	}
-	select {
-	case l.queue <- item{rec: r}:
-	default:
-		l.dropped.Add(1)
-	}
-}
-
-// Flush waits until every record queued before it is written to the
-// underlying writer.
-func (l *Logger) Flush() {
-	if l == nil {
-		return
-	}
-	c := make(chan struct{})
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
-		return
-	}
-	l.queue <- item{flush: c}
-	l.mu.RUnlock()
-	<-c
-}
-
-// Close writes what is queued, stops the Logger and closes the file Open
-// opened. It returns the last write error, if any. Records logged after
-// Close are dropped.
-func (l *Logger) Close() error {
-	if l == nil {
-		return nil
-	}
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	l.closed = true
-	close(l.queue)
-	l.mu.Unlock()
-	<-l.done
-	var err error
-	if p := l.lastErr.Load(); p != nil {
-		err = *p
-	}
-	if l.closer != nil {
-		if f, ok := l.closer.(*os.File); ok {
-			_ = f.Sync()
-		}
-		if cerr := l.closer.Close(); err == nil {
-			err = cerr
-		}
-	}
-	return err
-}
-
-// Dropped counts the records dropped because the queue was full or the
-// Logger closed.
-func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
-
-// WriteErrors counts failed writes to the underlying writer. Records
-// buffered when a write fails are lost.
-func (l *Logger) WriteErrors() uint64 { return l.writeErrors.Load() }
-
-// batchDelay is how long the writer lets records gather, once the queue
-// runs empty, before it writes what it has buffered. Under load this turns
-// a write and a goroutine wake-up per record or two into one per batch;
-// records reach the file at most this much later.
-const batchDelay = 2 * time.Millisecond
-
-// run is the writer goroutine.
-func (l *Logger) run() {
-	defer close(l.done)
-	waited := false
-	for {
-		var it item
-		var ok bool
-		select {
-		case it, ok = <-l.queue:
-		default:
-			// The queue is empty: wait once for more records (senders do
-			// not wake a sleeping writer), then write the batch and block.
-			if !waited && l.bw.Buffered() > 0 {
-				waited = true
-				time.Sleep(batchDelay)
-				continue
-			}
-			l.flush()
-			waited = false
-			it, ok = <-l.queue
-		}
-		if !ok {
-			break
-		}
-		l.reportDrops()
-		if it.flush != nil {
-			l.flush()
-			close(it.flush)
-			continue
-		}
-		l.write(it.rec)
-	}
-	l.reportDrops()
-	l.flush()
-}
-
-func (l *Logger) reportDrops() {
-	n := l.dropped.Load()
-	if n == l.reported {
-		return
-	}
-	l.write(Record{Time: time.Now(), Event: EventDropped, Reason: fmt.Sprintf("%d audit records dropped", n-l.reported)})
-	l.reported = n
-}
-
-func (l *Logger) write(r Record) {
-	r = clean(r)
-	l.buf = appendRecord(l.buf[:0], &r)
-	if _, err := l.bw.Write(l.buf); err != nil {
-		l.fail(err)
-	}
-}
-
 // appendRecord writes r as one JSON line, fields in the order of Record
 // and empty ones left out: what encoding/json makes of Record's tags,
 // without reflection (the audit writer shares the CPU with minting).
@@ -384,21 +169,6 @@ func appendRecord(b []byte, r *Record) []byte {
 	str("request_id", r.RequestID)
 	str("code", r.Code)
 	return append(b, '}', '\n')
-}
-
-func (l *Logger) flush() {
-	if err := l.bw.Flush(); err != nil {
-		l.fail(err)
-	}
-}
-
-// fail counts a write error and starts over with an empty buffer (a
-// bufio.Writer stays failed after an error).
-func (l *Logger) fail(err error) {
-	l.writeErrors.Add(1)
-	err = fmt.Errorf("audit: write: %w", err)
-	l.lastErr.Store(&err)
-	l.bw.Reset(l.out)
 }
 
 // clean bounds the record's strings and puts its times in UTC.

@@ -44,6 +44,12 @@
 //	tokend_rate_limit_rate{scope}, tokend_rate_limit_burst{scope}
 //	    The rate (per second) and burst this replica enforces per key, its
 //	    share of the configured limit, for each configured scope.
+//	tokend_audit_records_written_total, tokend_audit_records_dropped_total,
+//	tokend_audit_records_failed_total
+//	    Audit records written to the audit log; dropped because its queue
+//	    was full (the destination stalled) or it was closed; lost because
+//	    their write failed (a full disk). With --audit-required, a mint
+//	    whose record is dropped or failed is refused (Unavailable).
 //
 // plus the Go runtime and process collectors.
 package metrics
@@ -142,6 +148,26 @@ func New() *Metrics {
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// AuditStats is what the audit counters read, at scrape time.
+type AuditStats interface {
+	Written() uint64
+	Dropped() uint64
+	Failed() uint64
+}
+
+// ObserveAudit registers tokend_audit_records_{written,dropped,failed}_total
+// over a. Call it once.
+func (m *Metrics) ObserveAudit(a AuditStats) {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	m.Registry.MustRegister(
+		counter("tokend_audit_records_written_total", "Audit records written to the audit log.", a.Written),
+		counter("tokend_audit_records_dropped_total", "Audit records dropped because the audit queue was full (the destination stalled) or closed.", a.Dropped),
+		counter("tokend_audit_records_failed_total", "Audit records lost because their write to the audit log failed.", a.Failed),
+	)
 }
 
 // KeystoreStats is what the keystore gauges read, at scrape time.

@@ -150,10 +150,13 @@ func toStruct(raw []byte) *structpb.Struct {
 }
 
 // audit writes one record of a mint or explain (event) decision, naming
-// what the token authorizes (r).
-func (s *Service) audit(ctx context.Context, event string, caller auth.Principal, r *policy.Reach, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) {
+// what the token authorizes (r). The record of a token handed out (a mint
+// with code OK) is committed: with a required audit log
+// (--audit-required) audit returns an error when it was not written, and
+// the token must not be handed out.
+func (s *Service) audit(ctx context.Context, event string, caller auth.Principal, r *policy.Reach, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) error {
 	if s.cfg.Audit == nil {
-		return
+		return nil
 	}
 	rec := audit.Record{
 		Event: event, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
@@ -171,5 +174,9 @@ func (s *Service) audit(ctx context.Context, event string, caller auth.Principal
 	if exp > 0 {
 		rec.Exp = time.Unix(exp, 0)
 	}
+	if event == audit.EventMint && code == codes.OK {
+		return s.cfg.Audit.Commit(ctx, rec)
+	}
 	s.cfg.Audit.Log(rec)
+	return nil
 }

@@ -47,7 +47,9 @@ type Config struct {
 	// OnRateLimited is told the scope ("principal", "identity") of each
 	// refusal; optional.
 	OnRateLimited func(scope string)
-	// Audit receives one record per mint decision; nil: none.
+	// Audit receives one record per mint decision; nil: none. When it is
+	// required (audit.WithRequired), a mint whose record is not written is
+	// refused with Unavailable.
 	Audit *audit.Logger
 }
 
@@ -203,7 +205,12 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		TTL:      ttl,
 	}
 	tok := key.Sign(claims)
-	s.audit(ctx, event, caller, &reach, grants, tok.ID, tok.ExpiresAt, decision, codes.OK)
+	if err := s.audit(ctx, event, caller, &reach, grants, tok.ID, tok.ExpiresAt, decision, codes.OK); err != nil {
+		// Fail closed (--audit-required): never hand out a token the
+		// audit log does not hold. Why is in the audit Logger's
+		// warnings and metrics; the caller needs only to retry.
+		return nil, status.Error(codes.Unavailable, "the audit log cannot record this mint, so no token was issued; retry later")
+	}
 	return &tokenv1.MintResponse{
 		Token:          tok.JWT,
 		Identity:       identity,

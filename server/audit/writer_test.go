@@ -1,0 +1,551 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// logConcurrently logs goroutines×each records, each with a distinct
+// request id.
+func logConcurrently(l *Logger, goroutines, each int) {
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r := fullRecord()
+				r.RequestID = fmt.Sprint(g, "-", i)
+				l.Log(r)
+				if i%50 == 0 {
+					time.Sleep(100 * time.Microsecond) // let rotations interleave
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// countRecords reads every file and checks each line is a whole record;
+// it returns how many times each request id occurs.
+func countRecords(t *testing.T, files []string) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range readLines(t, data) { // fails on a torn line
+			if m["event"] == EventDropped {
+				t.Errorf("%s: %v", f, m)
+				continue
+			}
+			seen[m["request_id"].(string)]++
+		}
+	}
+	return seen
+}
+
+func checkAllOnce(t *testing.T, seen map[string]int, goroutines, each int) {
+	t.Helper()
+	for g := range goroutines {
+		for i := range each {
+			if id := fmt.Sprint(g, "-", i); seen[id] != 1 {
+				t.Fatalf("record %s written %d times; want once (%d distinct records)", id, seen[id], len(seen))
+			}
+		}
+	}
+	if len(seen) != goroutines*each {
+		t.Errorf("%d distinct records; want %d", len(seen), goroutines*each)
+	}
+}
+
+func TestSizeRotationUnderLoadLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	const maxBytes = 32 << 10
+	l, err := Open(path, WithQueueSize(1<<16), WithRotation(maxBytes, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, each = 8, 1000
+	logConcurrently(l, goroutines, each)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Dropped() != 0 || l.Failed() != 0 || l.Written() != goroutines*each {
+		t.Fatalf("written %d, dropped %d, failed %d; want %d, 0, 0", l.Written(), l.Dropped(), l.Failed(), goroutines*each)
+	}
+	files, _ := filepath.Glob(path + "*")
+	if len(files) < 10 {
+		t.Fatalf("%d files after writing about %d KiB with --audit-max-bytes %d; want rotations", len(files), goroutines*each*400>>10, maxBytes)
+	}
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > maxBytes {
+			t.Errorf("%s is %d bytes, over %d", f, fi.Size(), maxBytes)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", f, fi.Mode().Perm())
+		}
+	}
+	checkAllOnce(t, countRecords(t, files), goroutines, each)
+}
+
+func TestSizeRotationKeepsN(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	l, err := Open(path, WithRotation(4<<10, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		r := fullRecord()
+		r.RequestID = fmt.Sprint(i)
+		l.Log(r)
+		l.Flush()
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	want := []string{path, path + ".1", path + ".2"}
+	if strings.Join(files, " ") != strings.Join(want, " ") {
+		t.Errorf("files = %v; want %v", files, want)
+	}
+	// The newest records are in the current file, the oldest kept in .2.
+	seen := countRecords(t, []string{path})
+	if seen["199"] != 1 {
+		t.Errorf("the last record is not in the current file")
+	}
+}
+
+func TestReopenAfterRenameUnderLoadLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	l, err := Open(path, WithQueueSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, rotations = 8, 5
+	// Log until the rotations are done, each goroutine counting its own.
+	stop := make(chan struct{})
+	counts := make([]int, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					counts[g] = i
+					return
+				default:
+				}
+				r := fullRecord()
+				r.RequestID = fmt.Sprint(g, "-", i)
+				l.Log(r)
+				if i%20 == 0 {
+					time.Sleep(100 * time.Microsecond) // stay under the queue's size
+				}
+			}
+		}()
+	}
+	files := []string{path}
+	// What logrotate does (rename, then SIGHUP), five times.
+	for i := range rotations {
+		time.Sleep(20 * time.Millisecond)
+		waitFor(t, path)
+		old := fmt.Sprintf("%s-%d", path, i)
+		if err := os.Rename(path, old); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, old)
+		l.Reopen()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Dropped() != 0 {
+		t.Fatalf("%d records dropped", l.Dropped())
+	}
+	seen := countRecords(t, files)
+	total := 0
+	for g, n := range counts {
+		total += n
+		for i := range n {
+			if id := fmt.Sprint(g, "-", i); seen[id] != 1 {
+				t.Fatalf("record %s written %d times; want once", id, seen[id])
+			}
+		}
+	}
+	if len(seen) != total {
+		t.Errorf("%d distinct records for %d logged", len(seen), total)
+	}
+	// Each file got records: the reopens happened under load.
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Errorf("%s is empty or missing (%v)", f, err)
+		}
+	}
+	t.Logf("%d records across %d files", total, len(files))
+}
+
+func TestReopenWhenIdle(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Log(Record{RequestID: "before"})
+	l.Flush()
+	if err := os.Rename(path, path+".old"); err != nil {
+		t.Fatal(err)
+	}
+	l.Reopen()
+	// The idle writer reopens at once: the new file appears with no
+	// record written.
+	waitFor(t, path)
+	l.Log(Record{RequestID: "after"})
+	l.Flush()
+	if seen := countRecords(t, []string{path}); seen["after"] != 1 || len(seen) != 1 {
+		t.Errorf("new file holds %v; want the record after", seen)
+	}
+}
+
+// waitFor waits until the file at path exists (the writer reopened it).
+func waitFor(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Error("the audit file was not opened again")
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// failing fails every write after the first ok ones.
+type failing struct {
+	ok     atomic.Int32
+	writes atomic.Int32
+	buf    bytes.Buffer
+}
+
+func (f *failing) Write(p []byte) (int, error) {
+	f.writes.Add(1)
+	if f.ok.Add(-1) < 0 {
+		return 0, syscall.ENOSPC
+	}
+	return f.buf.Write(p)
+}
+
+// stalledFIFO returns the path of a FIFO with a reader that reads
+// nothing until start is called; result waits for the writer to close
+// and returns what was written.
+func stalledFIFO(t *testing.T) (path string, start func(), result func() []byte) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "audit.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	var data []byte
+	done := make(chan struct{})
+	start = func() {
+		once.Do(func() {
+			go func() {
+				defer close(done)
+				data, _ = io.ReadAll(r) // r is pollable: ReadAll waits for EOF
+			}()
+		})
+	}
+	t.Cleanup(func() { r.Close() })
+	return path, start, func() []byte { start(); <-done; return data }
+}
+
+func TestCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		required bool
+		ok       int32 // writes that succeed before the disk is full
+		wantErr  bool
+	}{
+		{"required written", true, 1000, false},
+		{"required write fails", true, 0, true},
+		{"not required write fails", false, 0, false},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			w := &failing{}
+			w.ok.Store(tc.ok)
+			l := New(w, WithRequired(tc.required))
+			err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "r1"})
+			if (err != nil) != tc.wantErr || (err != nil && !errors.Is(err, ErrUnavailable)) {
+				t.Errorf("Commit = %v; want error %v (ErrUnavailable)", err, tc.wantErr)
+			}
+			l.Close()
+			if tc.ok > 0 {
+				if l.Written() != 1 || !strings.Contains(w.buf.String(), `"request_id":"r1"`) {
+					t.Errorf("written %d, file %q", l.Written(), w.buf.String())
+				}
+			} else if l.Failed() != 1 {
+				t.Errorf("Failed = %d; want 1", l.Failed())
+			}
+		})
+	}
+}
+
+// TestCommitOnStalledFIFO: with --audit-required, a mint whose record
+// cannot be written (the reader of the FIFO reads nothing) is refused,
+// and every record whose Commit succeeded is in the log; without it,
+// Commit never waits and the records that do not fit are dropped, counted.
+func TestCommitOnStalledFIFO(t *testing.T) {
+	for _, required := range []bool{true, false} {
+		t.Run(fmt.Sprint("required_", required), func(t *testing.T) {
+			path, startReading, result := stalledFIFO(t)
+			l, err := Open(path, WithRequired(required), WithQueueSize(64), WithCommitTimeout(200*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var (
+				mu       sync.Mutex
+				accepted []string
+				refused  int
+			)
+			var wg sync.WaitGroup
+			start := time.Now()
+			for g := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 200; i++ {
+						id := fmt.Sprint(g, "-", i)
+						r := fullRecord()
+						r.RequestID = id
+						r.Reason = strings.Repeat("x", 900) // fill the pipe sooner
+						err := l.Commit(context.Background(), r)
+						mu.Lock()
+						if err == nil {
+							accepted = append(accepted, id)
+						} else {
+							if !errors.Is(err, ErrUnavailable) {
+								t.Errorf("Commit = %v; want ErrUnavailable", err)
+							}
+							refused++
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			startReading()
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data := result()
+			seen := map[string]bool{}
+			for _, m := range readLines(t, data) {
+				if id, ok := m["request_id"].(string); ok {
+					seen[id] = true
+				}
+			}
+			if required {
+				if refused == 0 {
+					t.Fatalf("no Commit refused on a stalled FIFO (%d accepted)", len(accepted))
+				}
+				for _, id := range accepted {
+					if !seen[id] {
+						t.Fatalf("record %s was accepted but is not in the log", id)
+					}
+				}
+				if l.Dropped()+l.Failed() == 0 {
+					t.Errorf("dropped %d, failed %d: refused records not counted", l.Dropped(), l.Failed())
+				}
+			} else {
+				if refused != 0 {
+					t.Errorf("%d Commits refused without WithRequired", refused)
+				}
+				if l.Dropped() == 0 {
+					t.Errorf("nothing dropped on a stalled FIFO")
+				}
+				if elapsed > 5*time.Second {
+					t.Errorf("Commit without WithRequired waited: %v", elapsed)
+				}
+				if uint64(len(seen))+l.Dropped() != 16*200 {
+					t.Errorf("%d written + %d dropped != %d", len(seen), l.Dropped(), 16*200)
+				}
+			}
+		})
+	}
+}
+
+// TestCloseDoesNotHangOnAStalledWriter: shutdown goes on when the
+// destination accepts no writes.
+func TestCloseDoesNotHangOnAStalledWriter(t *testing.T) {
+	g := &gate{open: make(chan struct{}), waiting: make(chan struct{})}
+	defer close(g.open)
+	l := New(g, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	l.closeWait = 100 * time.Millisecond
+	l.Log(Record{Event: EventMint})
+	<-g.waiting // the writer is stuck writing it
+	start := time.Now()
+	err := l.Close()
+	if err == nil || !strings.Contains(err.Error(), "not all written") {
+		t.Errorf("Close = %v; want an error saying the destination is stalled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+}
+
+// countingWriter counts writes.
+type countingWriter struct {
+	writes atomic.Int64
+	mu     sync.Mutex
+	buf    bytes.Buffer
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(p)
+}
+
+// TestGroupCommit: concurrent Commits share writes.
+func TestGroupCommit(t *testing.T) {
+	w := &countingWriter{}
+	l := New(w, WithRequired(true))
+	const goroutines, each = 64, 50
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if err := l.Commit(context.Background(), fullRecord()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	writes := w.writes.Load()
+	l.Close()
+	if n := l.Written(); n != goroutines*each {
+		t.Fatalf("written %d; want %d", n, goroutines*each)
+	}
+	if writes*4 > goroutines*each {
+		t.Errorf("%d writes for %d committed records; want a write per batch, not per record", writes, goroutines*each)
+	}
+	t.Logf("%d records in %d writes", goroutines*each, writes)
+}
+
+func TestDropsAreLoggedRateLimited(t *testing.T) {
+	var logBuf bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf, mu: &mu}, nil))
+	g := &gate{open: make(chan struct{}), waiting: make(chan struct{})}
+	l := New(g, WithQueueSize(4), WithLogger(log))
+	l.Log(Record{Event: EventMint, RequestID: "first"})
+	<-g.waiting
+	for range 99 {
+		l.Log(Record{Event: EventMint})
+	}
+	mu.Lock()
+	lines := strings.Count(logBuf.String(), "audit records lost")
+	mu.Unlock()
+	if lines != 1 {
+		t.Errorf("%d warnings for 95 drops; want 1 (rate limited):\n%s", lines, logBuf.String())
+	}
+	close(g.open)
+	l.Close()
+	out := logBuf.String()
+	if strings.Count(out, "audit records lost") != 2 || !strings.Contains(out, "dropped=1 ") || !strings.Contains(out, "dropped=94 ") || !strings.Contains(out, "dropped_total=95") {
+		t.Errorf("warnings do not count the drops (want 1, then 94 more at Close):\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// BenchmarkCommit is a mint's wait for its record with --audit-required,
+// many mints in parallel (group commit); writes/op says how many records
+// share a write.
+func BenchmarkCommit(b *testing.B) {
+	w := &countingWriter{}
+	l := New(w, WithRequired(true))
+	defer l.Close()
+	r := fullRecord()
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Commit(context.Background(), r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(w.writes.Load())/float64(b.N), "writes/op")
+}
+
+// BenchmarkLogFlushed logs in chunks the queue holds, flushing after each:
+// the handoff and the writer's encoding and writing, per record, without
+// drops.
+func BenchmarkLogFlushed(b *testing.B) {
+	l := New(io.Discard)
+	defer l.Close()
+	r := Record{Time: time.Now(), Event: EventMint, Principal: "billing", Identity: "agent_7", JTI: "SK0123-1", ClientAddr: "10.0.0.1:5", RequestID: "r", Code: "OK"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		l.Log(r)
+		if i%1024 == 1023 {
+			l.Flush()
+		}
+	}
+	l.Flush()
+	if l.Dropped() != 0 {
+		b.Fatalf("dropped %d", l.Dropped())
+	}
+}
