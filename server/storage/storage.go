@@ -235,6 +235,10 @@ type Store interface {
 	// Revision returns the current revision, a counter that every write
 	// (but RecordKeyUsage) advances. Replicas poll it to notice changes.
 	Revision(ctx context.Context) (int64, error)
+	// ProvisioningStore keeps provisioning credentials, intents and
+	// leases (see provisioning.go).
+	ProvisioningStore
+
 	// Ping reports whether the backend is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.

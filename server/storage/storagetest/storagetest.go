@@ -103,6 +103,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"ConcurrentCreateCredential", testConcurrentCreateCredential},
 		{"ConcurrentCredentialSnapshot", testConcurrentCredentialSnapshot},
 	}
+	tests = append(tests, provisioningTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t)
