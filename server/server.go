@@ -40,6 +40,7 @@ import (
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/metrics"
 	"github.com/tokend/tokend/server/policy"
+	"github.com/tokend/tokend/server/provision"
 	"github.com/tokend/tokend/server/ratelimit"
 	"github.com/tokend/tokend/server/requestid"
 	"github.com/tokend/tokend/server/secrets"
@@ -100,7 +101,20 @@ type Config struct {
 	// AuditLog is where audit records go: a file path, "-" for standard
 	// error, or "" for none.
 	AuditLog string
+
+	// TwilioAPIURL replaces Twilio's hosts for the Keys API (an egress
+	// proxy or a test double); empty: Twilio's own (regional) hosts.
+	TwilioAPIURL string
+	// ProvisionInterval is how often scheduled key work runs (rotation,
+	// deletion, reconcile); 0: ProvisionIntervalDefault.
+	ProvisionInterval time.Duration
+	// ProvisionGrace is added to a retired key's outstanding_until before
+	// tokend deletes it at Twilio; 0: 5 minutes.
+	ProvisionGrace time.Duration
 }
+
+// ProvisionIntervalDefault is how often scheduled key work runs by default.
+const ProvisionIntervalDefault = time.Minute
 
 // checkMasterKeys fails, before anything is written, when secrets in the
 // store are sealed under master keys the keyring lacks: a wrong or missing
@@ -152,6 +166,9 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	http   http.Handler
+
+	// prov manages keys at Twilio (see package provision).
+	prov *provision.Provisioner
 
 	// storeDown is set while the store does not answer (see monitorStore).
 	storeDown atomic.Bool
@@ -324,7 +341,10 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	}
 	s.grpc = grpc.NewServer(grpcOpts...)
-	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError, Audit: s.audit})
+	if err := s.initProvisioning(); err != nil {
+		return err
+	}
+	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError, Audit: s.audit, Provisioner: s.prov})
 	if s.cfg.AdminToken == "" {
 		s.log.Info("admin API off: no admin credential configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
 	}
@@ -376,6 +396,11 @@ func (s *Server) readyz(ctx context.Context) (bool, map[string]string) {
 		return false, detail
 	}
 	detail["mint"] = "ready"
+	if s.prov != nil {
+		if missing := s.prov.Missing(); len(missing) > 0 {
+			detail["twilio_keys"] = "missing at Twilio: " + strings.Join(missing, ", ")
+		}
+	}
 	return true, detail
 }
 
@@ -455,6 +480,8 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	go func() { s.keys.Watch(bg, WatchInterval); bgDone <- struct{}{} }()
 	go func() { s.keys.FlushUsageEvery(bg, UsageFlushInterval); bgDone <- struct{}{} }()
 	go s.monitorStore(bg, StorePingInterval)
+	provDone := make(chan struct{})
+	go func() { s.prov.Run(bg, s.cfg.ProvisionInterval); close(provDone) }()
 	if s.tls != nil {
 		httpLn = tls.NewListener(httpLn, s.tls)
 	}
@@ -492,6 +519,7 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	stopBG() // the usage flusher writes once more on its way out
 	<-bgDone
 	<-bgDone
+	<-provDone
 	if err := s.stopTracing(sctx); err != nil {
 		s.log.Warn("flush traces at shutdown", "error", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
@@ -22,6 +23,7 @@ import (
 	"github.com/tokend/tokend/server/httpapi"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
+	"github.com/tokend/tokend/server/twilioapi"
 )
 
 func main() {
@@ -62,6 +64,9 @@ type options struct {
 	rateLimitBurst                                int
 
 	gcHeadroomMiB int
+
+	twilioAPIURL                  string
+	keyScheduleEvery, keyDelGrace time.Duration
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -107,6 +112,17 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.Float64Var(&o.rateLimitIdentity, "rate-limit-identity", envFloat(getenv, "TOKEND_RATE_LIMIT_IDENTITY", 0), "mints per second per application and identity; 0: no limit (env TOKEND_RATE_LIMIT_IDENTITY)")
 	fs.IntVar(&o.rateLimitBurst, "rate-limit-burst", int(envFloat(getenv, "TOKEND_RATE_LIMIT_BURST", 10)), "burst of both rate limits (env TOKEND_RATE_LIMIT_BURST)")
 	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", int(envFloat(getenv, "TOKEND_GC_HEADROOM_MIB", DefaultGCHeadroomMiB)), "let the heap grow at least this many MiB over the live heap between garbage collections (GOGC is raised for a small heap, never below 100); 0: the Go default; ignored when GOGC is set (env TOKEND_GC_HEADROOM_MIB)")
+	fs.StringVar(&o.twilioAPIURL, "twilio-api-url", env("TOKEND_TWILIO_API_URL", ""), "base URL for Twilio's Keys API (an egress proxy or a test double); empty: Twilio's own regional hosts (env TOKEND_TWILIO_API_URL)")
+	keyEvery, err := envDuration(getenv, "TOKEND_KEY_SCHEDULE_INTERVAL", server.ProvisionIntervalDefault)
+	if err != nil {
+		return nil, err
+	}
+	fs.DurationVar(&o.keyScheduleEvery, "key-schedule-interval", keyEvery, "how often tokend reconciles, rotates and deletes the keys it manages at Twilio (env TOKEND_KEY_SCHEDULE_INTERVAL)")
+	keyGrace, err := envDuration(getenv, "TOKEND_KEY_DELETE_GRACE", 5*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	fs.DurationVar(&o.keyDelGrace, "key-delete-grace", keyGrace, "wait after a retired key's last token expires before deleting it at Twilio (env TOKEND_KEY_DELETE_GRACE)")
 	// --help shows the defaults, which come from the environment: never
 	// the store's password.
 	fs.Lookup("store").DefValue = redactStore(fs.Lookup("store").DefValue)
@@ -124,6 +140,17 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.maxBodyBytes < 1024 || o.maxBodyBytes > 16<<20 {
 		return nil, o.invalid("max-body-bytes", "must be between 1024 and %d", 16<<20)
+	}
+	if o.keyScheduleEvery < time.Second || o.keyScheduleEvery > 24*time.Hour {
+		return nil, o.invalid("key-schedule-interval", "must be between 1s and 24h")
+	}
+	if o.keyDelGrace < 10*time.Second || o.keyDelGrace > 7*24*time.Hour {
+		return nil, o.invalid("key-delete-grace", "must be between 10s and 168h (it must exceed the 2 s at which replicas record key usage)")
+	}
+	if o.twilioAPIURL != "" {
+		if _, err := twilioapi.New(twilioapi.Config{BaseURL: o.twilioAPIURL}); err != nil {
+			return nil, o.invalid("twilio-api-url", "must be http(s)://host[:port][/prefix]")
+		}
 	}
 	if o.gcHeadroomMiB < 0 || o.gcHeadroomMiB > 4096 {
 		return nil, o.invalid("gc-headroom-mib", "must be between 0 and 4096")
@@ -275,6 +302,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		RateLimitIdentity:  o.rateLimitIdentity,
 		RateLimitBurst:     o.rateLimitBurst,
 		AuditLog:           auditPath(o),
+		TwilioAPIURL:       o.twilioAPIURL,
+		ProvisionInterval:  o.keyScheduleEvery,
+		ProvisionGrace:     o.keyDelGrace,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/provision"
 	"github.com/tokend/tokend/server/requestid"
 	"github.com/tokend/tokend/server/storage"
 	"github.com/tokend/tokend/server/tokenapi"
@@ -58,6 +59,10 @@ type Config struct {
 	DemoApplicationSID string
 	// Audit receives one record per admin action; nil: none.
 	Audit *audit.Logger
+	// Provisioner manages keys at Twilio (provisioning credentials,
+	// provision, revoke, reconcile); nil: those calls answer
+	// FailedPrecondition.
+	Provisioner *provision.Provisioner
 }
 
 // Service implements tokenv1.AdminServiceServer.
@@ -72,13 +77,14 @@ type Service struct {
 	onStoreErr func(op string, err error)
 	demoApp    string
 	auditLog   *audit.Logger
+	prov       *provision.Provisioner
 }
 
 var _ tokenv1.AdminServiceServer = (*Service)(nil)
 
 // New returns the service.
 func New(cfg Config) *Service {
-	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID, auditLog: cfg.Audit}
+	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID, auditLog: cfg.Audit, prov: cfg.Provisioner}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -414,6 +420,7 @@ func (s *Service) ListKeys(ctx context.Context, req *tokenv1.ListKeysRequest) (*
 	for _, k := range keys {
 		resp.Keys = append(resp.Keys, s.keyProto(k))
 	}
+	s.addTwilioStatus(keys, resp.Keys)
 	return resp, nil
 }
 

@@ -25,22 +25,30 @@ import (
 )
 
 // FriendlyNamePrefix starts the friendly name of every key tokend creates;
-// the application SID follows it, so that reconcile can tell tokend's keys
-// (and the application they were made for) from keys made by hand.
+// the application SID and the ID of the provisioning op follow, so that
+// reconcile can tell tokend's keys (and the application and op they were
+// made for) from keys made by hand.
 const FriendlyNamePrefix = "tokend "
 
 // FriendlyName returns the friendly name of a key tokend creates for an
-// application.
-func FriendlyName(applicationSID string) string { return FriendlyNamePrefix + applicationSID }
+// application in op opID: "tokend AP... <opID>" (Twilio allows 64
+// characters; opID should be at most 20).
+func FriendlyName(applicationSID, opID string) string {
+	return FriendlyNamePrefix + applicationSID + " " + opID
+}
 
-// ApplicationOf returns the application SID a friendly name made by
-// FriendlyName names, and whether it is one.
-func ApplicationOf(friendlyName string) (string, bool) {
-	sid, ok := strings.CutPrefix(friendlyName, FriendlyNamePrefix)
-	if !ok || len(sid) != 34 || !strings.HasPrefix(sid, "AP") {
-		return "", false
+// ParseFriendlyName returns the application SID and op ID a friendly name
+// made by FriendlyName holds, and whether it is one.
+func ParseFriendlyName(friendlyName string) (applicationSID, opID string, ok bool) {
+	rest, ok := strings.CutPrefix(friendlyName, FriendlyNamePrefix)
+	if !ok {
+		return "", "", false
 	}
-	return sid, true
+	sid, op, _ := strings.Cut(rest, " ")
+	if len(sid) != 34 || !strings.HasPrefix(sid, "AP") {
+		return "", "", false
+	}
+	return sid, op, true
 }
 
 // Credential authenticates to Twilio's REST API: an account SID with its

@@ -43,15 +43,15 @@ func TestCreateListDelete(t *testing.T) {
 	}
 	for name, cred := range creds {
 		t.Run(name, func(t *testing.T) {
-			k, err := c.CreateKey(ctx, cred, acct, "", twilioapi.FriendlyName(app))
+			k, err := c.CreateKey(ctx, cred, acct, "", twilioapi.FriendlyName(app, "op1"))
 			if err != nil {
 				t.Fatalf("CreateKey: %v", err)
 			}
 			if !strings.HasPrefix(k.SID, "SK") || k.Secret == "" || k.DateCreated.IsZero() {
 				t.Fatalf("CreateKey = %#v, secret set %v, want a SID, a secret and a date", k, k.Secret != "")
 			}
-			if got, ok := twilioapi.ApplicationOf(k.FriendlyName); !ok || got != app {
-				t.Errorf("ApplicationOf(%q) = %q, %v, want %s", k.FriendlyName, got, ok, app)
+			if got, op, ok := twilioapi.ParseFriendlyName(k.FriendlyName); !ok || got != app || op != "op1" {
+				t.Errorf("ParseFriendlyName(%q) = %q, %q, %v, want %s, op1", k.FriendlyName, got, op, ok, app)
 			}
 			keys, err := c.ListKeys(ctx, cred, acct, "")
 			if err != nil {

@@ -181,6 +181,13 @@ func (f *Fake) Inject(faults ...Fault) {
 	}
 }
 
+// ClearFaults drops every queued fault.
+func (f *Fake) ClearFaults() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = nil
+}
+
 func newKey(friendlyName string, main bool) *KeyInfo {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
