@@ -1697,7 +1697,7 @@ type SetTwilioCredentialRequest struct {
 	// The Main API key's secret; write-only.
 	ApiKeySecret string `protobuf:"bytes,4,opt,name=api_key_secret,json=apiKeySecret,proto3" json:"api_key_secret,omitempty"`
 	// How often tokend provisions and activates a new key (at least 1
-	// minute); unset or 0: no scheduled rotation.
+	// second; use days); unset or 0: no scheduled rotation.
 	RotateEvery   *durationpb.Duration `protobuf:"bytes,5,opt,name=rotate_every,json=rotateEvery,proto3" json:"rotate_every,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
