@@ -39,6 +39,9 @@ func (s *Server) initProvisioning() error {
 	_, _ = rand.Read(b[:])
 	prov = provision.New(provision.Config{
 		Keys: s.keys, Twilio: client, Grace: s.cfg.ProvisionGrace,
+		// Renewed every pass: three missed passes and another replica
+		// takes over.
+		LeaseTTL: 3 * s.cfg.ProvisionInterval,
 		Holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
 		Logger: s.log, Audit: s.audit,
 		OnStep: func(action, result string) { pm.Steps.WithLabelValues(action, result).Inc() },

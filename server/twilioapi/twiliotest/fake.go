@@ -46,6 +46,10 @@ type Fault struct {
 	RetryAfter string
 	// Drop closes the connection without an answer.
 	Drop bool
+	// Hang processes the request (a key is created or deleted) and then
+	// never answers until the client goes away: a crash of the client
+	// after Twilio acted but before it heard back.
+	Hang bool
 }
 
 // KeyInfo is a key the fake holds (Secret included, for tests).
@@ -77,6 +81,7 @@ type Fake struct {
 	deletions []Deletion
 	creates   int
 	requests  int
+	stalled   int
 }
 
 // New starts a fake; Close stops it.
@@ -168,6 +173,14 @@ func (f *Fake) Requests() int {
 	return f.requests
 }
 
+// Stalled returns how many requests a Latency or Hang fault is holding
+// (or held).
+func (f *Fake) Stalled() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stalled
+}
+
 // Inject queues faults; each applies to the next matching requests.
 func (f *Fake) Inject(faults ...Fault) {
 	f.mu.Lock()
@@ -233,8 +246,20 @@ func (f *Fake) takeFault(r *http.Request) *Fault {
 }
 
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
-	if fl := f.takeFault(r); fl != nil {
+	fl := f.takeFault(r)
+	if fl != nil && fl.Hang {
+		f.handle(&discardWriter{h: http.Header{}}, r)
+		f.mu.Lock()
+		f.stalled++
+		f.mu.Unlock()
+		<-r.Context().Done()
+		return
+	}
+	if fl != nil {
 		if fl.Latency > 0 {
+			f.mu.Lock()
+			f.stalled++
+			f.mu.Unlock()
 			select {
 			case <-time.After(fl.Latency):
 			case <-r.Context().Done():
@@ -262,6 +287,18 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	f.handle(w, r)
+}
+
+// discardWriter takes an answer nobody will read.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+// handle serves the Keys API.
+func (f *Fake) handle(w http.ResponseWriter, r *http.Request) {
 	var accountSID, keySID string
 	if m := keysPath.FindStringSubmatch(r.URL.Path); m != nil {
 		accountSID = m[1]
