@@ -42,8 +42,8 @@ func (s *Server) initProvisioning() error {
 		// Renewed every pass: three missed passes and another replica
 		// takes over.
 		LeaseTTL: 3 * s.cfg.ProvisionInterval,
-		Holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
-		Logger: s.log, Audit: s.audit,
+		Holder:   fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		Logger:   s.log, Audit: s.audit,
 		OnStep: func(action, result string) { pm.Steps.WithLabelValues(action, result).Inc() },
 	})
 	s.prov = prov
