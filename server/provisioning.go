@@ -42,8 +42,11 @@ func (s *Server) initProvisioning() error {
 		// Renewed every pass: three missed passes and another replica
 		// takes over.
 		LeaseTTL: 3 * s.cfg.ProvisionInterval,
-		Holder:   fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
-		Logger:   s.log, Audit: s.audit,
+		// Other replicas reload within a watch interval: let them switch
+		// to the fresh key before a revoke deletes the old one.
+		Settle: 4 * WatchInterval,
+		Holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		Logger: s.log, Audit: s.audit,
 		OnStep: func(action, result string) { pm.Steps.WithLabelValues(action, result).Inc() },
 	})
 	s.prov = prov

@@ -74,6 +74,11 @@ type Config struct {
 	OnStep func(action, result string)
 	// Now returns the current time; nil: time.Now.
 	Now func() time.Time
+	// Settle is how long a revoke waits between activating the fresh key
+	// and deleting the revoked one at Twilio, so that other replicas
+	// (which reload within a watch interval) stop signing with it first;
+	// 0: none.
+	Settle time.Duration
 }
 
 // Provisioner manages the API keys of applications that have a
@@ -353,6 +358,13 @@ func (p *Provisioner) revoke(ctx context.Context, op storage.KeyOp) (storage.Key
 	case k.State == storage.KeyActive:
 		if _, err := p.provision(ctx, op.ApplicationSID, true, "provision"); err != nil {
 			return storage.Key{}, fmt.Errorf("provision the replacement key (the compromised key %s still signs): %w", op.APIKeySID, err)
+		}
+		if p.cfg.Settle > 0 {
+			select {
+			case <-time.After(p.cfg.Settle):
+			case <-ctx.Done():
+				return storage.Key{}, ctx.Err()
+			}
 		}
 	}
 	if err := p.deleteKey(ctx, op, "revoke"); err != nil {
