@@ -10,9 +10,11 @@
 package twilioapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -238,14 +240,21 @@ func regionOf(region string) string {
 // answer, read by the transport.
 type attempt struct {
 	ctx        context.Context
+	timeout    time.Duration
 	base       *url.URL
 	next       http.RoundTripper
 	status     int
 	retryAfter string
 }
 
+// RoundTrip bounds the request by the caller's context and the attempt's
+// timeout (twilio-go sends context.Background), and reads the answer whole
+// (Keys answers are small) before returning it: twilio-go does not close
+// the body of an error answer, which would hold the connection.
 func (a *attempt) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.WithContext(a.ctx) // twilio-go sends context.Background
+	ctx, cancel := context.WithTimeout(a.ctx, a.timeout)
+	defer cancel()
+	req = req.WithContext(ctx)
 	if a.base != nil {
 		u := *req.URL
 		u.Scheme, u.Host = a.base.Scheme, a.base.Host
@@ -255,21 +264,28 @@ func (a *attempt) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Host = ""
 	}
 	resp, err := a.next.RoundTrip(req)
-	if resp != nil {
-		a.status = resp.StatusCode
-		a.retryAfter = resp.Header.Get("Retry-After")
+	if err != nil {
+		return nil, err
 	}
-	return resp, err
+	a.status = resp.StatusCode
+	a.retryAfter = resp.Header.Get("Retry-After")
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	resp.Body.Close()
+	if err != nil {
+		a.status = 0 // the answer was cut off: as good as none
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }
 
 // service returns a twilio-go Keys service for one attempt.
 func (c *Client) service(ctx context.Context, cred Credential, accountSID, region string) (*api.ApiService, *attempt) {
-	a := &attempt{ctx: ctx, base: c.base, next: c.cfg.Transport}
+	a := &attempt{ctx: ctx, timeout: c.cfg.Timeout, base: c.base, next: c.cfg.Transport}
 	tc := &twclient.Client{
 		Credentials: twclient.NewCredentials(cred.Username, cred.Password),
 		HTTPClient: &http.Client{
 			Transport:     a,
-			Timeout:       c.cfg.Timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
