@@ -349,3 +349,42 @@ func TestTwilioCredentialBadInput(t *testing.T) {
 		t.Fatalf("DELETE twilio-credential again = %d %v, want 404", code, body)
 	}
 }
+
+// TestRekeyProvisioningCredential: rekey reseals the provisioning
+// credential under the new primary master key, and it still works with
+// only that key.
+func TestRekeyProvisioningCredential(t *testing.T) {
+	dir := t.TempDir()
+	keyA, keyB := keyringText(7), keyringText(9)
+	f := twiliotest.New()
+	t.Cleanup(f.Close)
+	f.AddAccount(acct1, fakeAuthToken)
+	h := adminHarness(t, server.Config{DataDir: dir, MasterKey: keyA, TwilioAPIURL: f.URL()})
+	admin := tokenv1.NewAdminServiceClient(h.conn)
+	if _, err := admin.CreateApplication(adminCtx(), &tokenv1.CreateApplicationRequest{ApplicationSid: app1, AccountSid: acct1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetTwilioCredential(adminCtx(), &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err)
+	}
+	h.srv.GRPCServer().Stop()
+	h.srv.Close()
+
+	h = adminHarness(t, server.Config{DataDir: dir, MasterKey: keyB + "," + keyA, TwilioAPIURL: f.URL()})
+	code, body := h.do(t, "POST", "/v1/keyring:rekey", "application/json", "{}")
+	if code != 200 || body["resealed"] != 1.0 { // the credential (the seed key was resealed at start)
+		t.Fatalf("POST /v1/keyring:rekey = %d %v, want the credential resealed", code, body)
+	}
+	h.srv.GRPCServer().Stop()
+	h.srv.Close()
+
+	h = adminHarness(t, server.Config{DataDir: dir, MasterKey: keyB, TwilioAPIURL: f.URL()})
+	if _, err := tokenv1.NewAdminServiceClient(h.conn).ProvisionKey(adminCtx(), &tokenv1.ProvisionKeyRequest{ApplicationSid: app1, Activate: true}); err != nil {
+		t.Fatalf("ProvisionKey with only the new master key: %v", err)
+	}
+	h.srv.GRPCServer().Stop()
+	h.srv.Close()
+	if _, err := server.New(context.Background(), server.Config{DataDir: dir, MasterKey: keyA, Logger: testLogger(t)}); err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("server.New with only the retired master key = %v, want a master key error", err)
+	}
+}

@@ -496,6 +496,14 @@ func (s *Service) Rekey(ctx context.Context, _ *tokenv1.RekeyRequest) (*tokenv1.
 		s.log.ErrorContext(ctx, "rekey", "error", err)
 		return nil, status.Error(codes.FailedPrecondition, "rekey failed: "+err.Error())
 	}
+	if s.prov != nil {
+		m, err := s.prov.Rekey(ctx)
+		if err != nil {
+			s.log.ErrorContext(ctx, "rekey provisioning credentials", "error", err)
+			return nil, status.Error(codes.FailedPrecondition, "rekey of provisioning credentials failed: "+err.Error())
+		}
+		n += m
+	}
 	primary := s.keys.Keyring().Primary().ID
 	s.audit(ctx, "rekey", "resealed", n, "primary_master_key_id", primary)
 	return &tokenv1.RekeyResponse{Resealed: int32(n), PrimaryMasterKeyId: primary}, nil

@@ -178,6 +178,37 @@ func (p *Provisioner) SetCredential(ctx context.Context, applicationSID, usernam
 	return p.store.GetTwilioCredential(ctx, applicationSID)
 }
 
+// Rekey seals every provisioning credential that is not under the primary
+// master key again under it, and returns how many it resealed.
+func (p *Provisioner) Rekey(ctx context.Context) (int, error) {
+	creds, err := p.store.ListTwilioCredentials(ctx)
+	if err != nil {
+		return 0, err
+	}
+	kr := p.ks.Keyring()
+	n := 0
+	for _, c := range creds {
+		if c.MasterKeyID == kr.Primary().ID {
+			continue
+		}
+		ad := credentialAD(c.ApplicationSID)
+		secret, err := kr.Open(c.SealedSecret, c.MasterKeyID, ad)
+		if err != nil {
+			return n, fmt.Errorf("open provisioning credential of application %s: %w", c.ApplicationSID, err)
+		}
+		c.SealedSecret, c.MasterKeyID, err = kr.Seal(secret, ad)
+		clear(secret)
+		if err != nil {
+			return n, fmt.Errorf("seal provisioning credential of application %s: %w", c.ApplicationSID, err)
+		}
+		if err := p.store.PutTwilioCredential(ctx, c); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 // DeleteCredential removes the provisioning credential.
 func (p *Provisioner) DeleteCredential(ctx context.Context, applicationSID string) error {
 	err := p.store.DeleteTwilioCredential(ctx, applicationSID)

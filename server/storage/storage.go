@@ -228,9 +228,10 @@ type Store interface {
 	// Snapshot reads every application, key and credential in one
 	// consistent view.
 	Snapshot(ctx context.Context) (Snapshot, error)
-	// MasterKeyIDs returns how many sealed secrets each master key ID
-	// sealed (an empty map for a store without keys), without reading the
-	// secrets: tokend checks its keyring against it before it writes.
+	// MasterKeyIDs returns how many sealed secrets (key secrets and
+	// provisioning credentials) each master key ID sealed (an empty map
+	// for a store without keys), without reading the secrets: tokend
+	// checks its keyring against it before it writes.
 	MasterKeyIDs(ctx context.Context) (map[string]int, error)
 	// Revision returns the current revision, a counter that every write
 	// (but RecordKeyUsage) advances. Replicas poll it to notice changes.

@@ -70,6 +70,9 @@ func testTwilioCredential(t *testing.T, s storage.Store) {
 	if diff := cmp.Diff([]storage.TwilioCredential{c2, c3}, list, cmpopts.IgnoreFields(storage.TwilioCredential{}, "UpdatedAt")); diff != "" {
 		t.Errorf("ListTwilioCredentials (-want +got):\n%s", diff)
 	}
+	if ids, err := s.MasterKeyIDs(ctx); err != nil || fmt.Sprint(ids) != fmt.Sprint(map[string]int{"m": 1, "master-1": 1}) {
+		t.Errorf("MasterKeyIDs = %v, %v, want the credentials' master keys counted", ids, err)
+	}
 	if rev := revision(t, s); rev != rev1 || rev1 == rev0 {
 		t.Errorf("revision moved from %d to %d on credential writes, want unchanged", rev1, rev)
 	}
