@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -387,4 +388,40 @@ func TestRekeyProvisioningCredential(t *testing.T) {
 	if _, err := server.New(context.Background(), server.Config{DataDir: dir, MasterKey: keyA, Logger: testLogger(t)}); err == nil || !strings.Contains(err.Error(), "master key") {
 		t.Fatalf("server.New with only the retired master key = %v, want a master key error", err)
 	}
+}
+
+// TestMainKeyCredential: a Main API key may manage keys, a Standard one
+// may not; revoke and reconcile work over REST.
+func TestMainKeyCredential(t *testing.T) {
+	h, f, _ := provisionHarness(t, server.Config{})
+	main := f.AddKey(acct1, "main", true)
+	standard := f.AddKey(acct1, "standard", false)
+	put := func(sid, secret string) (int, map[string]any) {
+		return h.do(t, "PUT", "/v1/applications/"+app1+"/twilio-credential", "application/json",
+			`{"api_key_sid":"`+sid+`","api_key_secret":"`+secret+`"}`)
+	}
+	code, body := put(standard.SID, standard.Secret)
+	if msg, _ := body["message"].(string); code != http.StatusBadRequest || !strings.Contains(msg, "refused") || strings.Contains(msg, standard.Secret) {
+		t.Fatalf("PUT a Standard key = %d %v, want 400 saying Twilio refused it, without the secret", code, body)
+	}
+	if code, body = put(main.SID, main.Secret); code != 200 {
+		t.Fatalf("PUT a Main key = %d %v, want 200", code, body)
+	}
+	if cred, _ := body["credential"].(map[string]any); cred["username"] != main.SID || strings.Contains(fmt.Sprint(body), main.Secret) {
+		t.Fatalf("PUT a Main key answered %v, want username %s and no secret", body, main.SID)
+	}
+	code, body = h.do(t, "POST", "/v1/applications/"+app1+"/keys:provision", "application/json", `{"activate":true}`)
+	if code != 200 {
+		t.Fatalf("POST keys:provision = %d %v", code, body)
+	}
+	sid, _ := body["key"].(map[string]any)["api_key_sid"].(string)
+	code, body = h.do(t, "POST", "/v1/applications/"+app1+"/keys/"+sid+":revoke", "application/json", `{}`)
+	if code != 200 || body["revoked_api_key_sid"] != sid {
+		t.Fatalf("POST keys/%s:revoke = %d %v", sid, code, body)
+	}
+	code, body = h.do(t, "POST", "/v1/applications/"+app1+"/keys:reconcile", "application/json", `{}`)
+	if code != 200 || body["missing_api_key_sids"] != nil {
+		t.Fatalf("POST keys:reconcile = %d %v, want 200 with nothing missing", code, body)
+	}
+	mintVerified(t, h, f)
 }
