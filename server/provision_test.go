@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -247,7 +249,8 @@ func TestReconcile(t *testing.T) {
 // the grace period has passed.
 func TestScheduledRotation(t *testing.T) {
 	const grace = time.Second
-	h, f, admin := provisionHarness(t, server.Config{ProvisionGrace: grace})
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	h, f, admin := provisionHarness(t, server.Config{ProvisionGrace: grace, AuditLog: auditPath})
 	ctx := adminCtx()
 	if _, err := admin.SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken, RotateEvery: durationpb.New(time.Second)}); err != nil {
 		t.Fatal(err)
@@ -302,10 +305,30 @@ func TestScheduledRotation(t *testing.T) {
 	if !deleted {
 		t.Fatalf("key %s not deleted at Twilio after its tokens expired; deletions %v", first, f.Deletions())
 	}
-	if _, err := admin.ListKeys(ctx, &tokenv1.ListKeysRequest{ApplicationSid: app1}); err != nil {
-		t.Fatal(err)
-	}
 	mintVerified(t, h, f)
+	// Every step is an audit record of the provisioner.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(auditPath)
+		var rotate, del bool
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `"principal":"tokend-provisioner"`) {
+				continue
+			}
+			rotate = rotate || strings.Contains(line, `"action":"rotate"`)
+			del = del || (strings.Contains(line, `"action":"delete"`) && strings.Contains(line, first))
+			if strings.Contains(line, fakeAuthToken) {
+				t.Fatalf("audit record holds the credential: %s", line)
+			}
+		}
+		if rotate && del {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit log lacks the rotate or the delete of %s:\n%s", first, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestTwilioCredentialBadInput(t *testing.T) {
