@@ -134,6 +134,24 @@ func TestProvisionAndRevoke(t *testing.T) {
 	}
 	_, err = admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: first.GetApiKeySid()})
 	wantCode(t, "RevokeKey(again)", err, codes.NotFound, "not found")
+
+	req, _ := http.NewRequest("GET", h.httpURL+"/metrics", nil)
+	_, raw := h.doRaw(t, req)
+	for _, want := range []string{
+		`tokend_key_provisioning_steps_total{action="provision",result="ok"} 3`,
+		`tokend_key_provisioning_steps_total{action="revoke",result="ok"} 1`,
+		`tokend_twilio_requests_total{op="create key",status="201"} 3`,
+		`tokend_twilio_requests_total{op="delete key",status="204"} 1`,
+		`tokend_twilio_requests_total{op="list keys",status="401"} 1`,
+		`tokend_keys_missing_at_twilio 0`,
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(string(raw), fakeAuthToken) {
+		t.Error("/metrics shows the credential")
+	}
 }
 
 func TestProvisionTwilioFaults(t *testing.T) {
