@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server/twilioapi"
 	"github.com/tokend/tokend/server/twilioapi/twiliotest"
@@ -138,5 +140,47 @@ func testCrashProvisioning(t *testing.T, store string) {
 		if a, _, ok := twilioapi.ParseFriendlyName(k.FriendlyName); !ok || a != app {
 			t.Errorf("key %s at the fake is named %q, want tokend's name for %s", k.SID, k.FriendlyName, app)
 		}
+	}
+
+	// Crash 3: during a scheduled deletion. Rotate every second; the keys
+	// that never sign are deleted 10 s (the grace) after they retire. The
+	// first deletion hangs at Twilio and tokend dies.
+	deletions := len(f.Deletions())
+	f.Inject(twiliotest.Fault{Method: http.MethodDelete, Latency: time.Hour})
+	stalled := f.Stalled()
+	if _, err := p.admin.Admin().SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app, AuthToken: fakeAuthToken, RotateEvery: durationpb.New(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a scheduled deletion to reach Twilio", 30*time.Second, func() bool { return f.Stalled() > stalled })
+	p.kill9()
+	f.ClearFaults()
+	if len(f.Deletions()) != deletions {
+		t.Fatalf("deletions at Twilio went from %d to %d while the deletion hung", deletions, len(f.Deletions()))
+	}
+	p = provisionProc(t, "tokend-4", f, dataDir, store)
+	waitFor(t, "the deletion to be finished", 15*time.Second, func() bool { return len(f.Deletions()) > deletions })
+	gone := f.Deletions()[deletions].SID
+	waitFor(t, "the deleted key to leave tokend", 5*time.Second, func() bool { all, _ := keySIDs(t, p); return !slices.Contains(all, gone) })
+	if _, err := p.admin.Admin().SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err) // rotation off again
+	}
+	time.Sleep(2 * time.Second) // a pass in flight ends
+	all, _ = keySIDs(t, p)
+	for _, sid := range fakeSIDs(f) {
+		if !slices.Contains(all, sid) {
+			t.Errorf("after crash 3 the fake holds %s, which tokend does not", sid)
+		}
+	}
+	for _, sid := range all {
+		if sid != key1 && !slices.Contains(fakeSIDs(f), sid) {
+			t.Errorf("after crash 3 tokend holds %s, which Twilio does not", sid)
+		}
+	}
+	m, err = p.client.Mint(ctx, &tokenv1.MintRequest{ApplicationSid: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.VerifyToken(m.GetToken()); err != nil {
+		t.Fatalf("a token minted after crash 3: %v", err)
 	}
 }
