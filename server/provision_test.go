@@ -466,3 +466,34 @@ func TestMainKeyCredential(t *testing.T) {
 	}
 	mintVerified(t, h, f)
 }
+
+// TestProvisionLostAnswer: Twilio creates the key but the answer never
+// comes; the retried create makes a second key. tokend stores one and
+// deletes the other at once: no orphan is left.
+func TestProvisionLostAnswer(t *testing.T) {
+	h, f, admin := provisionHarness(t, server.Config{TwilioTimeout: 500 * time.Millisecond})
+	ctx := adminCtx()
+	if _, err := admin.SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err)
+	}
+	f.Inject(twiliotest.Fault{Method: http.MethodPost, Hang: true})
+	p, err := admin.ProvisionKey(ctx, &tokenv1.ProvisionKeyRequest{ApplicationSid: app1, Activate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Creates() != 2 {
+		t.Fatalf("%d creates at the fake, want 2 (the lost one and the retry)", f.Creates())
+	}
+	if at := fakeSIDs(f); len(at) != 1 || at[0] != p.GetKey().GetApiKeySid() {
+		t.Fatalf("the fake holds %v, want only the stored key %s", at, p.GetKey().GetApiKeySid())
+	}
+	mintVerified(t, h, f)
+}
+
+func fakeSIDs(f *twiliotest.Fake) []string {
+	var out []string
+	for _, k := range f.Keys(acct1) {
+		out = append(out, k.SID)
+	}
+	return out
+}

@@ -27,6 +27,7 @@ func (s *Server) initProvisioning() error {
 	})
 	client, err := twilioapi.New(twilioapi.Config{
 		BaseURL: s.cfg.TwilioAPIURL,
+		Timeout: s.cfg.TwilioTimeout,
 		OnAttempt: func(op string, status int, _ bool) {
 			pm.Requests.WithLabelValues(op, strconv.Itoa(status)).Inc()
 		},

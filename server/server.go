@@ -111,6 +111,8 @@ type Config struct {
 	// ProvisionGrace is added to a retired key's outstanding_until before
 	// tokend deletes it at Twilio; 0: 5 minutes.
 	ProvisionGrace time.Duration
+	// TwilioTimeout bounds each request to Twilio; 0: 10 s.
+	TwilioTimeout time.Duration
 }
 
 // ProvisionIntervalDefault is how often scheduled key work runs by default.

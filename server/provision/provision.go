@@ -288,8 +288,11 @@ func (p *Provisioner) provision(ctx context.Context, applicationSID string, acti
 	if err := p.ks.Reload(ctx); err != nil {
 		p.log.ErrorContext(ctx, "reload keys after provisioning", "error", err)
 	}
-	if err := p.store.DeleteKeyOp(ctx, op.ID); err != nil {
-		p.log.WarnContext(ctx, "drop finished intent", "op", op.ID, "error", err)
+	// A retried create whose first answer was lost may have made a second
+	// key with this op's name: delete any key of the op that tokend did
+	// not store, then drop the intent (left for Recover on failure).
+	if err := p.finishProvision(ctx, op); err != nil {
+		p.log.WarnContext(ctx, "finish provisioning; will retry", "op", op.ID, "error", err)
 	}
 	return p.store.GetKey(ctx, applicationSID, tk.SID)
 }
