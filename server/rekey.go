@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/tokend/tokend/server/keystore"
+	"github.com/tokend/tokend/server/provision"
 	"github.com/tokend/tokend/server/secrets"
 )
 
@@ -52,7 +53,12 @@ func Rekey(ctx context.Context, cfg Config, generate bool) (int, string, error) 
 	if err != nil {
 		return 0, "", fmt.Errorf("rekey (keyring from %s): %w", source, err)
 	}
-	return n, kr.Primary().ID, nil
+	// Provisioning credentials are sealed too (Rekey never calls Twilio).
+	m, err := provision.New(provision.Config{Keys: ks, Logger: cfg.Logger}).Rekey(ctx)
+	if err != nil {
+		return n, "", fmt.Errorf("rekey provisioning credentials (keyring from %s): %w", source, err)
+	}
+	return n + m, kr.Primary().ID, nil
 }
 
 // writeKeyFile replaces path atomically with text, mode 0600.

@@ -42,6 +42,7 @@ import (
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/metrics"
 	"github.com/tokend/tokend/server/policy"
+	"github.com/tokend/tokend/server/provision"
 	"github.com/tokend/tokend/server/ratelimit"
 	"github.com/tokend/tokend/server/replicas"
 	"github.com/tokend/tokend/server/requestid"
@@ -134,7 +135,22 @@ type Config struct {
 	// size (0: never), keeping AuditMaxFiles rotated files.
 	AuditMaxBytes int64
 	AuditMaxFiles int
+
+	// TwilioAPIURL replaces Twilio's hosts for the Keys API (an egress
+	// proxy or a test double); empty: Twilio's own (regional) hosts.
+	TwilioAPIURL string
+	// ProvisionInterval is how often scheduled key work runs (rotation,
+	// deletion, reconcile); 0: ProvisionIntervalDefault.
+	ProvisionInterval time.Duration
+	// ProvisionGrace is added to a retired key's outstanding_until before
+	// tokend deletes it at Twilio; 0: 5 minutes.
+	ProvisionGrace time.Duration
+	// TwilioTimeout bounds each request to Twilio; 0: 10 s.
+	TwilioTimeout time.Duration
 }
+
+// ProvisionIntervalDefault is how often scheduled key work runs by default.
+const ProvisionIntervalDefault = time.Minute
 
 // checkMasterKeys fails, before anything is written, when secrets in the
 // store are sealed under master keys the keyring lacks: a wrong or missing
@@ -194,6 +210,9 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	http   http.Handler
+
+	// prov manages keys at Twilio (see package provision).
+	prov *provision.Provisioner
 
 	// storeDown is set while the store does not answer (see monitorStore).
 	storeDown atomic.Bool
@@ -378,8 +397,11 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	}
 	s.grpc = grpc.NewServer(grpcOpts...)
+	if err := s.initProvisioning(); err != nil {
+		return err
+	}
 	s.admin = adminapi.New(adminapi.Config{Keys: s.keys, AdminToken: s.cfg.AdminToken, Logger: s.log, DemoApplicationSID: DemoApplicationSID, OnStoreError: s.metrics.StoreError, Audit: s.audit,
-		Failures: s.authFailures, OnAuthFailure: s.authFailure})
+		Failures: s.authFailures, OnAuthFailure: s.authFailure, Provisioner: s.prov})
 	if s.cfg.AdminToken == "" {
 		s.log.Info("admin API off: no admin credential configured (set TOKEND_ADMIN_TOKEN or --admin-token-file)")
 	}
@@ -432,6 +454,11 @@ func (s *Server) readyz(ctx context.Context) (bool, map[string]string) {
 		return false, detail
 	}
 	detail["mint"] = "ready"
+	if s.prov != nil {
+		if missing := s.prov.Missing(); len(missing) > 0 {
+			detail["twilio_keys"] = "missing at Twilio: " + strings.Join(missing, ", ")
+		}
+	}
 	if s.replicas != nil {
 		detail["replicas"] = strconv.Itoa(s.replicas.Live())
 	}
@@ -568,6 +595,8 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 		go func() { s.replicas.Run(bg); bgDone <- struct{}{} }()
 	}
 	go s.monitorStore(bg, StorePingInterval)
+	provDone := make(chan struct{})
+	go func() { s.prov.Run(bg, s.cfg.ProvisionInterval); close(provDone) }()
 	if s.tls != nil {
 		httpLn = tls.NewListener(httpLn, s.tls)
 	}
@@ -606,6 +635,7 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	for range bgWorkers {
 		<-bgDone
 	}
+	<-provDone
 	if err := s.stopTracing(sctx); err != nil {
 		s.log.Warn("flush traces at shutdown", "error", err)
 	}

@@ -65,8 +65,8 @@ type command struct {
 
 // groups are the commands that take a subcommand.
 var groups = map[string]string{
-	"apps":        "create, list, show, update, delete, default",
-	"keys":        "add, list, activate, delete",
+	"apps":        "create, list, show, update, delete, default, twilio-credential",
+	"keys":        "add, list, activate, delete, provision, revoke, reconcile",
 	"credentials": "create, list, delete",
 	"audit":       "find",
 }
@@ -85,6 +85,10 @@ func commands() []command {
 		{"keys list", "--application AP..", "list the keys of an application", defineKeysList},
 		{"keys activate", "--application AP.. --key SK..", "make a key the application's only active key", defineKeysActivate},
 		{"keys delete", "--application AP.. --key SK..", "delete a retired key", defineKeysDelete},
+		{"apps twilio-credential", "--application AP..", "set the provisioning credential tokend manages the application's keys at Twilio with: the account's auth token, or a Main API key (--api-key); the secret is read from --secret-file or stdin, never from the command line; --delete removes it", defineAppsTwilioCredential},
+		{"keys provision", "--application AP..", "create a new API key at Twilio for the application (its secret never leaves tokend), activated with --activate", defineKeysProvision},
+		{"keys revoke", "--application AP.. --key SK..", "replace a compromised key: a fresh key is provisioned and activated, then the key is deleted at Twilio at once", defineKeysRevoke},
+		{"keys reconcile", "--application AP..", "compare the application's keys with Twilio's: keys tokend created but no longer knows (--delete-orphans deletes them), keys Twilio no longer has", defineKeysReconcile},
 		{"credentials create", "NAME", "issue a caller credential; its token is printed once, alone on stdout (the details go to stderr), and cannot be shown again", defineCredentialsCreate},
 		{"credentials list", "", "list the caller credentials (names and groups, never tokens)", defineCredentialsList},
 		{"credentials delete", "NAME", "revoke a caller credential at once", defineCredentialsDelete},

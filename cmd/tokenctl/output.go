@@ -70,11 +70,11 @@ func appDetail(w io.Writer, a *tokenv1.Application) {
 }
 
 func keysTable(w io.Writer, keys ...*tokenv1.Key) {
-	fmt.Fprintln(w, "SID\tSTATE\tADDED\tACTIVATED\tLAST SIGNED\tOUTSTANDING UNTIL\tMASTER KEY")
+	fmt.Fprintln(w, "SID\tSTATE\tADDED\tACTIVATED\tLAST SIGNED\tOUTSTANDING UNTIL\tMASTER KEY\tAT TWILIO\tDELETE AFTER")
 	for _, k := range keys {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(k.GetApiKeySid()), cell(k.GetState()),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(k.GetApiKeySid()), cell(k.GetState()),
 			timestamp(k.GetAddedAt()), timestamp(k.GetActivatedAt()), timestamp(k.GetLastSignedAt()),
-			timestamp(k.GetOutstandingUntil()), cell(k.GetMasterKeyId()))
+			timestamp(k.GetOutstandingUntil()), cell(k.GetMasterKeyId()), cell(k.GetTwilioState()), timestamp(k.GetDeleteAfter()))
 	}
 }
 

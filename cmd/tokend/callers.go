@@ -44,7 +44,7 @@ func checkNumericEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	for _, name := range []string{"TOKEND_REPLICA_HEARTBEAT_INTERVAL", "TOKEND_REPLICA_TTL"} {
+	for _, name := range []string{"TOKEND_REPLICA_HEARTBEAT_INTERVAL", "TOKEND_REPLICA_TTL", "TOKEND_KEY_SCHEDULE_INTERVAL", "TOKEND_KEY_DELETE_GRACE"} {
 		if v := getenv(name); v != "" {
 			if _, err := time.ParseDuration(v); err != nil {
 				return fmt.Errorf("%s: %q is not a duration (like 1s or 500ms)", name, v)

@@ -30,6 +30,7 @@ import (
 	"github.com/tokend/tokend/server/replicas"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/tokenapi"
+	"github.com/tokend/tokend/server/twilioapi"
 )
 
 func main() {
@@ -79,6 +80,9 @@ type options struct {
 	authFailureBurst                              int
 
 	gcHeadroomMiB int
+
+	twilioAPIURL                  string
+	keyScheduleEvery, keyDelGrace time.Duration
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -140,6 +144,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.Float64Var(&o.authFailureRate, "auth-failure-rate", envFloat(getenv, "TOKEND_AUTH_FAILURE_RATE", auth.DefaultFailureRate), "failed authentications per second a client address earns back once its burst is spent; meanwhile its requests get 429 / ResourceExhausted; 0: no throttling (env TOKEND_AUTH_FAILURE_RATE)")
 	fs.IntVar(&o.authFailureBurst, "auth-failure-burst", int(envFloat(getenv, "TOKEND_AUTH_FAILURE_BURST", auth.DefaultFailureBurst)), "failed authentications a client address may make in a row before it is slowed down (env TOKEND_AUTH_FAILURE_BURST)")
 	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", int(envFloat(getenv, "TOKEND_GC_HEADROOM_MIB", DefaultGCHeadroomMiB)), "let the heap grow at least this many MiB over the live heap between garbage collections (GOGC is raised for a small heap, never below 100); 0: the Go default; ignored when GOGC is set (env TOKEND_GC_HEADROOM_MIB)")
+	fs.StringVar(&o.twilioAPIURL, "twilio-api-url", env("TOKEND_TWILIO_API_URL", ""), "base URL for Twilio's Keys API (an egress proxy or a test double); empty: Twilio's own regional hosts (env TOKEND_TWILIO_API_URL)")
+	fs.DurationVar(&o.keyScheduleEvery, "key-schedule-interval", envDuration(getenv, "TOKEND_KEY_SCHEDULE_INTERVAL", server.ProvisionIntervalDefault), "how often tokend reconciles, rotates and deletes the keys it manages at Twilio (env TOKEND_KEY_SCHEDULE_INTERVAL)")
+	fs.DurationVar(&o.keyDelGrace, "key-delete-grace", envDuration(getenv, "TOKEND_KEY_DELETE_GRACE", 5*time.Minute), "wait after a retired key's last token expires before deleting it at Twilio (env TOKEND_KEY_DELETE_GRACE)")
 	// --help shows the defaults, which come from the environment: never
 	// the store's password.
 	fs.Lookup("store").DefValue = redactStore(fs.Lookup("store").DefValue)
@@ -169,6 +176,17 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.replicaTTL < 2*o.replicaHeartbeat || o.replicaTTL > 10*time.Minute {
 		return nil, o.invalid("replica-ttl", "must be at least twice --replica-heartbeat-interval (%v) and at most 10m", o.replicaHeartbeat)
+	}
+	if o.keyScheduleEvery < time.Second || o.keyScheduleEvery > 24*time.Hour {
+		return nil, o.invalid("key-schedule-interval", "must be between 1s and 24h")
+	}
+	if o.keyDelGrace < 10*time.Second || o.keyDelGrace > 7*24*time.Hour {
+		return nil, o.invalid("key-delete-grace", "must be between 10s and 168h (it must exceed the 2 s at which replicas record key usage)")
+	}
+	if o.twilioAPIURL != "" {
+		if _, err := twilioapi.New(twilioapi.Config{BaseURL: o.twilioAPIURL}); err != nil {
+			return nil, o.invalid("twilio-api-url", "must be http(s)://host[:port][/prefix]")
+		}
 	}
 	if o.gcHeadroomMiB < 0 || o.gcHeadroomMiB > 4096 {
 		return nil, o.invalid("gc-headroom-mib", "must be between 0 and 4096")
@@ -352,6 +370,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AuditRequired:      auditRequired(o),
 		AuditMaxBytes:      o.auditMaxBytes,
 		AuditMaxFiles:      o.auditMaxFiles,
+		TwilioAPIURL:       o.twilioAPIURL,
+		ProvisionInterval:  o.keyScheduleEvery,
+		ProvisionGrace:     o.keyDelGrace,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/mint"
+	"github.com/tokend/tokend/server/provision"
 	"github.com/tokend/tokend/server/requestid"
 	"github.com/tokend/tokend/server/storage"
 	"github.com/tokend/tokend/server/tokenapi"
@@ -68,6 +69,10 @@ type Config struct {
 	// or wrong admin credential, or for too many of them (for the audit
 	// log).
 	OnAuthFailure func(ctx context.Context, f auth.Failure)
+	// Provisioner manages keys at Twilio (provisioning credentials,
+	// provision, revoke, reconcile); nil: those calls answer
+	// FailedPrecondition.
+	Provisioner *provision.Provisioner
 }
 
 // Service implements tokenv1.AdminServiceServer.
@@ -84,13 +89,14 @@ type Service struct {
 	onStoreErr func(op string, err error)
 	demoApp    string
 	auditLog   *audit.Logger
+	prov       *provision.Provisioner
 }
 
 var _ tokenv1.AdminServiceServer = (*Service)(nil)
 
 // New returns the service.
 func New(cfg Config) *Service {
-	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID, auditLog: cfg.Audit, failures: cfg.Failures, onAuthFail: cfg.OnAuthFailure}
+	s := &Service{keys: cfg.Keys, store: cfg.Keys.Store(), now: cfg.Now, log: cfg.Logger, onStoreErr: cfg.OnStoreError, demoApp: cfg.DemoApplicationSID, auditLog: cfg.Audit, failures: cfg.Failures, onAuthFail: cfg.OnAuthFailure, prov: cfg.Provisioner}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -454,6 +460,7 @@ func (s *Service) ListKeys(ctx context.Context, req *tokenv1.ListKeysRequest) (*
 	for _, k := range keys {
 		resp.Keys = append(resp.Keys, s.keyProto(k))
 	}
+	s.addTwilioStatus(keys, resp.Keys)
 	return resp, nil
 }
 
@@ -528,6 +535,14 @@ func (s *Service) Rekey(ctx context.Context, _ *tokenv1.RekeyRequest) (*tokenv1.
 	if err != nil {
 		s.log.ErrorContext(ctx, "rekey", "error", err)
 		return nil, status.Error(codes.FailedPrecondition, "rekey failed: "+err.Error())
+	}
+	if s.prov != nil {
+		m, err := s.prov.Rekey(ctx)
+		if err != nil {
+			s.log.ErrorContext(ctx, "rekey provisioning credentials", "error", err)
+			return nil, status.Error(codes.FailedPrecondition, "rekey of provisioning credentials failed: "+err.Error())
+		}
+		n += m
 	}
 	primary := s.keys.Keyring().Primary().ID
 	s.audit(ctx, "rekey", "resealed", n, "primary_master_key_id", primary)

@@ -262,9 +262,10 @@ type Store interface {
 	// Snapshot reads every application, key and credential in one
 	// consistent view.
 	Snapshot(ctx context.Context) (Snapshot, error)
-	// MasterKeyIDs returns how many sealed secrets each master key ID
-	// sealed (an empty map for a store without keys), without reading the
-	// secrets: tokend checks its keyring against it before it writes.
+	// MasterKeyIDs returns how many sealed secrets (key secrets and
+	// provisioning credentials) each master key ID sealed (an empty map
+	// for a store without keys), without reading the secrets: tokend
+	// checks its keyring against it before it writes.
 	MasterKeyIDs(ctx context.Context) (map[string]int, error)
 	// Revision returns the current revision, a counter that every write
 	// (but RecordKeyUsage) advances. Replicas poll it to notice changes.
@@ -283,6 +284,9 @@ type Store interface {
 	// heartbeat; removing a replica that has none is not an error. It
 	// does not advance the revision.
 	RemoveReplica(ctx context.Context, id string) error
+	// ProvisioningStore keeps provisioning credentials, intents and
+	// leases (see provisioning.go).
+	ProvisioningStore
 
 	// Ping reports whether the backend is reachable.
 	Ping(ctx context.Context) error

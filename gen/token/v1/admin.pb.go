@@ -11,6 +11,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -164,7 +165,16 @@ type Key struct {
 	// it never signed.
 	OutstandingUntil *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=outstanding_until,json=outstandingUntil,proto3" json:"outstanding_until,omitempty"`
 	// The ID of the master key its secret is encrypted under.
-	MasterKeyId   string `protobuf:"bytes,8,opt,name=master_key_id,json=masterKeyId,proto3" json:"master_key_id,omitempty"`
+	MasterKeyId string `protobuf:"bytes,8,opt,name=master_key_id,json=masterKeyId,proto3" json:"master_key_id,omitempty"`
+	// What tokend knows of the key at Twilio: empty when the application
+	// has no provisioning credential or it was never checked, `present`, or
+	// `missing` (Twilio no longer has it: every token it signs fails there
+	// with error 20103).
+	TwilioState string `protobuf:"bytes,9,opt,name=twilio_state,json=twilioState,proto3" json:"twilio_state,omitempty"`
+	// When tokend will delete the key at Twilio (a retired key it created,
+	// once no token it signed can still be valid, plus the grace period);
+	// unset if it will not.
+	DeleteAfter   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=delete_after,json=deleteAfter,proto3" json:"delete_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +263,20 @@ func (x *Key) GetMasterKeyId() string {
 		return x.MasterKeyId
 	}
 	return ""
+}
+
+func (x *Key) GetTwilioState() string {
+	if x != nil {
+		return x.TwilioState
+	}
+	return ""
+}
+
+func (x *Key) GetDeleteAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeleteAfter
+	}
+	return nil
 }
 
 // CreateApplicationRequest adds an application.
@@ -1856,11 +1880,642 @@ func (x *SetDefaultApplicationResponse) GetPreviousApplicationSid() string {
 	return ""
 }
 
+// SetTwilioCredentialRequest sets an application's provisioning
+// credential: either auth_token, or api_key_sid with api_key_secret.
+type SetTwilioCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The TwiML application SID (from the path).
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// The auth token of the application's account; write-only.
+	AuthToken string `protobuf:"bytes,2,opt,name=auth_token,json=authToken,proto3" json:"auth_token,omitempty"`
+	// A Main API key of the account (`SK` + 32 hex), which may manage keys.
+	ApiKeySid string `protobuf:"bytes,3,opt,name=api_key_sid,json=apiKeySid,proto3" json:"api_key_sid,omitempty"`
+	// The Main API key's secret; write-only.
+	ApiKeySecret string `protobuf:"bytes,4,opt,name=api_key_secret,json=apiKeySecret,proto3" json:"api_key_secret,omitempty"`
+	// How often tokend provisions and activates a new key (at least 1
+	// second; use days); unset or 0: no scheduled rotation.
+	RotateEvery   *durationpb.Duration `protobuf:"bytes,5,opt,name=rotate_every,json=rotateEvery,proto3" json:"rotate_every,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTwilioCredentialRequest) Reset() {
+	*x = SetTwilioCredentialRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTwilioCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTwilioCredentialRequest) ProtoMessage() {}
+
+func (x *SetTwilioCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTwilioCredentialRequest.ProtoReflect.Descriptor instead.
+func (*SetTwilioCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SetTwilioCredentialRequest) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *SetTwilioCredentialRequest) GetAuthToken() string {
+	if x != nil {
+		return x.AuthToken
+	}
+	return ""
+}
+
+func (x *SetTwilioCredentialRequest) GetApiKeySid() string {
+	if x != nil {
+		return x.ApiKeySid
+	}
+	return ""
+}
+
+func (x *SetTwilioCredentialRequest) GetApiKeySecret() string {
+	if x != nil {
+		return x.ApiKeySecret
+	}
+	return ""
+}
+
+func (x *SetTwilioCredentialRequest) GetRotateEvery() *durationpb.Duration {
+	if x != nil {
+		return x.RotateEvery
+	}
+	return nil
+}
+
+// SetTwilioCredentialResponse describes the stored credential (never its
+// secret).
+type SetTwilioCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential.
+	Credential    *TwilioCredential `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTwilioCredentialResponse) Reset() {
+	*x = SetTwilioCredentialResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTwilioCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTwilioCredentialResponse) ProtoMessage() {}
+
+func (x *SetTwilioCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTwilioCredentialResponse.ProtoReflect.Descriptor instead.
+func (*SetTwilioCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetTwilioCredentialResponse) GetCredential() *TwilioCredential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+// TwilioCredential describes a provisioning credential without its secret.
+type TwilioCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The application.
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// The account SID (auth token) or the Main API key SID it authenticates as.
+	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// The scheduled rotation interval; unset when off.
+	RotateEvery *durationpb.Duration `protobuf:"bytes,3,opt,name=rotate_every,json=rotateEvery,proto3" json:"rotate_every,omitempty"`
+	// When it was set.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TwilioCredential) Reset() {
+	*x = TwilioCredential{}
+	mi := &file_token_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TwilioCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TwilioCredential) ProtoMessage() {}
+
+func (x *TwilioCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TwilioCredential.ProtoReflect.Descriptor instead.
+func (*TwilioCredential) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *TwilioCredential) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *TwilioCredential) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *TwilioCredential) GetRotateEvery() *durationpb.Duration {
+	if x != nil {
+		return x.RotateEvery
+	}
+	return nil
+}
+
+func (x *TwilioCredential) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// DeleteTwilioCredentialRequest names the application.
+type DeleteTwilioCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The TwiML application SID.
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteTwilioCredentialRequest) Reset() {
+	*x = DeleteTwilioCredentialRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTwilioCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTwilioCredentialRequest) ProtoMessage() {}
+
+func (x *DeleteTwilioCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTwilioCredentialRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTwilioCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DeleteTwilioCredentialRequest) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+// DeleteTwilioCredentialResponse confirms the removal.
+type DeleteTwilioCredentialResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTwilioCredentialResponse) Reset() {
+	*x = DeleteTwilioCredentialResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTwilioCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTwilioCredentialResponse) ProtoMessage() {}
+
+func (x *DeleteTwilioCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTwilioCredentialResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTwilioCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+// ProvisionKeyRequest asks for a new key at Twilio.
+type ProvisionKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The TwiML application SID (from the path).
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// Make the new key the active key at once.
+	Activate      bool `protobuf:"varint,2,opt,name=activate,proto3" json:"activate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionKeyRequest) Reset() {
+	*x = ProvisionKeyRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionKeyRequest) ProtoMessage() {}
+
+func (x *ProvisionKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionKeyRequest.ProtoReflect.Descriptor instead.
+func (*ProvisionKeyRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ProvisionKeyRequest) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *ProvisionKeyRequest) GetActivate() bool {
+	if x != nil {
+		return x.Activate
+	}
+	return false
+}
+
+// ProvisionKeyResponse returns the new key as the key list shows it.
+type ProvisionKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key (without its secret).
+	Key           *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionKeyResponse) Reset() {
+	*x = ProvisionKeyResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionKeyResponse) ProtoMessage() {}
+
+func (x *ProvisionKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionKeyResponse.ProtoReflect.Descriptor instead.
+func (*ProvisionKeyResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ProvisionKeyResponse) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// RevokeKeyRequest names the compromised key.
+type RevokeKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The TwiML application SID.
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// The API key SID to revoke.
+	ApiKeySid     string `protobuf:"bytes,2,opt,name=api_key_sid,json=apiKeySid,proto3" json:"api_key_sid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeKeyRequest) Reset() {
+	*x = RevokeKeyRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeKeyRequest) ProtoMessage() {}
+
+func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RevokeKeyRequest) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *RevokeKeyRequest) GetApiKeySid() string {
+	if x != nil {
+		return x.ApiKeySid
+	}
+	return ""
+}
+
+// RevokeKeyResponse reports the replacement.
+type RevokeKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fresh key that signs from now on (when the revoked key was
+	// active; else the active key, unchanged).
+	ActiveKey *Key `protobuf:"bytes,1,opt,name=active_key,json=activeKey,proto3" json:"active_key,omitempty"`
+	// The revoked key, deleted at Twilio and from tokend.
+	RevokedApiKeySid string `protobuf:"bytes,2,opt,name=revoked_api_key_sid,json=revokedApiKeySid,proto3" json:"revoked_api_key_sid,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RevokeKeyResponse) Reset() {
+	*x = RevokeKeyResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeKeyResponse) ProtoMessage() {}
+
+func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeKeyResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RevokeKeyResponse) GetActiveKey() *Key {
+	if x != nil {
+		return x.ActiveKey
+	}
+	return nil
+}
+
+func (x *RevokeKeyResponse) GetRevokedApiKeySid() string {
+	if x != nil {
+		return x.RevokedApiKeySid
+	}
+	return ""
+}
+
+// ReconcileKeysRequest asks for a comparison with Twilio.
+type ReconcileKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The TwiML application SID.
+	ApplicationSid string `protobuf:"bytes,1,opt,name=application_sid,json=applicationSid,proto3" json:"application_sid,omitempty"`
+	// Delete at Twilio the keys tokend created for this application that it
+	// no longer knows (left by a crash; tokend cannot sign with them, their
+	// secret being lost).
+	DeleteOrphans bool `protobuf:"varint,2,opt,name=delete_orphans,json=deleteOrphans,proto3" json:"delete_orphans,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileKeysRequest) Reset() {
+	*x = ReconcileKeysRequest{}
+	mi := &file_token_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileKeysRequest) ProtoMessage() {}
+
+func (x *ReconcileKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileKeysRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileKeysRequest) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReconcileKeysRequest) GetApplicationSid() string {
+	if x != nil {
+		return x.ApplicationSid
+	}
+	return ""
+}
+
+func (x *ReconcileKeysRequest) GetDeleteOrphans() bool {
+	if x != nil {
+		return x.DeleteOrphans
+	}
+	return false
+}
+
+// ReconcileKeysResponse reports the differences.
+type ReconcileKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keys at Twilio named as tokend's for this application that tokend does
+	// not hold.
+	OrphanedApiKeySids []string `protobuf:"bytes,1,rep,name=orphaned_api_key_sids,json=orphanedApiKeySids,proto3" json:"orphaned_api_key_sids,omitempty"`
+	// Of those, the ones deleted at Twilio (delete_orphans).
+	DeletedApiKeySids []string `protobuf:"bytes,2,rep,name=deleted_api_key_sids,json=deletedApiKeySids,proto3" json:"deleted_api_key_sids,omitempty"`
+	// Keys tokend holds that Twilio no longer has.
+	MissingApiKeySids []string `protobuf:"bytes,3,rep,name=missing_api_key_sids,json=missingApiKeySids,proto3" json:"missing_api_key_sids,omitempty"`
+	// When the active key was missing and tokend switched to another key,
+	// that key; else empty.
+	SwitchedToApiKeySid string `protobuf:"bytes,4,opt,name=switched_to_api_key_sid,json=switchedToApiKeySid,proto3" json:"switched_to_api_key_sid,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ReconcileKeysResponse) Reset() {
+	*x = ReconcileKeysResponse{}
+	mi := &file_token_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileKeysResponse) ProtoMessage() {}
+
+func (x *ReconcileKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_token_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileKeysResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileKeysResponse) Descriptor() ([]byte, []int) {
+	return file_token_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ReconcileKeysResponse) GetOrphanedApiKeySids() []string {
+	if x != nil {
+		return x.OrphanedApiKeySids
+	}
+	return nil
+}
+
+func (x *ReconcileKeysResponse) GetDeletedApiKeySids() []string {
+	if x != nil {
+		return x.DeletedApiKeySids
+	}
+	return nil
+}
+
+func (x *ReconcileKeysResponse) GetMissingApiKeySids() []string {
+	if x != nil {
+		return x.MissingApiKeySids
+	}
+	return nil
+}
+
+func (x *ReconcileKeysResponse) GetSwitchedToApiKeySid() string {
+	if x != nil {
+		return x.SwitchedToApiKeySid
+	}
+	return ""
+}
+
 var File_token_v1_admin_proto protoreflect.FileDescriptor
 
 const file_token_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x14token/v1/admin.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x14token/v1/token.proto\"\x98\x03\n" +
+	"\x14token/v1/admin.proto\x12\btoken.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x14token/v1/token.proto\"\x98\x03\n" +
 	"\vApplication\x12'\n" +
 	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1f\n" +
 	"\vaccount_sid\x18\x02 \x01(\tR\n" +
@@ -1873,7 +2528,7 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x89\x03\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xeb\x03\n" +
 	"\x03Key\x12'\n" +
 	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1e\n" +
 	"\vapi_key_sid\x18\x02 \x01(\tR\tapiKeySid\x12\x14\n" +
@@ -1882,7 +2537,10 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\factivated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x12@\n" +
 	"\x0elast_signed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastSignedAt\x12G\n" +
 	"\x11outstanding_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x10outstandingUntil\x12\"\n" +
-	"\rmaster_key_id\x18\b \x01(\tR\vmasterKeyId\"\x82\x02\n" +
+	"\rmaster_key_id\x18\b \x01(\tR\vmasterKeyId\x12!\n" +
+	"\ftwilio_state\x18\t \x01(\tR\vtwilioState\x12=\n" +
+	"\fdelete_after\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeleteAfter\"\x82\x02\n" +
 	"\x18CreateApplicationRequest\x12'\n" +
 	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1f\n" +
 	"\vaccount_sid\x18\x02 \x01(\tR\n" +
@@ -1973,7 +2631,47 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\"\x82\x01\n" +
 	"\x1dSetDefaultApplicationResponse\x12'\n" +
 	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x128\n" +
-	"\x18previous_application_sid\x18\x02 \x01(\tR\x16previousApplicationSid2\xa7O\n" +
+	"\x18previous_application_sid\x18\x02 \x01(\tR\x16previousApplicationSid\"\xe8\x01\n" +
+	"\x1aSetTwilioCredentialRequest\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1d\n" +
+	"\n" +
+	"auth_token\x18\x02 \x01(\tR\tauthToken\x12\x1e\n" +
+	"\vapi_key_sid\x18\x03 \x01(\tR\tapiKeySid\x12$\n" +
+	"\x0eapi_key_secret\x18\x04 \x01(\tR\fapiKeySecret\x12<\n" +
+	"\frotate_every\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vrotateEvery\"Y\n" +
+	"\x1bSetTwilioCredentialResponse\x12:\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x1a.token.v1.TwilioCredentialR\n" +
+	"credential\"\xd0\x01\n" +
+	"\x10TwilioCredential\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12<\n" +
+	"\frotate_every\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vrotateEvery\x129\n" +
+	"\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"H\n" +
+	"\x1dDeleteTwilioCredentialRequest\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\" \n" +
+	"\x1eDeleteTwilioCredentialResponse\"Z\n" +
+	"\x13ProvisionKeyRequest\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1a\n" +
+	"\bactivate\x18\x02 \x01(\bR\bactivate\"7\n" +
+	"\x14ProvisionKeyResponse\x12\x1f\n" +
+	"\x03key\x18\x01 \x01(\v2\r.token.v1.KeyR\x03key\"[\n" +
+	"\x10RevokeKeyRequest\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12\x1e\n" +
+	"\vapi_key_sid\x18\x02 \x01(\tR\tapiKeySid\"p\n" +
+	"\x11RevokeKeyResponse\x12,\n" +
+	"\n" +
+	"active_key\x18\x01 \x01(\v2\r.token.v1.KeyR\tactiveKey\x12-\n" +
+	"\x13revoked_api_key_sid\x18\x02 \x01(\tR\x10revokedApiKeySid\"f\n" +
+	"\x14ReconcileKeysRequest\x12'\n" +
+	"\x0fapplication_sid\x18\x01 \x01(\tR\x0eapplicationSid\x12%\n" +
+	"\x0edelete_orphans\x18\x02 \x01(\bR\rdeleteOrphans\"\xe2\x01\n" +
+	"\x15ReconcileKeysResponse\x121\n" +
+	"\x15orphaned_api_key_sids\x18\x01 \x03(\tR\x12orphanedApiKeySids\x12/\n" +
+	"\x14deleted_api_key_sids\x18\x02 \x03(\tR\x11deletedApiKeySids\x12/\n" +
+	"\x14missing_api_key_sids\x18\x03 \x03(\tR\x11missingApiKeySids\x124\n" +
+	"\x17switched_to_api_key_sid\x18\x04 \x01(\tR\x13switchedToApiKeySid2\xc0u\n" +
 	"\fAdminService\x12\xb4\x06\n" +
 	"\x11CreateApplication\x12\".token.v1.CreateApplicationRequest\x1a#.token.v1.CreateApplicationResponse\"\xd5\x05\x92A\xb6\x05J\xc1\x01\n" +
 	"\x03400\x12\xb9\x01\n" +
@@ -2238,7 +2936,123 @@ const file_token_v1_admin_proto_rawDesc = "" +
 	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
 	"\x0e\n" +
 	"\n" +
-	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x1c:\x01*\x1a\x17/v1/default-applicationB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02\x1c:\x01*\x1a\x17/v1/default-application\x12\x9f\b\n" +
+	"\x13SetTwilioCredential\x12$.token.v1.SetTwilioCredentialRequest\x1a%.token.v1.SetTwilioCredentialResponse\"\xba\a\x92A\xf7\x06J\xf3\x01\n" +
+	"\x03400\x12\xeb\x01\n" +
+	"\xd0\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition: no provisioning credential, or Twilio refused it).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJR\n" +
+	"\x03404\x12K\n" +
+	"1The application or key does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ~\n" +
+	"\x03503\x12w\n" +
+	"]Twilio did not answer in time, after retries (Unavailable); no key state was lost: try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x029:\x01*\x1a4/v1/applications/{application_sid}/twilio-credential\x12\xd1\x05\n" +
+	"\x16DeleteTwilioCredential\x12'.token.v1.DeleteTwilioCredentialRequest\x1a(.token.v1.DeleteTwilioCredentialResponse\"\xe3\x04\x92A\xa3\x04J\xf3\x01\n" +
+	"\x03400\x12\xeb\x01\n" +
+	"\xd0\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition: no provisioning credential, or Twilio refused it).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJR\n" +
+	"\x03404\x12K\n" +
+	"1The application or key does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x026*4/v1/applications/{application_sid}/twilio-credential\x12\x87\b\n" +
+	"\fProvisionKey\x12\x1d.token.v1.ProvisionKeyRequest\x1a\x1e.token.v1.ProvisionKeyResponse\"\xb7\a\x92A\xf7\x06J\xf3\x01\n" +
+	"\x03400\x12\xeb\x01\n" +
+	"\xd0\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition: no provisioning credential, or Twilio refused it).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJR\n" +
+	"\x03404\x12K\n" +
+	"1The application or key does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ~\n" +
+	"\x03503\x12w\n" +
+	"]Twilio did not answer in time, after retries (Unavailable); no key state was lost: try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x026:\x01*\"1/v1/applications/{application_sid}/keys:provision\x12\x89\b\n" +
+	"\tRevokeKey\x12\x1a.token.v1.RevokeKeyRequest\x1a\x1b.token.v1.RevokeKeyResponse\"\xc2\a\x92A\xf7\x06J\xf3\x01\n" +
+	"\x03400\x12\xeb\x01\n" +
+	"\xd0\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition: no provisioning credential, or Twilio refused it).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJR\n" +
+	"\x03404\x12K\n" +
+	"1The application or key does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ~\n" +
+	"\x03503\x12w\n" +
+	"]Twilio did not answer in time, after retries (Unavailable); no key state was lost: try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x02A:\x01*\"</v1/applications/{application_sid}/keys/{api_key_sid}:revoke\x12\x8a\b\n" +
+	"\rReconcileKeys\x12\x1e.token.v1.ReconcileKeysRequest\x1a\x1f.token.v1.ReconcileKeysResponse\"\xb7\a\x92A\xf7\x06J\xf3\x01\n" +
+	"\x03400\x12\xeb\x01\n" +
+	"\xd0\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition: no provisioning credential, or Twilio refused it).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJT\n" +
+	"\x03401\x12M\n" +
+	"3No admin token, or the wrong one (Unauthenticated).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJo\n" +
+	"\x03403\x12h\n" +
+	"NThe admin API is off: tokend has no admin token configured (PermissionDenied).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJR\n" +
+	"\x03404\x12K\n" +
+	"1The application or key does not exist (NotFound).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03413\x12a\n" +
+	"GThe body is larger than --max-body-bytes (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJh\n" +
+	"\x03415\x12a\n" +
+	"GThe Content-Type is not application/json (InvalidArgument, field body).\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ~\n" +
+	"\x03503\x12w\n" +
+	"]Twilio did not answer in time, after retries (Unavailable); no key state was lost: try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Statusb\x10\n" +
+	"\x0e\n" +
+	"\n" +
+	"AdminToken\x12\x00\x82\xd3\xe4\x93\x026:\x01*\"1/v1/applications/{application_sid}/keys:reconcileB/Z-github.com/tokend/tokend/gen/token/v1;tokenv1b\x06proto3"
 
 var (
 	file_token_v1_admin_proto_rawDescOnce sync.Once
@@ -2252,99 +3066,128 @@ func file_token_v1_admin_proto_rawDescGZIP() []byte {
 	return file_token_v1_admin_proto_rawDescData
 }
 
-var file_token_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_token_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_token_v1_admin_proto_goTypes = []any{
-	(*Application)(nil),                   // 0: token.v1.Application
-	(*Key)(nil),                           // 1: token.v1.Key
-	(*CreateApplicationRequest)(nil),      // 2: token.v1.CreateApplicationRequest
-	(*CreateApplicationResponse)(nil),     // 3: token.v1.CreateApplicationResponse
-	(*ListApplicationsRequest)(nil),       // 4: token.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil),      // 5: token.v1.ListApplicationsResponse
-	(*GetApplicationRequest)(nil),         // 6: token.v1.GetApplicationRequest
-	(*GetApplicationResponse)(nil),        // 7: token.v1.GetApplicationResponse
-	(*UpdateApplicationRequest)(nil),      // 8: token.v1.UpdateApplicationRequest
-	(*UpdateApplicationResponse)(nil),     // 9: token.v1.UpdateApplicationResponse
-	(*DeleteApplicationRequest)(nil),      // 10: token.v1.DeleteApplicationRequest
-	(*DeleteApplicationResponse)(nil),     // 11: token.v1.DeleteApplicationResponse
-	(*AddKeyRequest)(nil),                 // 12: token.v1.AddKeyRequest
-	(*AddKeyResponse)(nil),                // 13: token.v1.AddKeyResponse
-	(*ListKeysRequest)(nil),               // 14: token.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),              // 15: token.v1.ListKeysResponse
-	(*ActivateKeyRequest)(nil),            // 16: token.v1.ActivateKeyRequest
-	(*ActivateKeyResponse)(nil),           // 17: token.v1.ActivateKeyResponse
-	(*DeleteKeyRequest)(nil),              // 18: token.v1.DeleteKeyRequest
-	(*DeleteKeyResponse)(nil),             // 19: token.v1.DeleteKeyResponse
-	(*RekeyRequest)(nil),                  // 20: token.v1.RekeyRequest
-	(*RekeyResponse)(nil),                 // 21: token.v1.RekeyResponse
-	(*Credential)(nil),                    // 22: token.v1.Credential
-	(*CreateCredentialRequest)(nil),       // 23: token.v1.CreateCredentialRequest
-	(*CreateCredentialResponse)(nil),      // 24: token.v1.CreateCredentialResponse
-	(*ListCredentialsRequest)(nil),        // 25: token.v1.ListCredentialsRequest
-	(*ListCredentialsResponse)(nil),       // 26: token.v1.ListCredentialsResponse
-	(*DeleteCredentialRequest)(nil),       // 27: token.v1.DeleteCredentialRequest
-	(*DeleteCredentialResponse)(nil),      // 28: token.v1.DeleteCredentialResponse
-	(*GetDefaultApplicationRequest)(nil),  // 29: token.v1.GetDefaultApplicationRequest
-	(*GetDefaultApplicationResponse)(nil), // 30: token.v1.GetDefaultApplicationResponse
-	(*SetDefaultApplicationRequest)(nil),  // 31: token.v1.SetDefaultApplicationRequest
-	(*SetDefaultApplicationResponse)(nil), // 32: token.v1.SetDefaultApplicationResponse
-	(*Grants)(nil),                        // 33: token.v1.Grants
-	(*timestamppb.Timestamp)(nil),         // 34: google.protobuf.Timestamp
+	(*Application)(nil),                    // 0: token.v1.Application
+	(*Key)(nil),                            // 1: token.v1.Key
+	(*CreateApplicationRequest)(nil),       // 2: token.v1.CreateApplicationRequest
+	(*CreateApplicationResponse)(nil),      // 3: token.v1.CreateApplicationResponse
+	(*ListApplicationsRequest)(nil),        // 4: token.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil),       // 5: token.v1.ListApplicationsResponse
+	(*GetApplicationRequest)(nil),          // 6: token.v1.GetApplicationRequest
+	(*GetApplicationResponse)(nil),         // 7: token.v1.GetApplicationResponse
+	(*UpdateApplicationRequest)(nil),       // 8: token.v1.UpdateApplicationRequest
+	(*UpdateApplicationResponse)(nil),      // 9: token.v1.UpdateApplicationResponse
+	(*DeleteApplicationRequest)(nil),       // 10: token.v1.DeleteApplicationRequest
+	(*DeleteApplicationResponse)(nil),      // 11: token.v1.DeleteApplicationResponse
+	(*AddKeyRequest)(nil),                  // 12: token.v1.AddKeyRequest
+	(*AddKeyResponse)(nil),                 // 13: token.v1.AddKeyResponse
+	(*ListKeysRequest)(nil),                // 14: token.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 15: token.v1.ListKeysResponse
+	(*ActivateKeyRequest)(nil),             // 16: token.v1.ActivateKeyRequest
+	(*ActivateKeyResponse)(nil),            // 17: token.v1.ActivateKeyResponse
+	(*DeleteKeyRequest)(nil),               // 18: token.v1.DeleteKeyRequest
+	(*DeleteKeyResponse)(nil),              // 19: token.v1.DeleteKeyResponse
+	(*RekeyRequest)(nil),                   // 20: token.v1.RekeyRequest
+	(*RekeyResponse)(nil),                  // 21: token.v1.RekeyResponse
+	(*Credential)(nil),                     // 22: token.v1.Credential
+	(*CreateCredentialRequest)(nil),        // 23: token.v1.CreateCredentialRequest
+	(*CreateCredentialResponse)(nil),       // 24: token.v1.CreateCredentialResponse
+	(*ListCredentialsRequest)(nil),         // 25: token.v1.ListCredentialsRequest
+	(*ListCredentialsResponse)(nil),        // 26: token.v1.ListCredentialsResponse
+	(*DeleteCredentialRequest)(nil),        // 27: token.v1.DeleteCredentialRequest
+	(*DeleteCredentialResponse)(nil),       // 28: token.v1.DeleteCredentialResponse
+	(*GetDefaultApplicationRequest)(nil),   // 29: token.v1.GetDefaultApplicationRequest
+	(*GetDefaultApplicationResponse)(nil),  // 30: token.v1.GetDefaultApplicationResponse
+	(*SetDefaultApplicationRequest)(nil),   // 31: token.v1.SetDefaultApplicationRequest
+	(*SetDefaultApplicationResponse)(nil),  // 32: token.v1.SetDefaultApplicationResponse
+	(*SetTwilioCredentialRequest)(nil),     // 33: token.v1.SetTwilioCredentialRequest
+	(*SetTwilioCredentialResponse)(nil),    // 34: token.v1.SetTwilioCredentialResponse
+	(*TwilioCredential)(nil),               // 35: token.v1.TwilioCredential
+	(*DeleteTwilioCredentialRequest)(nil),  // 36: token.v1.DeleteTwilioCredentialRequest
+	(*DeleteTwilioCredentialResponse)(nil), // 37: token.v1.DeleteTwilioCredentialResponse
+	(*ProvisionKeyRequest)(nil),            // 38: token.v1.ProvisionKeyRequest
+	(*ProvisionKeyResponse)(nil),           // 39: token.v1.ProvisionKeyResponse
+	(*RevokeKeyRequest)(nil),               // 40: token.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 41: token.v1.RevokeKeyResponse
+	(*ReconcileKeysRequest)(nil),           // 42: token.v1.ReconcileKeysRequest
+	(*ReconcileKeysResponse)(nil),          // 43: token.v1.ReconcileKeysResponse
+	(*Grants)(nil),                         // 44: token.v1.Grants
+	(*timestamppb.Timestamp)(nil),          // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 46: google.protobuf.Duration
 }
 var file_token_v1_admin_proto_depIdxs = []int32{
-	33, // 0: token.v1.Application.default_grants:type_name -> token.v1.Grants
-	34, // 1: token.v1.Application.created_at:type_name -> google.protobuf.Timestamp
-	34, // 2: token.v1.Application.updated_at:type_name -> google.protobuf.Timestamp
-	34, // 3: token.v1.Key.added_at:type_name -> google.protobuf.Timestamp
-	34, // 4: token.v1.Key.activated_at:type_name -> google.protobuf.Timestamp
-	34, // 5: token.v1.Key.last_signed_at:type_name -> google.protobuf.Timestamp
-	34, // 6: token.v1.Key.outstanding_until:type_name -> google.protobuf.Timestamp
-	33, // 7: token.v1.CreateApplicationRequest.default_grants:type_name -> token.v1.Grants
-	0,  // 8: token.v1.CreateApplicationResponse.application:type_name -> token.v1.Application
-	0,  // 9: token.v1.ListApplicationsResponse.applications:type_name -> token.v1.Application
-	0,  // 10: token.v1.GetApplicationResponse.application:type_name -> token.v1.Application
-	33, // 11: token.v1.UpdateApplicationRequest.default_grants:type_name -> token.v1.Grants
-	0,  // 12: token.v1.UpdateApplicationResponse.application:type_name -> token.v1.Application
-	1,  // 13: token.v1.AddKeyResponse.key:type_name -> token.v1.Key
-	1,  // 14: token.v1.ListKeysResponse.keys:type_name -> token.v1.Key
-	1,  // 15: token.v1.ActivateKeyResponse.key:type_name -> token.v1.Key
-	34, // 16: token.v1.Credential.created_at:type_name -> google.protobuf.Timestamp
-	22, // 17: token.v1.CreateCredentialResponse.credential:type_name -> token.v1.Credential
-	22, // 18: token.v1.ListCredentialsResponse.credentials:type_name -> token.v1.Credential
-	2,  // 19: token.v1.AdminService.CreateApplication:input_type -> token.v1.CreateApplicationRequest
-	4,  // 20: token.v1.AdminService.ListApplications:input_type -> token.v1.ListApplicationsRequest
-	6,  // 21: token.v1.AdminService.GetApplication:input_type -> token.v1.GetApplicationRequest
-	8,  // 22: token.v1.AdminService.UpdateApplication:input_type -> token.v1.UpdateApplicationRequest
-	10, // 23: token.v1.AdminService.DeleteApplication:input_type -> token.v1.DeleteApplicationRequest
-	12, // 24: token.v1.AdminService.AddKey:input_type -> token.v1.AddKeyRequest
-	14, // 25: token.v1.AdminService.ListKeys:input_type -> token.v1.ListKeysRequest
-	16, // 26: token.v1.AdminService.ActivateKey:input_type -> token.v1.ActivateKeyRequest
-	18, // 27: token.v1.AdminService.DeleteKey:input_type -> token.v1.DeleteKeyRequest
-	23, // 28: token.v1.AdminService.CreateCredential:input_type -> token.v1.CreateCredentialRequest
-	25, // 29: token.v1.AdminService.ListCredentials:input_type -> token.v1.ListCredentialsRequest
-	27, // 30: token.v1.AdminService.DeleteCredential:input_type -> token.v1.DeleteCredentialRequest
-	20, // 31: token.v1.AdminService.Rekey:input_type -> token.v1.RekeyRequest
-	29, // 32: token.v1.AdminService.GetDefaultApplication:input_type -> token.v1.GetDefaultApplicationRequest
-	31, // 33: token.v1.AdminService.SetDefaultApplication:input_type -> token.v1.SetDefaultApplicationRequest
-	3,  // 34: token.v1.AdminService.CreateApplication:output_type -> token.v1.CreateApplicationResponse
-	5,  // 35: token.v1.AdminService.ListApplications:output_type -> token.v1.ListApplicationsResponse
-	7,  // 36: token.v1.AdminService.GetApplication:output_type -> token.v1.GetApplicationResponse
-	9,  // 37: token.v1.AdminService.UpdateApplication:output_type -> token.v1.UpdateApplicationResponse
-	11, // 38: token.v1.AdminService.DeleteApplication:output_type -> token.v1.DeleteApplicationResponse
-	13, // 39: token.v1.AdminService.AddKey:output_type -> token.v1.AddKeyResponse
-	15, // 40: token.v1.AdminService.ListKeys:output_type -> token.v1.ListKeysResponse
-	17, // 41: token.v1.AdminService.ActivateKey:output_type -> token.v1.ActivateKeyResponse
-	19, // 42: token.v1.AdminService.DeleteKey:output_type -> token.v1.DeleteKeyResponse
-	24, // 43: token.v1.AdminService.CreateCredential:output_type -> token.v1.CreateCredentialResponse
-	26, // 44: token.v1.AdminService.ListCredentials:output_type -> token.v1.ListCredentialsResponse
-	28, // 45: token.v1.AdminService.DeleteCredential:output_type -> token.v1.DeleteCredentialResponse
-	21, // 46: token.v1.AdminService.Rekey:output_type -> token.v1.RekeyResponse
-	30, // 47: token.v1.AdminService.GetDefaultApplication:output_type -> token.v1.GetDefaultApplicationResponse
-	32, // 48: token.v1.AdminService.SetDefaultApplication:output_type -> token.v1.SetDefaultApplicationResponse
-	34, // [34:49] is the sub-list for method output_type
-	19, // [19:34] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	44, // 0: token.v1.Application.default_grants:type_name -> token.v1.Grants
+	45, // 1: token.v1.Application.created_at:type_name -> google.protobuf.Timestamp
+	45, // 2: token.v1.Application.updated_at:type_name -> google.protobuf.Timestamp
+	45, // 3: token.v1.Key.added_at:type_name -> google.protobuf.Timestamp
+	45, // 4: token.v1.Key.activated_at:type_name -> google.protobuf.Timestamp
+	45, // 5: token.v1.Key.last_signed_at:type_name -> google.protobuf.Timestamp
+	45, // 6: token.v1.Key.outstanding_until:type_name -> google.protobuf.Timestamp
+	45, // 7: token.v1.Key.delete_after:type_name -> google.protobuf.Timestamp
+	44, // 8: token.v1.CreateApplicationRequest.default_grants:type_name -> token.v1.Grants
+	0,  // 9: token.v1.CreateApplicationResponse.application:type_name -> token.v1.Application
+	0,  // 10: token.v1.ListApplicationsResponse.applications:type_name -> token.v1.Application
+	0,  // 11: token.v1.GetApplicationResponse.application:type_name -> token.v1.Application
+	44, // 12: token.v1.UpdateApplicationRequest.default_grants:type_name -> token.v1.Grants
+	0,  // 13: token.v1.UpdateApplicationResponse.application:type_name -> token.v1.Application
+	1,  // 14: token.v1.AddKeyResponse.key:type_name -> token.v1.Key
+	1,  // 15: token.v1.ListKeysResponse.keys:type_name -> token.v1.Key
+	1,  // 16: token.v1.ActivateKeyResponse.key:type_name -> token.v1.Key
+	45, // 17: token.v1.Credential.created_at:type_name -> google.protobuf.Timestamp
+	22, // 18: token.v1.CreateCredentialResponse.credential:type_name -> token.v1.Credential
+	22, // 19: token.v1.ListCredentialsResponse.credentials:type_name -> token.v1.Credential
+	46, // 20: token.v1.SetTwilioCredentialRequest.rotate_every:type_name -> google.protobuf.Duration
+	35, // 21: token.v1.SetTwilioCredentialResponse.credential:type_name -> token.v1.TwilioCredential
+	46, // 22: token.v1.TwilioCredential.rotate_every:type_name -> google.protobuf.Duration
+	45, // 23: token.v1.TwilioCredential.updated_at:type_name -> google.protobuf.Timestamp
+	1,  // 24: token.v1.ProvisionKeyResponse.key:type_name -> token.v1.Key
+	1,  // 25: token.v1.RevokeKeyResponse.active_key:type_name -> token.v1.Key
+	2,  // 26: token.v1.AdminService.CreateApplication:input_type -> token.v1.CreateApplicationRequest
+	4,  // 27: token.v1.AdminService.ListApplications:input_type -> token.v1.ListApplicationsRequest
+	6,  // 28: token.v1.AdminService.GetApplication:input_type -> token.v1.GetApplicationRequest
+	8,  // 29: token.v1.AdminService.UpdateApplication:input_type -> token.v1.UpdateApplicationRequest
+	10, // 30: token.v1.AdminService.DeleteApplication:input_type -> token.v1.DeleteApplicationRequest
+	12, // 31: token.v1.AdminService.AddKey:input_type -> token.v1.AddKeyRequest
+	14, // 32: token.v1.AdminService.ListKeys:input_type -> token.v1.ListKeysRequest
+	16, // 33: token.v1.AdminService.ActivateKey:input_type -> token.v1.ActivateKeyRequest
+	18, // 34: token.v1.AdminService.DeleteKey:input_type -> token.v1.DeleteKeyRequest
+	23, // 35: token.v1.AdminService.CreateCredential:input_type -> token.v1.CreateCredentialRequest
+	25, // 36: token.v1.AdminService.ListCredentials:input_type -> token.v1.ListCredentialsRequest
+	27, // 37: token.v1.AdminService.DeleteCredential:input_type -> token.v1.DeleteCredentialRequest
+	20, // 38: token.v1.AdminService.Rekey:input_type -> token.v1.RekeyRequest
+	29, // 39: token.v1.AdminService.GetDefaultApplication:input_type -> token.v1.GetDefaultApplicationRequest
+	31, // 40: token.v1.AdminService.SetDefaultApplication:input_type -> token.v1.SetDefaultApplicationRequest
+	33, // 41: token.v1.AdminService.SetTwilioCredential:input_type -> token.v1.SetTwilioCredentialRequest
+	36, // 42: token.v1.AdminService.DeleteTwilioCredential:input_type -> token.v1.DeleteTwilioCredentialRequest
+	38, // 43: token.v1.AdminService.ProvisionKey:input_type -> token.v1.ProvisionKeyRequest
+	40, // 44: token.v1.AdminService.RevokeKey:input_type -> token.v1.RevokeKeyRequest
+	42, // 45: token.v1.AdminService.ReconcileKeys:input_type -> token.v1.ReconcileKeysRequest
+	3,  // 46: token.v1.AdminService.CreateApplication:output_type -> token.v1.CreateApplicationResponse
+	5,  // 47: token.v1.AdminService.ListApplications:output_type -> token.v1.ListApplicationsResponse
+	7,  // 48: token.v1.AdminService.GetApplication:output_type -> token.v1.GetApplicationResponse
+	9,  // 49: token.v1.AdminService.UpdateApplication:output_type -> token.v1.UpdateApplicationResponse
+	11, // 50: token.v1.AdminService.DeleteApplication:output_type -> token.v1.DeleteApplicationResponse
+	13, // 51: token.v1.AdminService.AddKey:output_type -> token.v1.AddKeyResponse
+	15, // 52: token.v1.AdminService.ListKeys:output_type -> token.v1.ListKeysResponse
+	17, // 53: token.v1.AdminService.ActivateKey:output_type -> token.v1.ActivateKeyResponse
+	19, // 54: token.v1.AdminService.DeleteKey:output_type -> token.v1.DeleteKeyResponse
+	24, // 55: token.v1.AdminService.CreateCredential:output_type -> token.v1.CreateCredentialResponse
+	26, // 56: token.v1.AdminService.ListCredentials:output_type -> token.v1.ListCredentialsResponse
+	28, // 57: token.v1.AdminService.DeleteCredential:output_type -> token.v1.DeleteCredentialResponse
+	21, // 58: token.v1.AdminService.Rekey:output_type -> token.v1.RekeyResponse
+	30, // 59: token.v1.AdminService.GetDefaultApplication:output_type -> token.v1.GetDefaultApplicationResponse
+	32, // 60: token.v1.AdminService.SetDefaultApplication:output_type -> token.v1.SetDefaultApplicationResponse
+	34, // 61: token.v1.AdminService.SetTwilioCredential:output_type -> token.v1.SetTwilioCredentialResponse
+	37, // 62: token.v1.AdminService.DeleteTwilioCredential:output_type -> token.v1.DeleteTwilioCredentialResponse
+	39, // 63: token.v1.AdminService.ProvisionKey:output_type -> token.v1.ProvisionKeyResponse
+	41, // 64: token.v1.AdminService.RevokeKey:output_type -> token.v1.RevokeKeyResponse
+	43, // 65: token.v1.AdminService.ReconcileKeys:output_type -> token.v1.ReconcileKeysResponse
+	46, // [46:66] is the sub-list for method output_type
+	26, // [26:46] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_token_v1_admin_proto_init() }
@@ -2360,7 +3203,7 @@ func file_token_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_token_v1_admin_proto_rawDesc), len(file_token_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,21 +19,26 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateApplication_FullMethodName     = "/token.v1.AdminService/CreateApplication"
-	AdminService_ListApplications_FullMethodName      = "/token.v1.AdminService/ListApplications"
-	AdminService_GetApplication_FullMethodName        = "/token.v1.AdminService/GetApplication"
-	AdminService_UpdateApplication_FullMethodName     = "/token.v1.AdminService/UpdateApplication"
-	AdminService_DeleteApplication_FullMethodName     = "/token.v1.AdminService/DeleteApplication"
-	AdminService_AddKey_FullMethodName                = "/token.v1.AdminService/AddKey"
-	AdminService_ListKeys_FullMethodName              = "/token.v1.AdminService/ListKeys"
-	AdminService_ActivateKey_FullMethodName           = "/token.v1.AdminService/ActivateKey"
-	AdminService_DeleteKey_FullMethodName             = "/token.v1.AdminService/DeleteKey"
-	AdminService_CreateCredential_FullMethodName      = "/token.v1.AdminService/CreateCredential"
-	AdminService_ListCredentials_FullMethodName       = "/token.v1.AdminService/ListCredentials"
-	AdminService_DeleteCredential_FullMethodName      = "/token.v1.AdminService/DeleteCredential"
-	AdminService_Rekey_FullMethodName                 = "/token.v1.AdminService/Rekey"
-	AdminService_GetDefaultApplication_FullMethodName = "/token.v1.AdminService/GetDefaultApplication"
-	AdminService_SetDefaultApplication_FullMethodName = "/token.v1.AdminService/SetDefaultApplication"
+	AdminService_CreateApplication_FullMethodName      = "/token.v1.AdminService/CreateApplication"
+	AdminService_ListApplications_FullMethodName       = "/token.v1.AdminService/ListApplications"
+	AdminService_GetApplication_FullMethodName         = "/token.v1.AdminService/GetApplication"
+	AdminService_UpdateApplication_FullMethodName      = "/token.v1.AdminService/UpdateApplication"
+	AdminService_DeleteApplication_FullMethodName      = "/token.v1.AdminService/DeleteApplication"
+	AdminService_AddKey_FullMethodName                 = "/token.v1.AdminService/AddKey"
+	AdminService_ListKeys_FullMethodName               = "/token.v1.AdminService/ListKeys"
+	AdminService_ActivateKey_FullMethodName            = "/token.v1.AdminService/ActivateKey"
+	AdminService_DeleteKey_FullMethodName              = "/token.v1.AdminService/DeleteKey"
+	AdminService_CreateCredential_FullMethodName       = "/token.v1.AdminService/CreateCredential"
+	AdminService_ListCredentials_FullMethodName        = "/token.v1.AdminService/ListCredentials"
+	AdminService_DeleteCredential_FullMethodName       = "/token.v1.AdminService/DeleteCredential"
+	AdminService_Rekey_FullMethodName                  = "/token.v1.AdminService/Rekey"
+	AdminService_GetDefaultApplication_FullMethodName  = "/token.v1.AdminService/GetDefaultApplication"
+	AdminService_SetDefaultApplication_FullMethodName  = "/token.v1.AdminService/SetDefaultApplication"
+	AdminService_SetTwilioCredential_FullMethodName    = "/token.v1.AdminService/SetTwilioCredential"
+	AdminService_DeleteTwilioCredential_FullMethodName = "/token.v1.AdminService/DeleteTwilioCredential"
+	AdminService_ProvisionKey_FullMethodName           = "/token.v1.AdminService/ProvisionKey"
+	AdminService_RevokeKey_FullMethodName              = "/token.v1.AdminService/RevokeKey"
+	AdminService_ReconcileKeys_FullMethodName          = "/token.v1.AdminService/ReconcileKeys"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -85,6 +90,25 @@ type AdminServiceClient interface {
 	// requests that name none. It is stored, so it survives restarts, and
 	// every replica follows within about 250 ms.
 	SetDefaultApplication(ctx context.Context, in *SetDefaultApplicationRequest, opts ...grpc.CallOption) (*SetDefaultApplicationResponse, error)
+	// SetTwilioCredential gives an application its provisioning credential:
+	// the account's auth token or a Main API key, which tokend uses to
+	// create, list and delete the application's API keys at Twilio. It is
+	// checked at Twilio, sealed under the master key and never returned.
+	SetTwilioCredential(ctx context.Context, in *SetTwilioCredentialRequest, opts ...grpc.CallOption) (*SetTwilioCredentialResponse, error)
+	// DeleteTwilioCredential removes the provisioning credential: tokend no
+	// longer creates, rotates or deletes the application's keys at Twilio.
+	DeleteTwilioCredential(ctx context.Context, in *DeleteTwilioCredentialRequest, opts ...grpc.CallOption) (*DeleteTwilioCredentialResponse, error)
+	// ProvisionKey creates a new API key at Twilio for the application,
+	// stores its secret sealed and activates it if asked. The secret never
+	// leaves tokend.
+	ProvisionKey(ctx context.Context, in *ProvisionKeyRequest, opts ...grpc.CallOption) (*ProvisionKeyResponse, error)
+	// RevokeKey replaces a compromised key: a fresh key is provisioned and
+	// activated first, then the compromised key is deleted at Twilio at
+	// once (every token it signed stops working) and removed from tokend.
+	RevokeKey(ctx context.Context, in *RevokeKeyRequest, opts ...grpc.CallOption) (*RevokeKeyResponse, error)
+	// ReconcileKeys compares tokend's keys of the application with the keys
+	// Twilio lists for its account.
+	ReconcileKeys(ctx context.Context, in *ReconcileKeysRequest, opts ...grpc.CallOption) (*ReconcileKeysResponse, error)
 }
 
 type adminServiceClient struct {
@@ -245,6 +269,56 @@ func (c *adminServiceClient) SetDefaultApplication(ctx context.Context, in *SetD
 	return out, nil
 }
 
+func (c *adminServiceClient) SetTwilioCredential(ctx context.Context, in *SetTwilioCredentialRequest, opts ...grpc.CallOption) (*SetTwilioCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTwilioCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetTwilioCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteTwilioCredential(ctx context.Context, in *DeleteTwilioCredentialRequest, opts ...grpc.CallOption) (*DeleteTwilioCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTwilioCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteTwilioCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ProvisionKey(ctx context.Context, in *ProvisionKeyRequest, opts ...grpc.CallOption) (*ProvisionKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProvisionKeyResponse)
+	err := c.cc.Invoke(ctx, AdminService_ProvisionKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeKey(ctx context.Context, in *RevokeKeyRequest, opts ...grpc.CallOption) (*RevokeKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeKeyResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ReconcileKeys(ctx context.Context, in *ReconcileKeysRequest, opts ...grpc.CallOption) (*ReconcileKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReconcileKeysResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReconcileKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -294,6 +368,25 @@ type AdminServiceServer interface {
 	// requests that name none. It is stored, so it survives restarts, and
 	// every replica follows within about 250 ms.
 	SetDefaultApplication(context.Context, *SetDefaultApplicationRequest) (*SetDefaultApplicationResponse, error)
+	// SetTwilioCredential gives an application its provisioning credential:
+	// the account's auth token or a Main API key, which tokend uses to
+	// create, list and delete the application's API keys at Twilio. It is
+	// checked at Twilio, sealed under the master key and never returned.
+	SetTwilioCredential(context.Context, *SetTwilioCredentialRequest) (*SetTwilioCredentialResponse, error)
+	// DeleteTwilioCredential removes the provisioning credential: tokend no
+	// longer creates, rotates or deletes the application's keys at Twilio.
+	DeleteTwilioCredential(context.Context, *DeleteTwilioCredentialRequest) (*DeleteTwilioCredentialResponse, error)
+	// ProvisionKey creates a new API key at Twilio for the application,
+	// stores its secret sealed and activates it if asked. The secret never
+	// leaves tokend.
+	ProvisionKey(context.Context, *ProvisionKeyRequest) (*ProvisionKeyResponse, error)
+	// RevokeKey replaces a compromised key: a fresh key is provisioned and
+	// activated first, then the compromised key is deleted at Twilio at
+	// once (every token it signed stops working) and removed from tokend.
+	RevokeKey(context.Context, *RevokeKeyRequest) (*RevokeKeyResponse, error)
+	// ReconcileKeys compares tokend's keys of the application with the keys
+	// Twilio lists for its account.
+	ReconcileKeys(context.Context, *ReconcileKeysRequest) (*ReconcileKeysResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -348,6 +441,21 @@ func (UnimplementedAdminServiceServer) GetDefaultApplication(context.Context, *G
 }
 func (UnimplementedAdminServiceServer) SetDefaultApplication(context.Context, *SetDefaultApplicationRequest) (*SetDefaultApplicationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetDefaultApplication not implemented")
+}
+func (UnimplementedAdminServiceServer) SetTwilioCredential(context.Context, *SetTwilioCredentialRequest) (*SetTwilioCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTwilioCredential not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteTwilioCredential(context.Context, *DeleteTwilioCredentialRequest) (*DeleteTwilioCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTwilioCredential not implemented")
+}
+func (UnimplementedAdminServiceServer) ProvisionKey(context.Context, *ProvisionKeyRequest) (*ProvisionKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProvisionKey not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeKey(context.Context, *RevokeKeyRequest) (*RevokeKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeKey not implemented")
+}
+func (UnimplementedAdminServiceServer) ReconcileKeys(context.Context, *ReconcileKeysRequest) (*ReconcileKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReconcileKeys not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -640,6 +748,96 @@ func _AdminService_SetDefaultApplication_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SetTwilioCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTwilioCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetTwilioCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetTwilioCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetTwilioCredential(ctx, req.(*SetTwilioCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteTwilioCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTwilioCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteTwilioCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteTwilioCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteTwilioCredential(ctx, req.(*DeleteTwilioCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ProvisionKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProvisionKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ProvisionKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ProvisionKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ProvisionKey(ctx, req.(*ProvisionKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeKey(ctx, req.(*RevokeKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ReconcileKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReconcileKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReconcileKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReconcileKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReconcileKeys(ctx, req.(*ReconcileKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -706,6 +904,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetDefaultApplication",
 			Handler:    _AdminService_SetDefaultApplication_Handler,
+		},
+		{
+			MethodName: "SetTwilioCredential",
+			Handler:    _AdminService_SetTwilioCredential_Handler,
+		},
+		{
+			MethodName: "DeleteTwilioCredential",
+			Handler:    _AdminService_DeleteTwilioCredential_Handler,
+		},
+		{
+			MethodName: "ProvisionKey",
+			Handler:    _AdminService_ProvisionKey_Handler,
+		},
+		{
+			MethodName: "RevokeKey",
+			Handler:    _AdminService_RevokeKey_Handler,
+		},
+		{
+			MethodName: "ReconcileKeys",
+			Handler:    _AdminService_ReconcileKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -845,7 +845,7 @@ func (s *Store) Snapshot(ctx context.Context) (storage.Snapshot, error) {
 
 // MasterKeyIDs returns how many sealed secrets each master key sealed.
 func (s *Store) MasterKeyIDs(ctx context.Context) (map[string]int, error) {
-	rows, err := s.pool.Query(ctx, `SELECT master_key_id, COUNT(*) FROM keys GROUP BY master_key_id`)
+	rows, err := s.pool.Query(ctx, `SELECT master_key_id, COUNT(*) FROM (SELECT master_key_id FROM keys UNION ALL SELECT master_key_id FROM twilio_credentials) AS sealed GROUP BY master_key_id`)
 	if err != nil {
 		return nil, fmt.Errorf("read master key ids: %w", err)
 	}

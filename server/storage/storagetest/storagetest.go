@@ -111,6 +111,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"DefaultApplicationDeleted", testDefaultApplicationDeleted},
 		{"ConcurrentDefaultApplication", testConcurrentDefaultApplication},
 	}
+	tests = append(tests, provisioningTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t)

@@ -1,0 +1,733 @@
+// Package provision lets tokend create, rotate, revoke, reconcile and
+// delete its applications' API keys at Twilio itself, with each
+// application's provisioning credential (an auth token or a Main API key).
+//
+// Every step that calls Twilio is recorded first as an intent (a
+// storage.KeyOp) and the intent removed once the step is whole, so that a
+// crash at any point leaves nothing unknown: Recover, run at start and by
+// the scheduler, finishes or undoes every intent it finds. A key created
+// at Twilio carries the intent's ID in its friendly name, so that a key
+// created just before a crash (whose secret is lost) is found and deleted.
+//
+// Scheduled work (rotation, deletion after outstanding_until plus the
+// grace period, recovery) runs only on the replica that holds the store's
+// lease, so that it happens once however many replicas share the store.
+package provision
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokend/tokend/server/audit"
+	"github.com/tokend/tokend/server/keystore"
+	"github.com/tokend/tokend/server/secrets"
+	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/twilioapi"
+)
+
+// Errors, wrapped with context; test with errors.Is.
+var (
+	// ErrNoCredential: the application has no provisioning credential.
+	ErrNoCredential = errors.New("the application has no provisioning credential")
+)
+
+// Twilio states of a key (Key.twilio_state).
+const (
+	TwilioPresent = "present"
+	TwilioMissing = "missing"
+)
+
+// LeaseName is the store lease the scheduler holds.
+const LeaseName = "provisioning"
+
+// Config configures a Provisioner.
+type Config struct {
+	// Keys is the keystore (its store and keyring); required.
+	Keys *keystore.Keystore
+	// Twilio is the Keys API client; required.
+	Twilio *twilioapi.Client
+	// Grace is added to a retired key's outstanding_until before tokend
+	// deletes it at Twilio; 0: 5 minutes. It must exceed the interval at
+	// which replicas record key usage.
+	Grace time.Duration
+	// Holder names this process in the lease; required for Run.
+	Holder string
+	// LeaseTTL is how long the lease lasts unless renewed; 0: 30 s. A
+	// holder that dies is replaced after it.
+	LeaseTTL time.Duration
+	// Logger receives every step; nil: slog.Default().
+	Logger *slog.Logger
+	// Audit receives one record per step; nil: none.
+	Audit *audit.Logger
+	// OnStep, if set, is told of every step and its result ("ok" or
+	// "error"), for metrics: actions provision, activate, delete, revoke,
+	// rotate, recover, orphan_deleted, switch_active.
+	OnStep func(action, result string)
+	// Now returns the current time; nil: time.Now.
+	Now func() time.Time
+	// Settle is how long a revoke waits between activating the fresh key
+	// and deleting the revoked one at Twilio, so that other replicas
+	// (which reload within a watch interval) stop signing with it first;
+	// 0: none.
+	Settle time.Duration
+}
+
+// Provisioner manages the API keys of applications that have a
+// provisioning credential. It is safe for concurrent use.
+type Provisioner struct {
+	cfg   Config
+	ks    *keystore.Keystore
+	store storage.Store
+	log   *slog.Logger
+
+	mu sync.Mutex // serialises key changes in this process
+
+	smu    sync.Mutex
+	twilio map[string]map[string]twilioapi.Key // app -> key SID -> Twilio's key, last listing
+	listed map[string]bool                     // apps listed at least once
+}
+
+// New returns a Provisioner.
+func New(cfg Config) *Provisioner {
+	if cfg.Grace <= 0 {
+		cfg.Grace = 5 * time.Minute
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Provisioner{cfg: cfg, ks: cfg.Keys, store: cfg.Keys.Store(), log: cfg.Logger,
+		twilio: map[string]map[string]twilioapi.Key{}, listed: map[string]bool{}}
+}
+
+// credentialAD binds a sealed provisioning credential to its application.
+func credentialAD(applicationSID string) []byte {
+	return secrets.AssociatedData(applicationSID, "twilio-credential")
+}
+
+func newOpID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (p *Provisioner) step(ctx context.Context, action, appSID string, err error, attrs ...any) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	if p.cfg.OnStep != nil {
+		p.cfg.OnStep(action, result)
+	}
+	args := append([]any{"action", action, "application_sid", appSID, "result", result}, attrs...)
+	if err != nil {
+		p.log.WarnContext(ctx, "key provisioning", append(args, "error", err)...)
+	} else {
+		p.log.InfoContext(ctx, "key provisioning", args...)
+	}
+	if p.cfg.Audit == nil {
+		return
+	}
+	r := audit.Record{Event: audit.EventAdmin, Action: action, Principal: "tokend-provisioner", ApplicationSID: appSID, Decision: audit.Allow, Code: "OK"}
+	var details []string
+	for i := 0; i+1 < len(attrs); i += 2 {
+		details = append(details, fmt.Sprint(attrs[i], "=", attrs[i+1]))
+	}
+	if err != nil {
+		r.Code = "Unavailable"
+		details = append(details, "error="+err.Error())
+	}
+	r.Reason = strings.Join(details, " ")
+	p.cfg.Audit.Log(r)
+}
+
+// SetCredential checks the credential at Twilio (it must be able to list
+// the account's keys), seals it and stores it with the rotation interval.
+func (p *Provisioner) SetCredential(ctx context.Context, applicationSID, username, secret string, rotateEvery time.Duration) (storage.TwilioCredential, error) {
+	app, err := p.store.GetApplication(ctx, applicationSID)
+	if err != nil {
+		return storage.TwilioCredential{}, err
+	}
+	cred := twilioapi.Credential{Username: username, Password: secret}
+	if _, err := p.cfg.Twilio.ListKeys(ctx, cred, app.AccountSID, app.Region); err != nil {
+		return storage.TwilioCredential{}, err
+	}
+	sealed, mkID, err := p.ks.Keyring().Seal([]byte(secret), credentialAD(applicationSID))
+	if err != nil {
+		return storage.TwilioCredential{}, fmt.Errorf("seal provisioning credential: %w", err)
+	}
+	c := storage.TwilioCredential{ApplicationSID: applicationSID, Username: username, SealedSecret: sealed, MasterKeyID: mkID, RotateEvery: rotateEvery}
+	if err := p.store.PutTwilioCredential(ctx, c); err != nil {
+		return storage.TwilioCredential{}, err
+	}
+	p.step(ctx, "set_twilio_credential", applicationSID, nil, "username", username, "rotate_every", rotateEvery)
+	return p.store.GetTwilioCredential(ctx, applicationSID)
+}
+
+// Rekey seals every provisioning credential that is not under the primary
+// master key again under it, and returns how many it resealed.
+func (p *Provisioner) Rekey(ctx context.Context) (int, error) {
+	creds, err := p.store.ListTwilioCredentials(ctx)
+	if err != nil {
+		return 0, err
+	}
+	kr := p.ks.Keyring()
+	n := 0
+	for _, c := range creds {
+		if c.MasterKeyID == kr.Primary().ID {
+			continue
+		}
+		ad := credentialAD(c.ApplicationSID)
+		secret, err := kr.Open(c.SealedSecret, c.MasterKeyID, ad)
+		if err != nil {
+			return n, fmt.Errorf("open provisioning credential of application %s: %w", c.ApplicationSID, err)
+		}
+		c.SealedSecret, c.MasterKeyID, err = kr.Seal(secret, ad)
+		clear(secret)
+		if err != nil {
+			return n, fmt.Errorf("seal provisioning credential of application %s: %w", c.ApplicationSID, err)
+		}
+		if err := p.store.PutTwilioCredential(ctx, c); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// DeleteCredential removes the provisioning credential.
+func (p *Provisioner) DeleteCredential(ctx context.Context, applicationSID string) error {
+	err := p.store.DeleteTwilioCredential(ctx, applicationSID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrNoCredential, err)
+	}
+	if err == nil {
+		p.smu.Lock()
+		delete(p.twilio, applicationSID)
+		delete(p.listed, applicationSID)
+		p.smu.Unlock()
+		p.step(ctx, "delete_twilio_credential", applicationSID, nil)
+	}
+	return err
+}
+
+// credential opens the application's provisioning credential.
+func (p *Provisioner) credential(ctx context.Context, applicationSID string) (storage.Application, twilioapi.Credential, storage.TwilioCredential, error) {
+	app, err := p.store.GetApplication(ctx, applicationSID)
+	if err != nil {
+		return app, twilioapi.Credential{}, storage.TwilioCredential{}, err
+	}
+	c, err := p.store.GetTwilioCredential(ctx, applicationSID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return app, twilioapi.Credential{}, c, fmt.Errorf("application %s: %w (set one with PUT /v1/applications/%s/twilio-credential)", applicationSID, ErrNoCredential, applicationSID)
+	}
+	if err != nil {
+		return app, twilioapi.Credential{}, c, err
+	}
+	secret, err := p.ks.Keyring().Open(c.SealedSecret, c.MasterKeyID, credentialAD(applicationSID))
+	if err != nil {
+		return app, twilioapi.Credential{}, c, fmt.Errorf("open provisioning credential of application %s: %w", applicationSID, err)
+	}
+	return app, twilioapi.Credential{Username: c.Username, Password: string(secret)}, c, nil
+}
+
+// Provision creates a key at Twilio, stores it sealed and activates it if
+// asked (or if the application has no active key).
+func (p *Provisioner) Provision(ctx context.Context, applicationSID string, activate bool) (storage.Key, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.provision(ctx, applicationSID, activate, "provision")
+}
+
+func (p *Provisioner) provision(ctx context.Context, applicationSID string, activate bool, action string) (k storage.Key, err error) {
+	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "provision", Activate: activate}
+	defer func() { p.step(ctx, action, applicationSID, err, "api_key_sid", k.SID, "op", op.ID) }()
+	app, cred, _, err := p.credential(ctx, applicationSID)
+	if err != nil {
+		return k, err
+	}
+	if err := p.store.PutKeyOp(ctx, op); err != nil {
+		return k, fmt.Errorf("record intent: %w", err)
+	}
+	tk, err := p.cfg.Twilio.CreateKey(ctx, cred, app.AccountSID, app.Region, twilioapi.FriendlyName(applicationSID, op.ID))
+	if err != nil {
+		// A key may exist at Twilio all the same (a lost answer): undo
+		// now if possible, else at the next recovery.
+		p.undoProvision(context.WithoutCancel(ctx), op)
+		return k, err
+	}
+	state := storage.KeyRetired
+	if activate {
+		state = storage.KeyActive
+	} else if keys, err := p.store.ListKeys(ctx, applicationSID); err == nil && !slices.ContainsFunc(keys, func(k storage.Key) bool { return k.State == storage.KeyActive }) {
+		state = storage.KeyActive
+	}
+	sealed, mkID, err := p.ks.SealKey(applicationSID, tk.SID, []byte(tk.Secret))
+	if err == nil {
+		err = p.store.CreateKey(ctx, storage.Key{ApplicationSID: applicationSID, SID: tk.SID, SealedSecret: sealed, MasterKeyID: mkID, State: state})
+	}
+	if err != nil {
+		p.undoProvision(context.WithoutCancel(ctx), op)
+		return k, fmt.Errorf("store the new key %s: %w", tk.SID, err)
+	}
+	p.remember(applicationSID, twilioapi.Key{SID: tk.SID, FriendlyName: tk.FriendlyName, DateCreated: tk.DateCreated})
+	if err := p.ks.Reload(ctx); err != nil {
+		p.log.ErrorContext(ctx, "reload keys after provisioning", "error", err)
+	}
+	// A retried create whose first answer was lost may have made a second
+	// key with this op's name: delete any key of the op that tokend did
+	// not store, then drop the intent (left for Recover on failure).
+	if err := p.finishProvision(ctx, op); err != nil {
+		p.log.WarnContext(ctx, "finish provisioning; will retry", "op", op.ID, "error", err)
+	}
+	return p.store.GetKey(ctx, applicationSID, tk.SID)
+}
+
+// undoProvision deletes at Twilio any key op created that tokend did not
+// store, and drops the intent; on failure the intent stays for Recover.
+func (p *Provisioner) undoProvision(ctx context.Context, op storage.KeyOp) {
+	if err := p.finishProvision(ctx, op); err != nil {
+		p.log.WarnContext(ctx, "undo key provisioning; will retry", "op", op.ID, "error", err)
+	}
+}
+
+func (p *Provisioner) finishProvision(ctx context.Context, op storage.KeyOp) error {
+	app, cred, _, err := p.credential(ctx, op.ApplicationSID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, ErrNoCredential) {
+			return p.store.DeleteKeyOp(ctx, op.ID) // nothing tokend can do
+		}
+		return err
+	}
+	keys, err := p.cfg.Twilio.ListKeys(ctx, cred, app.AccountSID, app.Region)
+	if err != nil {
+		return err
+	}
+	for _, tk := range keys {
+		appSID, opID, ok := twilioapi.ParseFriendlyName(tk.FriendlyName)
+		if !ok || appSID != op.ApplicationSID || opID != op.ID {
+			continue
+		}
+		if _, err := p.store.GetKey(ctx, op.ApplicationSID, tk.SID); err == nil {
+			continue // stored: the provisioning finished
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		err := p.cfg.Twilio.DeleteKey(ctx, cred, app.AccountSID, app.Region, tk.SID)
+		var te *twilioapi.Error
+		if err != nil && !(errors.As(err, &te) && te.NotFound()) {
+			return err
+		}
+		p.step(ctx, "orphan_deleted", op.ApplicationSID, nil, "api_key_sid", tk.SID, "op", op.ID)
+	}
+	return p.store.DeleteKeyOp(ctx, op.ID)
+}
+
+// deleteKey deletes a key at Twilio (gone already is fine) and then from
+// the store, under a recorded intent.
+func (p *Provisioner) deleteKey(ctx context.Context, op storage.KeyOp, action string) (err error) {
+	defer func() { p.step(ctx, action, op.ApplicationSID, err, "api_key_sid", op.APIKeySID, "op", op.ID) }()
+	app, cred, _, err := p.credential(ctx, op.ApplicationSID)
+	if err != nil {
+		return err
+	}
+	if err := p.store.PutKeyOp(ctx, op); err != nil {
+		return fmt.Errorf("record intent: %w", err)
+	}
+	err = p.cfg.Twilio.DeleteKey(ctx, cred, app.AccountSID, app.Region, op.APIKeySID)
+	var te *twilioapi.Error
+	if err != nil && !(errors.As(err, &te) && te.NotFound()) {
+		return err
+	}
+	if err := p.store.DeleteKey(ctx, op.ApplicationSID, op.APIKeySID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("remove key %s from tokend (deleted at Twilio): %w", op.APIKeySID, err)
+	}
+	p.forget(op.ApplicationSID, op.APIKeySID)
+	if err := p.ks.Reload(ctx); err != nil {
+		p.log.ErrorContext(ctx, "reload keys after deletion", "error", err)
+	}
+	return p.store.DeleteKeyOp(ctx, op.ID)
+}
+
+// Revoke replaces a compromised key: if it is the active key, a fresh key
+// is provisioned and activated first; then the key is deleted at Twilio at
+// once and removed from tokend. It returns the active key.
+func (p *Provisioner) Revoke(ctx context.Context, applicationSID, keySID string) (storage.Key, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.store.GetKey(ctx, applicationSID, keySID); err != nil {
+		return storage.Key{}, err
+	}
+	if _, _, _, err := p.credential(ctx, applicationSID); err != nil {
+		return storage.Key{}, err
+	}
+	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "revoke", APIKeySID: keySID}
+	if err := p.store.PutKeyOp(ctx, op); err != nil {
+		return storage.Key{}, fmt.Errorf("record intent: %w", err)
+	}
+	return p.revoke(ctx, op)
+}
+
+func (p *Provisioner) revoke(ctx context.Context, op storage.KeyOp) (storage.Key, error) {
+	k, err := p.store.GetKey(ctx, op.ApplicationSID, op.APIKeySID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		// Removed from tokend already; make sure Twilio has it no more.
+	case err != nil:
+		return storage.Key{}, err
+	case k.State == storage.KeyActive:
+		if _, err := p.provision(ctx, op.ApplicationSID, true, "provision"); err != nil {
+			return storage.Key{}, fmt.Errorf("provision the replacement key (the compromised key %s still signs): %w", op.APIKeySID, err)
+		}
+		if p.cfg.Settle > 0 {
+			select {
+			case <-time.After(p.cfg.Settle):
+			case <-ctx.Done():
+				return storage.Key{}, ctx.Err()
+			}
+		}
+	}
+	if err := p.deleteKey(ctx, op, "revoke"); err != nil {
+		return storage.Key{}, fmt.Errorf("delete the revoked key %s (a new key signs already): %w", op.APIKeySID, err)
+	}
+	keys, err := p.store.ListKeys(ctx, op.ApplicationSID)
+	if err != nil {
+		return storage.Key{}, err
+	}
+	for _, k := range keys {
+		if k.State == storage.KeyActive {
+			return k, nil
+		}
+	}
+	return storage.Key{}, nil
+}
+
+// Recover finishes or undoes every recorded intent. Intents it cannot
+// complete (Twilio down) stay for the next call.
+func (p *Provisioner) Recover(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ops, err := p.store.ListKeyOps(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, op := range ops {
+		var err error
+		switch op.Op {
+		case "provision":
+			err = p.finishProvision(ctx, op)
+		case "delete":
+			err = p.deleteKey(ctx, op, "delete")
+		case "revoke":
+			_, err = p.revoke(ctx, op)
+		default:
+			err = p.store.DeleteKeyOp(ctx, op.ID)
+		}
+		p.step(ctx, "recover", op.ApplicationSID, err, "op", op.ID, "intent", op.Op, "api_key_sid", op.APIKeySID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("intent %s (%s %s): %w", op.ID, op.Op, op.APIKeySID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Provisioner) remember(appSID string, k twilioapi.Key) {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	m := p.twilio[appSID]
+	if m == nil {
+		m = map[string]twilioapi.Key{}
+		p.twilio[appSID] = m
+	}
+	m[k.SID] = k
+}
+
+func (p *Provisioner) forget(appSID, keySID string) {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	delete(p.twilio[appSID], keySID)
+}
+
+// Report is the outcome of Reconcile.
+type Report struct {
+	// Orphaned are keys at Twilio named as tokend's for the application
+	// that tokend does not hold; Deleted those of them deleted.
+	Orphaned, Deleted []string
+	// Missing are keys tokend holds that Twilio no longer has.
+	Missing []string
+	// SwitchedTo is the key activated because the active key was missing.
+	SwitchedTo string
+}
+
+// Reconcile compares the application's keys with Twilio's list, records
+// which keys Twilio no longer has (Status), switches to another present
+// key if the active one is missing, and deletes orphans if asked.
+func (p *Provisioner) Reconcile(ctx context.Context, applicationSID string, deleteOrphans bool) (Report, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reconcile(ctx, applicationSID, deleteOrphans)
+}
+
+func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, deleteOrphans bool) (Report, error) {
+	var rep Report
+	app, cred, _, err := p.credential(ctx, applicationSID)
+	if err != nil {
+		return rep, err
+	}
+	tkeys, err := p.cfg.Twilio.ListKeys(ctx, cred, app.AccountSID, app.Region)
+	if err != nil {
+		return rep, err
+	}
+	ours, err := p.store.ListKeys(ctx, applicationSID)
+	if err != nil {
+		return rep, err
+	}
+	ops, err := p.store.ListKeyOps(ctx)
+	if err != nil {
+		return rep, err
+	}
+	pending := map[string]bool{}
+	for _, op := range ops {
+		pending[op.ID] = true
+	}
+	at := map[string]twilioapi.Key{}
+	for _, tk := range tkeys {
+		at[tk.SID] = tk
+	}
+	held := map[string]bool{}
+	for _, k := range ours {
+		held[k.SID] = true
+		if _, ok := at[k.SID]; !ok {
+			rep.Missing = append(rep.Missing, k.SID)
+		}
+	}
+	for _, tk := range tkeys {
+		appSID, opID, ok := twilioapi.ParseFriendlyName(tk.FriendlyName)
+		if !ok || appSID != applicationSID || held[tk.SID] || pending[opID] {
+			continue
+		}
+		rep.Orphaned = append(rep.Orphaned, tk.SID)
+		if deleteOrphans {
+			err := p.cfg.Twilio.DeleteKey(ctx, cred, app.AccountSID, app.Region, tk.SID)
+			var te *twilioapi.Error
+			if err != nil && !(errors.As(err, &te) && te.NotFound()) {
+				p.step(ctx, "orphan_deleted", applicationSID, err, "api_key_sid", tk.SID)
+				return rep, err
+			}
+			p.step(ctx, "orphan_deleted", applicationSID, nil, "api_key_sid", tk.SID)
+			rep.Deleted = append(rep.Deleted, tk.SID)
+			delete(at, tk.SID)
+		}
+	}
+	p.smu.Lock()
+	p.twilio[applicationSID] = at
+	p.listed[applicationSID] = true
+	p.smu.Unlock()
+	// The active key missing at Twilio: every token fails there. Switch
+	// to the most recently activated key Twilio has, if any.
+	var active *storage.Key
+	for i := range ours {
+		if ours[i].State == storage.KeyActive {
+			active = &ours[i]
+		}
+	}
+	if active != nil && slices.Contains(rep.Missing, active.SID) {
+		var best *storage.Key
+		for i := range ours {
+			k := &ours[i]
+			if _, ok := at[k.SID]; ok && k.State != storage.KeyActive && (best == nil || k.ActivatedAt.After(best.ActivatedAt) || (k.ActivatedAt.Equal(best.ActivatedAt) && k.CreatedAt.After(best.CreatedAt))) {
+				best = k
+			}
+		}
+		if best != nil {
+			err := p.store.ActivateKey(ctx, applicationSID, best.SID)
+			p.step(ctx, "switch_active", applicationSID, err, "api_key_sid", best.SID, "missing_api_key_sid", active.SID)
+			if err != nil {
+				return rep, err
+			}
+			rep.SwitchedTo = best.SID
+			if err := p.ks.Reload(ctx); err != nil {
+				p.log.ErrorContext(ctx, "reload keys after switching", "error", err)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// KeyStatus returns what tokend knows of a key at Twilio ("" if the
+// application was never listed) and when the scheduler will delete it
+// (zero if it will not). all are the application's keys.
+func (p *Provisioner) KeyStatus(k storage.Key, all []storage.Key) (twilioState string, deleteAfter time.Time) {
+	p.smu.Lock()
+	tk, present := p.twilio[k.ApplicationSID][k.SID]
+	listed := p.listed[k.ApplicationSID]
+	p.smu.Unlock()
+	switch {
+	case present:
+		twilioState = TwilioPresent
+	case listed:
+		twilioState = TwilioMissing
+	}
+	if present && k.State == storage.KeyRetired && !k.ActivatedAt.IsZero() {
+		if appSID, _, ok := twilioapi.ParseFriendlyName(tk.FriendlyName); ok && appSID == k.ApplicationSID {
+			deleteAfter = p.deleteAfter(k, retiredAt(k, all))
+		}
+	}
+	return twilioState, deleteAfter
+}
+
+// retiredAt is when a retired key stopped being active: when the next key
+// was activated after it (the store keeps no retirement time). Zero if no
+// key was activated after it.
+func retiredAt(k storage.Key, all []storage.Key) time.Time {
+	var t time.Time
+	for _, o := range all {
+		if o.SID != k.SID && o.ActivatedAt.After(k.ActivatedAt) && (t.IsZero() || o.ActivatedAt.Before(t)) {
+			t = o.ActivatedAt
+		}
+	}
+	return t
+}
+
+// deleteAfter is when a retired key can go: grace after no token it signed
+// can be valid any more (as recorded, or as this process signed) and
+// after it was retired (other replicas sign with it until they reload and
+// record their usage within seconds).
+func (p *Provisioner) deleteAfter(k storage.Key, retired time.Time) time.Time {
+	activeActivatedAt := retired
+	until := k.OutstandingUntil
+	if _, mem := p.ks.Usage(k.ApplicationSID, k.SID); mem > 0 && time.Unix(mem, 0).After(until) {
+		until = time.Unix(mem, 0)
+	}
+	if activeActivatedAt.After(until) {
+		until = activeActivatedAt
+	}
+	return until.Add(p.cfg.Grace)
+}
+
+// Missing returns "application/key" for every key Twilio did not list at
+// the last reconcile, sorted.
+func (p *Provisioner) Missing() []string {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	var out []string
+	for appSID := range p.listed {
+		app := p.ks.Lookup(appSID)
+		if app == nil {
+			continue
+		}
+		for _, k := range app.Keys {
+			if _, ok := p.twilio[appSID][k.SID()]; !ok {
+				out = append(out, appSID+"/"+k.SID())
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Tick runs one pass of scheduled work if this process holds (or takes)
+// the lease: recovery of intents, then for each application with a
+// provisioning credential, reconcile, rotation when due and deletion of
+// retired keys tokend created once their tokens have expired. Processes
+// without the lease only reconcile (read-only), so that each replica's key
+// list and /readyz know which keys Twilio lacks.
+func (p *Provisioner) Tick(ctx context.Context) error {
+	leader, err := p.store.AcquireLease(ctx, LeaseName, p.cfg.Holder, p.cfg.LeaseTTL)
+	if err != nil {
+		return err
+	}
+	creds, err := p.store.ListTwilioCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if leader {
+		if err := p.Recover(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range creds {
+		if err := p.tickApp(ctx, c, leader); err != nil {
+			errs = append(errs, fmt.Errorf("application %s: %w", c.ApplicationSID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Provisioner) tickApp(ctx context.Context, c storage.TwilioCredential, leader bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.reconcile(ctx, c.ApplicationSID, false); err != nil || !leader {
+		return err
+	}
+	keys, err := p.store.ListKeys(ctx, c.ApplicationSID)
+	if err != nil {
+		return err
+	}
+	now := p.cfg.Now()
+	var active *storage.Key
+	for i := range keys {
+		if keys[i].State == storage.KeyActive {
+			active = &keys[i]
+		}
+	}
+	if c.RotateEvery > 0 && (active == nil || !now.Before(active.ActivatedAt.Add(c.RotateEvery))) {
+		if _, err := p.provision(ctx, c.ApplicationSID, true, "rotate"); err != nil {
+			return err
+		}
+		if keys, err = p.store.ListKeys(ctx, c.ApplicationSID); err != nil {
+			return err
+		}
+		active = nil
+		for i := range keys {
+			if keys[i].State == storage.KeyActive {
+				active = &keys[i]
+			}
+		}
+	}
+	for _, k := range keys {
+		if _, after := p.KeyStatus(k, keys); after.IsZero() || now.Before(after) {
+			continue
+		}
+		op := storage.KeyOp{ID: newOpID(), ApplicationSID: c.ApplicationSID, Op: "delete", APIKeySID: k.SID}
+		if err := p.deleteKey(ctx, op, "delete"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run calls Tick every interval until ctx ends, then gives up the lease.
+func (p *Provisioner) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := p.Tick(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("scheduled key provisioning", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = p.store.ReleaseLease(rctx, LeaseName, p.cfg.Holder)
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
