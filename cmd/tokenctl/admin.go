@@ -69,15 +69,27 @@ func (c *cli) rpcError(err error) *rpcError {
 	for _, tok := range c.redact {
 		msg = strings.ReplaceAll(msg, tok, "[REDACTED]")
 	}
-	if st.Code() == codes.Unavailable {
+	switch {
+	case st.Code() == codes.Unavailable:
 		if hint := c.diagnose(); hint != "" {
 			msg += "\n" + hint
 		}
+	case answeredHTTP(st.Message()):
+		// An HTTP server that speaks HTTP/2 (tokend's REST port over
+		// TLS) answers the call with a REST answer, not a gRPC one.
+		msg += "\n" + fmt.Sprintf("%s answers HTTP, not gRPC (tokend's REST port, --http-addr?): --addr takes tokend's gRPC address (--grpc-addr, 127.0.0.1:9090 by default)", c.addr)
 	}
 	if msg != st.Message() {
 		st = status.New(st.Code(), msg)
 	}
 	return &rpcError{st: st}
+}
+
+// answeredHTTP tells whether grpc-go's message says the server answered
+// with an HTTP status or content type no gRPC server sends.
+func answeredHTTP(msg string) bool {
+	return strings.Contains(msg, "unexpected HTTP status code received from server") ||
+		strings.Contains(msg, "received unexpected content-type")
 }
 
 func (e *rpcError) Error() string              { return fmt.Sprintf("%s: %s", e.st.Code(), e.st.Message()) }
