@@ -74,3 +74,41 @@ func TestREADMEConfigurationTable(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEConfigFile: the README's example config file is one tokend
+// reads: every key known, every value valid.
+func TestREADMEConfigFile(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)\\*\\*The config file\\*\\* \\(`--config`\\) is one YAML mapping of option keys:\n\n```yaml\n(.*?)```").FindSubmatch(b)
+	if m == nil {
+		t.Fatal("README has no example config file under **The config file**")
+	}
+	dir := t.TempDir()
+	policy := dir + "/policy.yaml"
+	if err := os.WriteFile(policy, []byte("rules: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := dir + "/tokend.yaml"
+	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(m[1]), "/etc/tokend/policy.yaml", policy)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parse([]string{"--config", cfg}, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("the README's config file: %v", err)
+	}
+	fromFile := 0
+	for _, s := range o.settings {
+		if s.src == srcFile {
+			fromFile++
+		}
+	}
+	if fromFile < 5 {
+		t.Errorf("only %d settings came from the README's config file", fromFile)
+	}
+	if _, err := parseDefaultGrants(o.defaultGrantsRaw); err != nil {
+		t.Errorf("the README's default_grants: %v", err)
+	}
+}
