@@ -364,8 +364,9 @@ func TestRequestID(t *testing.T) {
 // TestRouteLabelOfRefusals: REST requests refused before the gateway
 // routes them (401 without a credential, 413, 415) are labelled with the
 // gateway route they were for in tokend_http_request_duration_seconds,
-// and so are CORS preflights (the route of the method they ask about);
-// only a path no route matches is "unmatched".
+// and so are CORS preflights (the route of the method they ask about) and
+// methods a path does not take (405); only a path no route matches is
+// "unmatched".
 func TestRouteLabelOfRefusals(t *testing.T) {
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(testPolicy), 0o600); err != nil {
@@ -405,6 +406,9 @@ func TestRouteLabelOfRefusals(t *testing.T) {
 		{"admin create as text", "POST", "/v1/applications", `{}`, textPlain(admin), 415, "/v1/applications"},
 		{"admin show, anonymous", "GET", "/v1/applications/" + testApp, "", nil, 401, "/v1/applications/{application_sid=*}"},
 		{"a path no route has", "GET", "/v2/nothing", "", cred, 404, "unmatched"},
+		{"a method /token does not take", "DELETE", "/token", "", cred, 405, "/token"},
+		{"OPTIONS /token, not a preflight", "OPTIONS", "/token", "", cred, 405, "/token"},
+		{"a method an admin path does not take", "PUT", "/v1/applications", "", admin, 405, "/v1/applications"},
 		{"POST /token, a credential", "POST", "/token", `{"identity":"alice"}`, cred, 200, "/token"},
 	}
 	for _, c := range cases {

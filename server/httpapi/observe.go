@@ -100,6 +100,17 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 			route = muxRoute(r.Pattern)
 			if route == routeUnmatched && routes != nil {
 				routes.ServeHTTP(&discardWriter{}, preflighted(r))
+				if info.route == "" && code == http.StatusMethodNotAllowed {
+					// A known path with a method it does not take: the
+					// route of the path, whichever method it takes.
+					for _, m := range routeMethods {
+						c := *r // shallow: the matcher only reads the method and the path
+						c.Method = m
+						if routes.ServeHTTP(&discardWriter{}, &c); info.route != "" {
+							break
+						}
+					}
+				}
 				if info.route != "" {
 					route = info.route
 				}
@@ -122,6 +133,9 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 		}
 	})
 }
+
+// routeMethods are the methods the gateway's routes take.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
 // preflighted is r as the route matcher should see it: a CORS preflight
 // (OPTIONS with Access-Control-Request-Method) is for the route of the
