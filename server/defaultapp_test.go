@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +176,26 @@ func TestDefaultApplicationReplicas(t *testing.T) {
 			t.Fatalf("the other replica's default = %v, want %s", b.srv.Keystore().Default(), app2)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDefaultApplicationNotInStore: --default-application naming an
+// application the store does not hold refuses to start, naming it and
+// the fix.
+func TestDefaultApplicationNotInStore(t *testing.T) {
+	missing := "AP" + strings.Repeat("9", 32)
+	_, err := server.New(context.Background(), server.Config{
+		DataDir:            t.TempDir(),
+		MasterKey:          base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
+		Logger:             testLogger(t),
+		DefaultApplication: missing,
+	})
+	if err == nil {
+		t.Fatal("server.New with an unknown default application = nil, want an error")
+	}
+	for _, want := range []string{missing, "is not in the store", "tokenctl apps create"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }

@@ -363,14 +363,16 @@ func TestRequestID(t *testing.T) {
 
 // TestRouteLabelOfRefusals: REST requests refused before the gateway
 // routes them (401 without a credential, 413, 415) are labelled with the
-// gateway route they were for in tokend_http_request_duration_seconds;
-// only a path no route matches is "unmatched".
+// gateway route they were for in tokend_http_request_duration_seconds,
+// and so are CORS preflights (the route of the method they ask about) and
+// methods a path does not take (405); only a path no route matches is
+// "unmatched".
 func TestRouteLabelOfRefusals(t *testing.T) {
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(testPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := adminHarness(t, server.Config{PolicyFile: policyFile})
+	h := adminHarness(t, server.Config{PolicyFile: policyFile, CORSOrigins: []string{"https://app.example.com"}})
 	resp, err := tokenv1.NewAdminServiceClient(h.conn).CreateCredential(adminCtx(), &tokenv1.CreateCredentialRequest{Name: "backend"})
 	if err != nil {
 		t.Fatal(err)
@@ -385,12 +387,18 @@ func TestRouteLabelOfRefusals(t *testing.T) {
 		c.Set("Content-Type", "text/plain")
 		return c
 	}
+	preflight := func(origin, method string) http.Header {
+		return http.Header{"Origin": {origin}, "Access-Control-Request-Method": {method}}
+	}
 	cases := []struct {
 		name, method, path, body string
 		header                   http.Header
 		code                     int
 		route                    string
 	}{
+		{"preflight of POST /token", "OPTIONS", "/token", "", preflight("https://app.example.com", "POST"), 204, "/token"},
+		{"preflight of GET /token, unlisted origin", "OPTIONS", "/token", "", preflight("https://evil.example", "GET"), 403, "/token"},
+		{"preflight of an admin path", "OPTIONS", "/v1/credentials", "", preflight("https://app.example.com", "POST"), 403, "/v1/credentials"},
 		{"anonymous POST /token", "POST", "/token", `{"identity":"alice"}`, nil, 401, "/token"},
 		{"anonymous GET /token", "GET", "/token?identity=alice", "", nil, 401, "/token"},
 		{"POST /token as text", "POST", "/token", `{"identity":"alice"}`, textPlain(cred), 415, "/token"},
@@ -398,6 +406,9 @@ func TestRouteLabelOfRefusals(t *testing.T) {
 		{"admin create as text", "POST", "/v1/applications", `{}`, textPlain(admin), 415, "/v1/applications"},
 		{"admin show, anonymous", "GET", "/v1/applications/" + testApp, "", nil, 401, "/v1/applications/{application_sid=*}"},
 		{"a path no route has", "GET", "/v2/nothing", "", cred, 404, "unmatched"},
+		{"a method /token does not take", "DELETE", "/token", "", cred, 405, "/token"},
+		{"OPTIONS /token, not a preflight", "OPTIONS", "/token", "", cred, 405, "/token"},
+		{"a method an admin path does not take", "PUT", "/v1/applications", "", admin, 405, "/v1/applications"},
 		{"POST /token, a credential", "POST", "/token", `{"identity":"alice"}`, cred, 200, "/token"},
 	}
 	for _, c := range cases {

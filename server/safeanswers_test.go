@@ -15,6 +15,8 @@ func TestNoStoreHeaders(t *testing.T) {
 	h := adminHarness(t, server.Config{})
 	tests := []struct {
 		name, method, path, body string
+		host                     string // the Host header; "" for the harness's own
+		contentType              string // "" for application/json with a body
 		admin                    bool
 		wantCode                 int
 		wantNoStore              bool
@@ -28,6 +30,10 @@ func TestNoStoreHeaders(t *testing.T) {
 		{name: "list_applications", method: "GET", path: "/v1/applications", admin: true, wantCode: 200, wantNoStore: true},
 		{name: "verify", method: "POST", path: "/v1/tokens:verify", body: `{"token":"x.y.z"}`, wantCode: 200, wantNoStore: true},
 		{name: "healthz", method: "GET", path: "/healthz", wantCode: 200, wantNoStore: false},
+		// Refused before any route runs: still an answer of the API.
+		{name: "non_loopback_host", method: "GET", path: "/token", host: "evil.example:8080", wantCode: 421, wantNoStore: true},
+		{name: "unsupported_media_type", method: "POST", path: "/token", body: `{}`, contentType: "text/plain", wantCode: 415, wantNoStore: true},
+		{name: "no_such_path", method: "GET", path: "/no/such/path", wantCode: 404, wantNoStore: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,8 +41,13 @@ func TestNoStoreHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tt.body != "" {
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			} else if tt.body != "" {
 				req.Header.Set("Content-Type", "application/json")
+			}
+			if tt.host != "" {
+				req.Host = tt.host
 			}
 			if tt.admin {
 				req.Header.Set("Authorization", h.authz)

@@ -308,7 +308,7 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 	// changes it); the admin API may change it later.
 	if d := s.cfg.DefaultApplication; d != "" {
 		if err := s.store.SetDefaultApplication(ctx, d); errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("default application %s is not in the store", d)
+			return fmt.Errorf("default application %s is not in the store: create it first (tokenctl apps create, POST /v1/applications, or the seed variables), or name one that tokenctl apps list shows", d)
 		} else if err != nil {
 			return fmt.Errorf("set the default application: %w", err)
 		}

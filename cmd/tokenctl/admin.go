@@ -69,15 +69,27 @@ func (c *cli) rpcError(err error) *rpcError {
 	for _, tok := range c.redact {
 		msg = strings.ReplaceAll(msg, tok, "[REDACTED]")
 	}
-	if st.Code() == codes.Unavailable {
+	switch {
+	case st.Code() == codes.Unavailable:
 		if hint := c.diagnose(); hint != "" {
 			msg += "\n" + hint
 		}
+	case answeredHTTP(st.Message()):
+		// An HTTP server that speaks HTTP/2 (tokend's REST port over
+		// TLS) answers the call with a REST answer, not a gRPC one.
+		msg += "\n" + fmt.Sprintf("%s answers HTTP, not gRPC (tokend's REST port, --http-addr?): --addr takes tokend's gRPC address (--grpc-addr, 127.0.0.1:9090 by default)", c.addr)
 	}
 	if msg != st.Message() {
 		st = status.New(st.Code(), msg)
 	}
 	return &rpcError{st: st}
+}
+
+// answeredHTTP tells whether grpc-go's message says the server answered
+// with an HTTP status or content type no gRPC server sends.
+func answeredHTTP(msg string) bool {
+	return strings.Contains(msg, "unexpected HTTP status code received from server") ||
+		strings.Contains(msg, "received unexpected content-type")
 }
 
 func (e *rpcError) Error() string              { return fmt.Sprintf("%s: %s", e.st.Code(), e.st.Message()) }
@@ -144,7 +156,7 @@ func defineAppsCreate(c *cli, fs *flag.FlagSet) func(context.Context, []string) 
 	app := fs.String("application", "", "TwiML application `SID` (AP + 32 hex; required)")
 	account := fs.String("account", "", "account `SID` (AC + 32 hex; required)")
 	name := fs.String("name", "", "friendly `name`")
-	grants := fs.String("default-grants", "", "default grants of a mint request that names none, "+grantsHelp+" (default: outgoing voice through this application)")
+	grants := fs.String("default-grants", "", "default grants of a mint request that names none, "+grantsHelp+" (default: tokend's --default-grants, else outgoing voice through this application)")
 	maxTTL := &int32Flag{}
 	fs.Var(maxTTL, "max-ttl", "longest token lifetime in `seconds`, 0 to 86400; 0 (the default) means 86400")
 	region := fs.String("region", "", "default home `region` of its tokens, such as ie1")
@@ -215,7 +227,7 @@ func defineAppsUpdate(c *cli, fs *flag.FlagSet) func(context.Context, []string) 
 	account := fs.String("account", "", "new account `SID` (AC + 32 hex)")
 	name := fs.String("name", "", "new friendly `name`")
 	grants := fs.String("default-grants", "", "new default grants "+grantsHelp)
-	reset := fs.Bool("reset-default-grants", false, "go back to the built-in default grants (outgoing voice); not with --default-grants")
+	reset := fs.Bool("reset-default-grants", false, "go back to tokend's default grants (its --default-grants, else outgoing voice); not with --default-grants")
 	maxTTL := &int32Flag{}
 	fs.Var(maxTTL, "max-ttl", "new longest token lifetime in `seconds`, 0 to 86400; 0 means 86400")
 	region := fs.String("region", "", "new default home `region`; empty to clear it")

@@ -186,6 +186,8 @@ func TestTLS(t *testing.T) {
 			want: []string{plainAddr + " answers plain gRPC, without TLS: drop --tls"}},
 		{name: "plain to the REST port over TLS", addr: restAddr, args: []string{"apps", "list"}, code: codes.Unavailable,
 			want: []string{restAddr + " answers TLS"}},
+		{name: "TLS to the REST port", addr: restAddr, args: []string{"--ca-file", p.caFile, "apps", "list"}, code: codes.Unauthenticated,
+			want: []string{restAddr + " answers HTTP, not gRPC (tokend's REST port, --http-addr?): --addr takes tokend's gRPC address"}},
 		{name: "plain to HTTP/1", addr: http1.Listener.Addr().String(), args: []string{"apps", "list"}, code: codes.Unavailable,
 			want: []string{" answers plain HTTP/1 (tokend's REST port, or another server?): --addr takes tokend's gRPC address"}},
 		{name: "TLS to HTTP/1", addr: http1.Listener.Addr().String(), args: []string{"--tls", "apps", "list"}, code: codes.Unavailable,

@@ -37,6 +37,11 @@ for (const [path, ops] of Object.entries(raw.paths)) {
     }
   }
 }
+for (const method of ["get", "post"]) {
+  // A request naming no application, with several and no default: 503.
+  check(raw.paths["/token"]?.[method]?.responses?.["503"]?.schema?.$ref === "#/definitions/rpcStatus",
+    `${method.toUpperCase()} /token: no 503 answer (no default application, audit log required) with a google.rpc.Status`);
+}
 const mintBody = raw.paths["/token"]?.post?.parameters?.find((p) => p.in === "body");
 check(mintBody && mintBody.required === false, "POST /token: the body must be optional (an empty body mints with every default)");
 if (problems.length) {

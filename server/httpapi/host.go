@@ -75,6 +75,10 @@ func loopbackOnly(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		id := requestid.Ensure(r.Header.Get(requestid.Header))
 		w.Header().Set(requestid.Header, id)
+		// An answer of the API like any other (noStore, which it runs
+		// before, does not see it): no cache keeps it.
+		w.Header()[hdrCacheControl] = noStoreValue
+		w.Header()[hdrPragma] = noCacheValue
 		log.WarnContext(requestid.NewContext(r.Context(), id), "development mode: request to a non-loopback Host refused (DNS rebinding?)",
 			"host", shown, "method", r.Method, "path", r.URL.Path, "client_addr", r.RemoteAddr, requestid.LogKey, id)
 		writeStatus(w, http.StatusMisdirectedRequest, status.New(codes.PermissionDenied,

@@ -249,8 +249,8 @@ func (ks *Keystore) refreshKeyring() (bool, error) {
 // New returns a Keystore over store; call Reload before use.
 func New(store storage.Store, keyring *secrets.Keyring, log *slog.Logger) *Keystore {
 	ks := &Keystore{store: store, log: log}
-	ks.watchOutage = newOutageLog(log, "read the store's revision (changes made by other replicas are not seen)")
-	ks.flushOutage = newOutageLog(log, "record key usage (outstanding_until may lag)")
+	ks.watchOutage = newOutageLog(log, "read the store's revision", "changes made by other replicas are not seen")
+	ks.flushOutage = newOutageLog(log, "record key usage", "outstanding_until may lag")
 	ks.keyring.Store(keyring)
 	ks.cur.Store(&view{apps: map[string]*App{}})
 	return ks

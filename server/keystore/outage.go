@@ -18,9 +18,10 @@ const OutageReportInterval = time.Minute
 // state (failing, then reachable again) once, and while the failure lasts
 // at most one reminder per OutageReportInterval with the count.
 type outageLog struct {
-	log  *slog.Logger
-	what string // "read the store's revision"
-	now  func() time.Time
+	log    *slog.Logger
+	what   string // "read the store's revision"
+	impact string // what the outage costs meanwhile, "" if nothing to say: "changes made by other replicas are not seen"
+	now    func() time.Time
 
 	mu         sync.Mutex
 	failing    bool
@@ -30,8 +31,17 @@ type outageLog struct {
 	unreported int // failures since the last line
 }
 
-func newOutageLog(log *slog.Logger, what string) *outageLog {
-	return &outageLog{log: log, what: what, now: time.Now}
+func newOutageLog(log *slog.Logger, what, impact string) *outageLog {
+	return &outageLog{log: log, what: what, impact: impact, now: time.Now}
+}
+
+// failure is what is failing, and what that costs: "read the store's
+// revision (changes made by other replicas are not seen)".
+func (o *outageLog) failure() string {
+	if o.impact == "" {
+		return o.what
+	}
+	return o.what + " (" + o.impact + ")"
 }
 
 // fail records a failure of the operation.
@@ -42,7 +52,7 @@ func (o *outageLog) fail(err error) {
 	o.total++
 	if !o.failing {
 		o.failing, o.since, o.lastReport, o.unreported = true, now, now, 0
-		o.log.Warn("store unavailable: cannot "+o.what+"; retrying, and logging the failure at most once a minute until it recovers",
+		o.log.Warn("store unavailable: cannot "+o.failure()+"; retrying, and logging the failure at most once a minute until it recovers",
 			"error", err)
 		return
 	}
@@ -50,7 +60,7 @@ func (o *outageLog) fail(err error) {
 	if now.Sub(o.lastReport) < OutageReportInterval {
 		return
 	}
-	o.log.Warn("store still unavailable: cannot "+o.what,
+	o.log.Warn("store still unavailable: cannot "+o.failure(),
 		"error", err, "failures", o.unreported, "failures_total", o.total, "since", o.since.UTC().Format(time.RFC3339), "for", now.Sub(o.since).Round(time.Second).String())
 	o.lastReport, o.unreported = now, 0
 }

@@ -53,7 +53,7 @@ func (r *records) lines() []string {
 func TestOutageLog(t *testing.T) {
 	rec := &records{}
 	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	o := newOutageLog(slog.New(rec), "read the store's revision")
+	o := newOutageLog(slog.New(rec), "read the store's revision", "changes made by other replicas are not seen")
 	o.now = func() time.Time { return now }
 	errDown := errors.New("dial tcp 10.0.0.5:5432: connect: connection refused")
 
@@ -68,11 +68,11 @@ func TestOutageLog(t *testing.T) {
 	o.ok()
 
 	want := []struct{ prefix string }{
-		{"WARN store unavailable: cannot read the store's revision; retrying, and logging the failure at most once a minute until it recovers error=dial tcp 10.0.0.5:5432: connect: connection refused"},
-		{"WARN store still unavailable: cannot read the store's revision error=dial tcp 10.0.0.5:5432: connect: connection refused failures=240 failures_total=241 since=2026-12-04T10:00:00Z for=1m0s"},
-		{"WARN store still unavailable: cannot read the store's revision error=dial tcp 10.0.0.5:5432: connect: connection refused failures=240 failures_total=481 since=2026-12-04T10:00:00Z for=2m0s"},
+		{"WARN store unavailable: cannot read the store's revision (changes made by other replicas are not seen); retrying, and logging the failure at most once a minute until it recovers error=dial tcp 10.0.0.5:5432: connect: connection refused"},
+		{"WARN store still unavailable: cannot read the store's revision (changes made by other replicas are not seen) error=dial tcp 10.0.0.5:5432: connect: connection refused failures=240 failures_total=241 since=2026-12-04T10:00:00Z for=1m0s"},
+		{"WARN store still unavailable: cannot read the store's revision (changes made by other replicas are not seen) error=dial tcp 10.0.0.5:5432: connect: connection refused failures=240 failures_total=481 since=2026-12-04T10:00:00Z for=2m0s"},
 		{"INFO store available again: read the store's revision works failures_total=600 since=2026-12-04T10:00:00Z for=2m30s"},
-		{"WARN store unavailable: cannot read the store's revision;"},
+		{"WARN store unavailable: cannot read the store's revision (changes made by other replicas are not seen);"},
 		{"INFO store available again: read the store's revision works failures_total=1 "},
 	}
 	got := rec.lines()

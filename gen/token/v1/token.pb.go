@@ -1134,9 +1134,11 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"\rworkspace_sid\x18\x01 \x01(\tR\fworkspaceSid\x12\x1d\n" +
 	"\n" +
 	"worker_sid\x18\x02 \x01(\tR\tworkerSid\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role2\xc3\r\n" +
-	"\fTokenService\x12\xf2\a\n" +
-	"\x04Mint\x12\x15.token.v1.MintRequest\x1a\x16.token.v1.MintResponse\"\xba\a\x92A\x9b\aJ\xc1\x01\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role2\x93\x10\n" +
+	"\fTokenService\x12\xc2\n" +
+	"\n" +
+	"\x04Mint\x12\x15.token.v1.MintRequest\x1a\x16.token.v1.MintResponse\"\x8a\n" +
+	"\x92A\xeb\tJ\xc1\x01\n" +
 	"\x03400\x12\xb9\x01\n" +
 	"\x9e\x01Bad input (InvalidArgument: one google.rpc.BadRequest field violation per broken rule, each naming its field), or a refused precondition (FailedPrecondition).\x12\x16\n" +
 	"\x14\x1a\x12.google.rpc.StatusJ\xae\x01\n" +
@@ -1157,6 +1159,9 @@ const file_token_v1_token_proto_rawDesc = "" +
 	"\x14\x1a\x12.google.rpc.StatusJf\n" +
 	"\x03429\x12_\n" +
 	"EA rate limit (ResourceExhausted); Retry-After says when to try again.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.StatusJ\xcd\x02\n" +
+	"\x03503\x12\xc5\x02\n" +
+	"\xaa\x02A request naming no application while tokend holds several and none is the default (FailedPrecondition, google.rpc.ErrorInfo reason NO_DEFAULT_APPLICATION: an operator must set one); or, with --audit-required, the audit log could not record the mint (Unavailable): no token was issued, retry later.\x12\x16\n" +
 	"\x14\x1a\x12.google.rpc.Status\x82\xd3\xe4\x93\x02\x15Z\v:\x01*\"\x06/token\x12\x06/token\x12\xbd\x05\n" +
 	"\x06Verify\x12\x17.token.v1.VerifyRequest\x1a\x18.token.v1.VerifyResponse\"\xff\x04\x92A\xdf\x04J\xc1\x01\n" +
 	"\x03400\x12\xb9\x01\n" +
