@@ -549,3 +549,61 @@ func BenchmarkLogFlushed(b *testing.B) {
 		b.Fatalf("dropped %d", l.Dropped())
 	}
 }
+
+// TestOpenFIFOWithoutReader: a FIFO nobody has opened for reading fails
+// Open at once with an error saying so (a blocking open would hang tokend
+// at start with no word), and a Reopen onto one while the first reader is
+// still there keeps writing to it; with a reader, records go through.
+func TestOpenFIFOWithoutReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		l, err := Open(path)
+		if err == nil {
+			l.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "a FIFO with no reader") {
+			t.Fatalf("Open(FIFO without a reader) = %v; want an error saying it has no reader", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Unblock the open so the goroutine ends, then fail.
+		r, _ := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		defer r.Close()
+		t.Fatal("Open(FIFO without a reader) still waiting after 5 s")
+	}
+
+	// With a reader: records go through, and a Reopen (SIGHUP) opens it
+	// again without waiting.
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	read := make(chan struct{})
+	go func() { io.Copy(&buf, r); close(read) }()
+	l, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open(FIFO with a reader) = %v", err)
+	}
+	l.Log(Record{Event: EventMint, RequestID: "before"})
+	l.Flush()
+	l.Reopen()
+	l.Log(Record{Event: EventMint, RequestID: "after"})
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	<-read
+	for _, id := range []string{"before", "after"} {
+		if !strings.Contains(buf.String(), `"request_id":"`+id+`"`) {
+			t.Errorf("record %s not read from the FIFO: %q", id, buf.String())
+		}
+	}
+}
