@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -605,5 +606,54 @@ func TestOpenFIFOWithoutReader(t *testing.T) {
 		if !strings.Contains(buf.String(), `"request_id":"`+id+`"`) {
 			t.Errorf("record %s not read from the FIFO: %q", id, buf.String())
 		}
+	}
+}
+
+// TestRotationFailsLosesNothing: when the file cannot be rotated (here
+// path.1 is a directory that is not empty, as a directory the process
+// may not write to would fail the rename), the Logger says so and writes
+// on to the current file: every record is there, whole, once.
+func TestRotationFailsLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	if err := os.MkdirAll(filepath.Join(path+".1", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	l, err := Open(path, WithRotation(2048, 1), WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		l.Log(Record{Event: EventMint, RequestID: fmt.Sprintf("r%04d", i)})
+		if i%50 == 0 {
+			l.Flush()
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	seen := map[string]bool{}
+	for _, line := range lines {
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("torn line %q: %v", line, err)
+		}
+		seen[r.RequestID] = true
+	}
+	if len(seen) != n || len(lines) != n || l.Written() != n {
+		t.Errorf("%d lines, %d distinct records, Written %d; want %d each", len(lines), len(seen), l.Written(), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "audit log rotation failed") {
+		t.Errorf("no rotation failure logged:\n%s", logs.String())
 	}
 }
