@@ -99,7 +99,7 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 		if route == "" {
 			route = muxRoute(r.Pattern)
 			if route == routeUnmatched && routes != nil {
-				routes.ServeHTTP(&discardWriter{}, preflighted(r))
+				routes.ServeHTTP(&discardWriter{}, r)
 				if info.route != "" {
 					route = info.route
 				}
@@ -121,22 +121,6 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 			)
 		}
 	})
-}
-
-// preflighted is r as the route matcher should see it: a CORS preflight
-// (OPTIONS with Access-Control-Request-Method) is for the route of the
-// method it asks about, which no gateway pattern lists for OPTIONS.
-func preflighted(r *http.Request) *http.Request {
-	if r.Method != http.MethodOptions {
-		return r
-	}
-	switch m := r.Header.Get("Access-Control-Request-Method"); m {
-	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-		c := *r // shallow: the matcher only reads the method and the path
-		c.Method = m
-		return &c
-	}
-	return r
 }
 
 // muxRoute turns a ServeMux pattern ("GET /healthz") into a route label
