@@ -57,6 +57,10 @@ func (s *Server) initCallers() error {
 			return fmt.Errorf("policy: %w", err)
 		}
 		s.policy.OnReload(func(old, cur *policy.Policy) {
+			// The new policy's anonymous buckets are new: give them this
+			// replica's share (a beat that changes it meanwhile sets it on
+			// the policy installed by then).
+			cur.ShareAnonymousLimits(int(max(s.share.Load(), 1)))
 			if old == nil || old.Digest != cur.Digest {
 				s.log.Info("caller policy reloaded", "path", cfg.PolicyFile, "digest", cur.Digest, "rules", len(cur.Rules))
 				s.warnAnonymous(cur)

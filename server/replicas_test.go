@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
@@ -166,5 +169,94 @@ func TestNoReplicasOnSQLite(t *testing.T) {
 	}
 	if got := burstOf(t, h, "grpc"); got != 10 {
 		t.Errorf("burst on SQLite = %d, want 10 (the configured burst)", got)
+	}
+}
+
+// TestAnonymousLimitShareAcrossReplicas: an anonymous rule's rate limit
+// per client address is a configured limit like the others: two replicas
+// on one PostgreSQL store each allow half of its burst, a policy
+// reloaded while they are two takes the half at once, and the whole
+// burst comes back when the other replica leaves.
+func TestAnonymousLimitShareAcrossReplicas(t *testing.T) {
+	const pol = `rules:
+  - name: public-page
+    kinds: ["anonymous"]
+    applications: ["*"]
+    identities: {fixed: user}
+    grants: {voice: {outgoing: true}}
+    rate_limit: {per_second: 0.01, burst: %d}
+`
+	store := postgresSchema(t)
+	policyDir := t.TempDir()
+	policyFile := filepath.Join(policyDir, "policy.yaml")
+	write := func(burst int) {
+		t.Helper()
+		tmp := policyFile + ".tmp"
+		if err := os.WriteFile(tmp, fmt.Appendf(nil, pol, burst), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, policyFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(10)
+	cfg := server.Config{Store: store, PolicyFile: policyFile}
+	a := adminHarness(t, cfg)
+	b := adminHarness(t, cfg)
+	beat(t, a)
+	beat(t, b)
+	beat(t, a)
+	anonBurst := func(h *harness, path string) int {
+		t.Helper()
+		for n := 0; n < 100; n++ {
+			code, body, _ := h.mintAs(t, path, caller{}, `{}`)
+			switch code {
+			case codes.OK:
+			case codes.ResourceExhausted:
+				return n
+			default:
+				t.Fatalf("anonymous mint = %v %v", code, body)
+			}
+		}
+		t.Fatal("100 anonymous mints allowed in a burst")
+		return 0
+	}
+	if got := anonBurst(a, "rest"); got != 5 {
+		t.Errorf("anonymous burst through a with 2 replicas = %d, want 5 (half of 10)", got)
+	}
+	if got := anonBurst(b, "grpc"); got != 5 {
+		t.Errorf("anonymous burst through b with 2 replicas = %d, want 5 (half of 10)", got)
+	}
+
+	// A reloaded policy has new buckets: they take the share at once.
+	write(8)
+	deadline := time.Now().Add(10 * time.Second)
+	var got int
+	for {
+		if got = anonBurst(a, "rest"); got != 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got != 4 {
+		t.Errorf("anonymous burst through a after a reload with 2 replicas = %d, want 4 (half of 8)", got)
+	}
+
+	// b leaves: a's next beat gives the rule's whole limit back (seen in
+	// the new buckets of another reload).
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	b.srv.Replicas().Run(ctx)
+	beat(t, a)
+	write(12)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if got = anonBurst(a, "rest"); got != 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got != 12 {
+		t.Errorf("anonymous burst through a after b left = %d, want 12 (the whole burst)", got)
 	}
 }

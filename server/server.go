@@ -219,6 +219,10 @@ type Server struct {
 	// replicas counts the replicas sharing the store, by which the rate
 	// limits are divided; nil on a store of one process (SQLite).
 	replicas *replicas.Membership
+	// share is the number of replicas the rate limits are divided by (1
+	// until a heartbeat counts more); a reloaded policy's anonymous rules
+	// take it at once.
+	share atomic.Int64
 
 	// metrics are the Prometheus metrics, served at /metrics.
 	metrics *metrics.Metrics
@@ -485,8 +489,12 @@ func (s *Server) initReplicas() {
 			Interval: cmp.Or(s.cfg.ReplicaHeartbeat, ReplicaHeartbeatInterval),
 			TTL:      cmp.Or(s.cfg.ReplicaTTL, ReplicaTTL),
 			OnChange: func(n int) {
+				s.share.Store(int64(n))
 				s.principalLimit.SetShare(n)
 				s.identityLimit.SetShare(n)
+				if s.policy != nil {
+					s.policy.Policy().ShareAnonymousLimits(n)
+				}
 			},
 			OnError: func(err error) { s.metrics.StoreError("heartbeat", err) },
 			Logger:  s.log,

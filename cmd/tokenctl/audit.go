@@ -47,10 +47,16 @@ func defineAuditFind(c *cli, fs *flag.FlagSet) func(context.Context, []string) e
 		}
 		var found []foundRecord
 		var skipped int
+		var unread []string // files not read to their end
 		for _, f := range files {
+			// A file that cannot be read whole (a gzip cut short by a full
+			// disk or being written by logrotate, no permission) is
+			// reported, and the others are searched all the same: the
+			// record may well be in one of them.
 			recs, bad, err := searchAuditFile(f, id)
 			if err != nil {
-				return fmt.Errorf("%s: %w", cmd, err)
+				fmt.Fprintf(c.stderr, "tokenctl: %s: %v (records after it in that file not searched)\n", cmd, err)
+				unread = append(unread, f)
 			}
 			found = append(found, recs...)
 			skipped += bad
@@ -59,7 +65,11 @@ func defineAuditFind(c *cli, fs *flag.FlagSet) func(context.Context, []string) e
 			fmt.Fprintf(c.stderr, "tokenctl: %s: skipped %d lines that are no audit record (torn or foreign)\n", cmd, skipped)
 		}
 		if len(found) == 0 {
-			return fmt.Errorf("%s: no audit record of jti %s in %d files (%s)", cmd, cell(id), len(files), strings.Join(files, ", "))
+			msg := fmt.Sprintf("%s: no audit record of jti %s in %d files (%s)", cmd, cell(id), len(files), fileList(files))
+			if len(unread) > 0 {
+				msg += fmt.Sprintf("; %d of them could not be read to the end (%s)", len(unread), fileList(unread))
+			}
+			return errors.New(msg)
 		}
 		sort.SliceStable(found, func(i, j int) bool { return found[i].rec.Time.Before(found[j].rec.Time) })
 		if c.json {
@@ -79,6 +89,16 @@ func defineAuditFind(c *cli, fs *flag.FlagSet) func(context.Context, []string) e
 		}
 		return tw.Flush()
 	}
+}
+
+// fileList names files for a message: all of a few, the first of many
+// (a directory may hold thousands of rotated files).
+func fileList(files []string) string {
+	const most = 5
+	if len(files) <= most {
+		return strings.Join(files, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(files[:most], ", "), len(files)-most)
 }
 
 // auditStreams are --audit-log values of tokend that are no file.

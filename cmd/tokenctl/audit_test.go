@@ -173,3 +173,61 @@ func TestAuditFindJSON(t *testing.T) {
 }
 
 func noEnv(string) string { return "" }
+
+// TestAuditFindUnreadableFile: a rotated file that cannot be read to its
+// end (a gzip cut short, as by a full disk or a logrotate still
+// compressing) is reported on stderr and the other files are searched
+// all the same; with nothing found, the error says which files were not
+// read whole and lists only the first of many files.
+func TestAuditFindUnreadableFile(t *testing.T) {
+	path, jtis := writeAuditFiles(t)
+	// audit.log.3.gz: the first bytes of a gzip'd file.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	for i := range 200 {
+		fmt.Fprintf(zw, `{"time":"2026-12-04T04:00:00Z","event":"mint","jti":"SKcut-%d"}`+"\n", i)
+	}
+	zw.Close()
+	if err := os.WriteFile(path+".3.gz", gz.Bytes()[:gz.Len()/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, jti string
+		wantErr   string // empty: found
+	}{
+		{"in_current_file", jtis["audit.log"], ""},
+		{"in_gzip", jtis["audit.log.2.gz"], ""},
+		{"not_found", "SKnope-1", "1 of them could not be read to the end (" + path + ".3.gz)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), []string{"audit", "find", "--audit-log", path, "--jti", tc.jti}, noEnv, strings.NewReader(""), &stdout, &stderr)
+			if tc.wantErr == "" {
+				if err != nil || !strings.Contains(stdout.String(), tc.jti) {
+					t.Fatalf("audit find %s = %v, stdout %q; want its record", tc.jti, err, stdout.String())
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("audit find %s = %v; want an error containing %q", tc.jti, err, tc.wantErr)
+			}
+			if !strings.Contains(stderr.String(), "audit.log.3.gz line") || !strings.Contains(stderr.String(), "not searched") {
+				t.Errorf("stderr = %q; want the cut gzip reported", stderr.String())
+			}
+		})
+	}
+
+	// Thousands of rotated files: searched, and named only in part.
+	for i := 4; i < 2000; i++ {
+		if err := os.WriteFile(fmt.Sprintf("%s.%d", path, i), []byte(`{"event":"mint","jti":"SKother-1"}`+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"audit", "find", "--audit-log", path, "--jti", "SKnope-2"}, noEnv, strings.NewReader(""), &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "in 2002 files (") || !strings.Contains(err.Error(), " and 1997 more)") || len(err.Error()) > 1000 {
+		t.Errorf("audit find in 2002 files = %v; want the count and the first few files named", err)
+	}
+	err = run(context.Background(), []string{"audit", "find", "--audit-log", path, "--jti", jtis["audit.log.1"]}, noEnv, strings.NewReader(""), &stdout, &stderr)
+	if err != nil || !strings.Contains(stdout.String(), jtis["audit.log.1"]) {
+		t.Errorf("audit find among 2002 files = %v; want its record", err)
+	}
+}

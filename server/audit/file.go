@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"syscall"
 )
 
 // sink is what the writer goroutine writes to; only it calls the methods.
@@ -59,7 +60,18 @@ func openFile(path string) (*file, error) {
 }
 
 func (f *file) open() error {
-	fd, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	flag := os.O_WRONLY | os.O_APPEND | os.O_CREATE
+	if fi, err := os.Stat(f.path); err == nil && fi.Mode()&fs.ModeNamedPipe != 0 {
+		// Opening a FIFO for writing waits for a reader: without one,
+		// tokend would hang at start, or its writer on a reopen, with no
+		// word. Non-blocking, the open fails at once (ENXIO); writes
+		// still wait for the reader (the file is pollable).
+		flag |= syscall.O_NONBLOCK
+	}
+	fd, err := os.OpenFile(f.path, flag, 0o600)
+	if errors.Is(err, syscall.ENXIO) {
+		return fmt.Errorf("open %s: a FIFO with no reader (start the program that reads it first)", f.path)
+	}
 	if err != nil {
 		return err
 	}

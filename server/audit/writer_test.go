@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -547,5 +548,112 @@ func BenchmarkLogFlushed(b *testing.B) {
 	l.Flush()
 	if l.Dropped() != 0 {
 		b.Fatalf("dropped %d", l.Dropped())
+	}
+}
+
+// TestOpenFIFOWithoutReader: a FIFO nobody has opened for reading fails
+// Open at once with an error saying so (a blocking open would hang tokend
+// at start with no word), and a Reopen onto one while the first reader is
+// still there keeps writing to it; with a reader, records go through.
+func TestOpenFIFOWithoutReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		l, err := Open(path)
+		if err == nil {
+			l.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "a FIFO with no reader") {
+			t.Fatalf("Open(FIFO without a reader) = %v; want an error saying it has no reader", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Unblock the open so the goroutine ends, then fail.
+		r, _ := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		defer r.Close()
+		t.Fatal("Open(FIFO without a reader) still waiting after 5 s")
+	}
+
+	// With a reader: records go through, and a Reopen (SIGHUP) opens it
+	// again without waiting.
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	read := make(chan struct{})
+	go func() { io.Copy(&buf, r); close(read) }()
+	l, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open(FIFO with a reader) = %v", err)
+	}
+	l.Log(Record{Event: EventMint, RequestID: "before"})
+	l.Flush()
+	l.Reopen()
+	l.Log(Record{Event: EventMint, RequestID: "after"})
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	<-read
+	for _, id := range []string{"before", "after"} {
+		if !strings.Contains(buf.String(), `"request_id":"`+id+`"`) {
+			t.Errorf("record %s not read from the FIFO: %q", id, buf.String())
+		}
+	}
+}
+
+// TestRotationFailsLosesNothing: when the file cannot be rotated (here
+// path.1 is a directory that is not empty, as a directory the process
+// may not write to would fail the rename), the Logger says so and writes
+// on to the current file: every record is there, whole, once.
+func TestRotationFailsLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	if err := os.MkdirAll(filepath.Join(path+".1", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	l, err := Open(path, WithRotation(2048, 1), WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		l.Log(Record{Event: EventMint, RequestID: fmt.Sprintf("r%04d", i)})
+		if i%50 == 0 {
+			l.Flush()
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	seen := map[string]bool{}
+	for _, line := range lines {
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("torn line %q: %v", line, err)
+		}
+		seen[r.RequestID] = true
+	}
+	if len(seen) != n || len(lines) != n || l.Written() != n {
+		t.Errorf("%d lines, %d distinct records, Written %d; want %d each", len(lines), len(seen), l.Written(), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "audit log rotation failed") {
+		t.Errorf("no rotation failure logged:\n%s", logs.String())
 	}
 }

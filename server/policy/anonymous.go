@@ -257,3 +257,18 @@ func (ir *identityRule) anonymousIdentity(identity string, requested bool) (stri
 	rand.Read(b)
 	return ir.generate + hex.EncodeToString(b), ""
 }
+
+// ShareAnonymousLimits makes each anonymous rule's rate limit enforce its
+// share when n replicas share it (ratelimit.Limiter.SetShare), so that
+// the limit per client address holds for the whole deployment as the
+// other limits do. The rules keep the limits as configured.
+func (p *Policy) ShareAnonymousLimits(n int) {
+	if p == nil {
+		return
+	}
+	for _, r := range p.Rules {
+		if r.limiter != nil {
+			r.limiter.SetShare(n)
+		}
+	}
+}
