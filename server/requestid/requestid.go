@@ -86,7 +86,9 @@ func fromMetadata(ctx context.Context) string {
 func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		id := Ensure(fromMetadata(ctx))
-		grpc.SetHeader(ctx, metadata.Pairs(MetadataKey, id))
+		// A literal MD: metadata.Pairs would lower-case the key (already
+		// lower case) and build the map through a loop, on every call.
+		grpc.SetHeader(ctx, metadata.MD{MetadataKey: {id}})
 		return handler(NewContext(ctx, id), req)
 	}
 }
@@ -96,7 +98,7 @@ func StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
 		id := Ensure(fromMetadata(ctx))
-		ss.SetHeader(metadata.Pairs(MetadataKey, id))
+		ss.SetHeader(metadata.MD{MetadataKey: {id}})
 		return handler(srv, &stream{ServerStream: ss, ctx: NewContext(ctx, id)})
 	}
 }
