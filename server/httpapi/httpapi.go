@@ -97,11 +97,17 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		// recordRoute first: mintPath reads the route it notes.
 		runtime.WithMiddlewares(recordRoute, mintPath(func() *runtime.ServeMux { return gw }, cfg.Token, unmarshal)),
 	)
-	if err := tokenv1.RegisterTokenServiceHandlerServer(ctx, gw, cfg.Token); err != nil {
-		return nil, fmt.Errorf("register token gateway: %w", err)
-	}
+	// The admin routes first: the gateway tries a method's patterns
+	// newest first, each miss costing a match and an errors.As, so the
+	// token routes (the hot /token among them) registered last are tried
+	// first. No admin pattern overlaps a token one (/token, /v1/tokens
+	// against /v1/applications, /v1/credentials, /v1/keyring), so the
+	// order decides nothing else.
 	if err := tokenv1.RegisterAdminServiceHandlerServer(ctx, gw, cfg.Admin); err != nil {
 		return nil, fmt.Errorf("register admin gateway: %w", err)
+	}
+	if err := tokenv1.RegisterTokenServiceHandlerServer(ctx, gw, cfg.Token); err != nil {
+		return nil, fmt.Errorf("register token gateway: %w", err)
 	}
 	// routes matches a request against the gateway's patterns without
 	// serving it, to label the requests refused before the gateway (401,

@@ -159,7 +159,7 @@ func decodeMintBody(inbound runtime.Marshaler, unmarshal protojson.UnmarshalOpti
 	if len(bytes.Trim(b, " \t\r\n")) == 0 {
 		return nil // JSON whitespace only: the gateway's decoder says io.EOF, not an error
 	}
-	if unmarshal.Unmarshal(b, req) == nil {
+	if fastMintRequest(b, req) || unmarshal.Unmarshal(b, req) == nil {
 		return nil
 	}
 	// The gateway's decoder, for its error.

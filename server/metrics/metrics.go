@@ -62,7 +62,6 @@ import (
 	"sync"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -87,9 +86,10 @@ type Metrics struct {
 	// Registry holds every metric below plus the Go and process
 	// collectors; Handler serves it.
 	Registry *prometheus.Registry
-	// GRPC is the gRPC server metrics (handling-time histogram on); use
-	// its interceptors and InitializeMetrics.
-	GRPC *grpcprom.ServerMetrics
+	// GRPC is the gRPC server metrics (go-grpc-middleware's, handling-time
+	// histogram on; see grpc.go); use its interceptors and
+	// InitializeMetrics.
+	GRPC *GRPCMetrics
 	// Mints is tokend_mints_total.
 	Mints *prometheus.CounterVec
 	// HTTPDuration is tokend_http_request_duration_seconds.
@@ -116,9 +116,7 @@ type httpKey struct {
 func New() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		GRPC: grpcprom.NewServerMetrics(
-			grpcprom.WithServerHandlingTimeHistogram(),
-		),
+		GRPC:     newGRPCMetrics(),
 		Mints: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_mints_total",
 			Help: "Mint calls that reached the token service, by application, result (ok or error), gRPC code and path (grpc or rest).",

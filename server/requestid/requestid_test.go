@@ -48,3 +48,30 @@ func TestHandler(t *testing.T) {
 		t.Errorf("line without a request context %q has a request_id", lines[2])
 	}
 }
+
+// TestNewUnique: ids made concurrently never repeat (New is on every
+// request that comes without one).
+func TestNewUnique(t *testing.T) {
+	const workers, each = 8, 5000
+	ids := make(chan string, workers*each)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			for range each {
+				ids <- requestid.New()
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	close(ids)
+	seen := make(map[string]bool, workers*each)
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("New() returned %q twice in %d ids", id, workers*each)
+		}
+		seen[id] = true
+	}
+}
