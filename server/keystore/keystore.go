@@ -605,6 +605,8 @@ func (ks *Keystore) FlushUsage(ctx context.Context) error {
 func (ks *Keystore) flushUsage(ctx context.Context) (wrote bool, err error) {
 	ks.mu.Lock()
 	var usage []storage.KeyUsage
+	var marked []int // indexes of v.flushed advanced for this write
+	var before []flushState
 	v := ks.cur.Load()
 	for i := range v.keys {
 		r := &v.keys[i]
@@ -614,6 +616,7 @@ func (ks *Keystore) flushUsage(ctx context.Context) (wrote bool, err error) {
 				ApplicationSID: r.App.SID, SID: r.Key.SID(),
 				LastSignedAt: time.Unix(last, 0), OutstandingUntil: time.Unix(out, 0),
 			})
+			marked, before = append(marked, i), append(before, *f)
 			f.last, f.out = last, out
 		}
 	}
@@ -623,6 +626,28 @@ func (ks *Keystore) flushUsage(ctx context.Context) (wrote bool, err error) {
 	}
 	err = ks.store.RecordKeyUsage(ctx, usage)
 	ks.storeError("flush", err)
+	if err != nil {
+		// Not written: mark it unwritten again, so that the next flush
+		// retries it. A key's outstanding_until the store never learns
+		// could let the provisioner delete the key at Twilio while tokens
+		// it signed are still valid. (RecordKeyUsage never lowers a
+		// time, so writing again is harmless.) A reload meanwhile copied
+		// the marks into a new view: they are put back there.
+		ks.mu.Lock()
+		cur := ks.cur.Load()
+		for j, i := range marked {
+			if cur == v {
+				v.flushed[i] = before[j]
+				continue
+			}
+			for k := range cur.keys {
+				if r := &cur.keys[k]; r.App.SID == v.keys[i].App.SID && r.Key == v.keys[i].Key {
+					cur.flushed[k] = before[j]
+				}
+			}
+		}
+		ks.mu.Unlock()
+	}
 	return true, err
 }
 
