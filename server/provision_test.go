@@ -497,3 +497,32 @@ func fakeSIDs(f *twiliotest.Fake) []string {
 	}
 	return out
 }
+
+// TestDeleteApplicationWithTwilioCredential: an application whose keys
+// tokend manages at Twilio cannot be deleted (without force) while its
+// provisioning credential is set: its keys would stay at Twilio with
+// nobody to delete them. Without the credential it can.
+func TestDeleteApplicationWithTwilioCredential(t *testing.T) {
+	_, f, admin := provisionHarness(t, server.Config{})
+	ctx := adminCtx()
+	if _, err := admin.SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ProvisionKey(ctx, &tokenv1.ProvisionKeyRequest{ApplicationSid: app1, Activate: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := admin.DeleteApplication(ctx, &tokenv1.DeleteApplicationRequest{ApplicationSid: app1})
+	wantCode(t, "DeleteApplication(with a provisioning credential)", err, codes.FailedPrecondition, "has a provisioning credential")
+	if _, err := admin.GetApplication(ctx, &tokenv1.GetApplicationRequest{ApplicationSid: app1}); err != nil {
+		t.Fatalf("GetApplication after the refused delete: %v", err)
+	}
+	if len(fakeSIDs(f)) != 1 {
+		t.Fatalf("the fake holds %v, want the provisioned key", fakeSIDs(f))
+	}
+	if _, err := admin.DeleteTwilioCredential(ctx, &tokenv1.DeleteTwilioCredentialRequest{ApplicationSid: app1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.DeleteApplication(ctx, &tokenv1.DeleteApplicationRequest{ApplicationSid: app1}); err != nil {
+		t.Fatalf("DeleteApplication without the credential: %v", err)
+	}
+}

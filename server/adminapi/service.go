@@ -375,6 +375,17 @@ func (s *Service) DeleteApplication(ctx context.Context, req *tokenv1.DeleteAppl
 		return nil, s.storeErr(ctx, "list keys", err)
 	}
 	if !req.GetForce() {
+		// tokend would no longer delete at Twilio the keys it created
+		// there for this application: the provisioning credential goes
+		// with the application.
+		switch _, err := s.store.GetTwilioCredential(ctx, req.GetApplicationSid()); {
+		case err == nil:
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"application %s has a provisioning credential, so tokend manages its keys at Twilio and would leave them there: revoke them first (tokenctl keys revoke, which deletes each at Twilio), or remove the credential (tokenctl apps twilio-credential --delete) and delete the keys in the Twilio Console, or set force",
+				req.GetApplicationSid())
+		case !errors.Is(err, storage.ErrNotFound):
+			return nil, s.storeErr(ctx, "get twilio credential", err)
+		}
 		for _, k := range keys {
 			if until := s.outstandingUntil(k); until.After(s.now()) {
 				return nil, status.Errorf(codes.FailedPrecondition,
