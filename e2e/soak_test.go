@@ -61,25 +61,32 @@ type procConfig struct {
 // startTokend starts tokend and waits until /readyz answers 200.
 func startTokend(t *testing.T, name string, pc procConfig) *tokendProc {
 	t.Helper()
-	p := &tokendProc{name: name, httpAddr: freeAddr(t), grpcAddr: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
+	p := &tokendProc{name: name}
 	level := pc.logLevel
 	if level == "" {
 		level = "info"
 	}
-	args := append([]string{"--http-addr", p.httpAddr, "--grpc-addr", p.grpcAddr,
-		"--data-dir", pc.dataDir, "--store", pc.store, "--log-level", level}, pc.args...)
-	p.cmd = exec.Command(tokendBin, args...)
-	p.cmd.Env = append(os.Environ(), "TOKEND_MASTER_KEY="+masterKey, "TOKEND_ADMIN_TOKEN="+adminToken)
-	if !pc.noSeed {
-		p.cmd.Env = append(p.cmd.Env, "ACCOUNT_SID="+account, "API_KEY="+key1, "API_SECRET="+secret1, "TWIML_APP_SID="+app)
+	var start time.Time
+	launch := func() {
+		p.httpAddr, p.grpcAddr = freeAddr(t), freeAddr(t)
+		p.log, p.exited = &syncBuffer{}, make(chan struct{})
+		args := append([]string{"--http-addr", p.httpAddr, "--grpc-addr", p.grpcAddr,
+			"--data-dir", pc.dataDir, "--store", pc.store, "--log-level", level}, pc.args...)
+		p.cmd = exec.Command(tokendBin, args...)
+		p.cmd.Env = append(os.Environ(), "TOKEND_MASTER_KEY="+masterKey, "TOKEND_ADMIN_TOKEN="+adminToken)
+		if !pc.noSeed {
+			p.cmd.Env = append(p.cmd.Env, "ACCOUNT_SID="+account, "API_KEY="+key1, "API_SECRET="+secret1, "TWIML_APP_SID="+app)
+		}
+		p.cmd.Env = append(p.cmd.Env, pc.env...)
+		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+		start = time.Now()
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmd, exited := p.cmd, p.exited
+		go func() { cmd.Wait(); close(exited) }()
 	}
-	p.cmd.Env = append(p.cmd.Env, pc.env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	start := time.Now()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
+	launch()
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
@@ -87,7 +94,8 @@ func startTokend(t *testing.T, name string, pc procConfig) *tokendProc {
 		}
 	})
 	hc := &http.Client{Timeout: time.Second}
-	deadline := start.Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	retries := 0
 	for {
 		resp, err := hc.Get("http://" + p.httpAddr + "/readyz")
 		if err == nil {
@@ -100,6 +108,11 @@ func startTokend(t *testing.T, name string, pc procConfig) *tokendProc {
 		}
 		select {
 		case <-p.exited:
+			if portTaken(p.log.String()) && retries < 5 {
+				retries++
+				launch()
+				continue
+			}
 			t.Fatalf("%s exited before it was ready (%v):\n%s", name, p.cmd.ProcessState, tail(p.log.String(), 16<<10))
 		default:
 		}
@@ -669,4 +682,10 @@ func grepLines(s string, words ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// portTaken reports whether tokend's log says it could not listen because
+// its port was taken (by another process since freeAddr chose it).
+func portTaken(log string) bool {
+	return strings.Contains(log, "address already in use")
 }

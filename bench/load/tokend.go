@@ -8,8 +8,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/tokend/tokend/internal/freeport"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -78,15 +78,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// freeAddr returns a loopback address nothing listens on right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// freeAddr returns a loopback address nothing listens on right now,
+// below the ephemeral range (see freeport).
+func freeAddr() (string, error) { return freeport.Addr() }
 
 // startTokend runs bin with authentication, policy and audit on: a fresh
 // data dir under dir, the seed, a master key and admin token of its own,

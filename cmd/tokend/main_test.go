@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"github.com/tokend/tokend/internal/freeport"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -79,12 +79,12 @@ func TestParse(t *testing.T) {
 }
 
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // TestRunServesAndShutsDown starts tokend as `make run` does (no seed: the
@@ -111,6 +111,12 @@ func TestRunServesAndShutsDown(t *testing.T) {
 				t.Fatalf("GET /token = %d %v", resp.StatusCode, body)
 			}
 			break
+		}
+		select {
+		case runErr := <-done:
+			mu.Lock()
+			t.Fatalf("run returned before serving: %v\n%s", runErr, stderr.String())
+		default:
 		}
 		if time.Now().After(deadline) {
 			mu.Lock()
