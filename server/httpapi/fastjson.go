@@ -128,3 +128,12 @@ func appendDigits(b []byte, v, width int) []byte {
 	}
 	return append(b, d[:width]...)
 }
+
+// appendMint appends r's JSON to b when the hand-written path covers it
+// (see Marshal); ok false means Marshal must encode it.
+func (jsonMarshaler) appendMint(b []byte, r *tokenv1.MintResponse) (_ []byte, ok bool) {
+	if r == nil || r.Decision != nil {
+		return b, false
+	}
+	return appendMintResponse(b, r)
+}

@@ -163,18 +163,19 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	// The admin API never answers cross-origin: no page, whatever its
 	// origin, may drive it from a browser (see noCORS).
 	cors, admin := CORS(cfg.CORSOrigins, api), noCORS(api)
-	mux.Handle("/", noStore(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	root := noStore(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if IsAdminPath(r.URL.Path) {
 			admin.ServeHTTP(w, r)
 			return
 		}
 		cors.ServeHTTP(w, r)
-	})))
+	}))
+	mux.Handle("/", root)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
 	// Every request gets a request id, a log line and a latency sample.
-	h := observe(cfg.Logger, cfg.Metrics, mux, routes)
+	h := observe(cfg.Logger, cfg.Metrics, mux, routes, root)
 	if cfg.LoopbackOnly {
 		h = loopbackOnly(cfg.Logger, h)
 	}

@@ -2,14 +2,17 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -96,9 +99,9 @@ func leanOK(r *http.Request) bool {
 
 func serveMint(mux *runtime.ServeMux, svc tokenv1.TokenServiceServer, unmarshal protojson.UnmarshalOptions, w http.ResponseWriter, r *http.Request) {
 	// The transport stream collects what the service sets with
-	// grpc.SetHeader (the retry-after of a rate-limit refusal).
-	var stream runtime.ServerTransportStream
-	ctx := grpc.NewContextWithServerTransportStream(r.Context(), &stream)
+	// grpc.SetHeader (the retry-after of a rate-limit refusal). It is the
+	// context's value itself: one allocation for both.
+	ctx := &mintStream{Context: r.Context()}
 	inbound, outbound := runtime.MarshalerForRequest(mux, r)
 	req := &tokenv1.MintRequest{}
 	var err error
@@ -117,23 +120,38 @@ func serveMint(mux *runtime.ServeMux, svc tokenv1.TokenServiceServer, unmarshal 
 	if err == nil {
 		resp, err = svc.Mint(ctx, req)
 	}
-	if err != nil || len(stream.Header()) > 0 || len(stream.Trailer()) > 0 {
+	if err != nil || len(ctx.header) > 0 || len(ctx.trailer) > 0 {
 		// The gateway's way, with the server metadata the generated
 		// handler would pass.
-		ctx = runtime.NewServerMetadataContext(ctx, runtime.ServerMetadata{HeaderMD: stream.Header(), TrailerMD: stream.Trailer()})
+		mctx := runtime.NewServerMetadataContext(ctx, runtime.ServerMetadata{HeaderMD: ctx.header, TrailerMD: ctx.trailer})
 		if err != nil {
-			runtime.HTTPError(ctx, mux, outbound, w, r, err)
+			runtime.HTTPError(mctx, mux, outbound, w, r, err)
 			return
 		}
-		runtime.ForwardResponseMessage(ctx, mux, outbound, w, r, resp, mux.GetForwardResponseOptions()...)
+		runtime.ForwardResponseMessage(mctx, mux, outbound, w, r, resp, mux.GetForwardResponseOptions()...)
 		return
 	}
-	w.Header()["Content-Type"] = []string{outbound.ContentType(resp)}
+	if ct := outbound.ContentType(resp); ct == jsonContentType[0] {
+		w.Header()["Content-Type"] = jsonContentType // shared, never modified
+	} else {
+		w.Header()["Content-Type"] = []string{ct}
+	}
 	for _, opt := range mux.GetForwardResponseOptions() {
 		if err := opt(ctx, w, resp); err != nil {
 			runtime.HTTPError(ctx, mux, outbound, w, r, err)
 			return
 		}
+	}
+	if m, ok := outbound.(jsonMarshaler); ok {
+		// The hot answer, encoded into a pooled buffer.
+		bp := answerPool.Get().(*[]byte)
+		if b, ok := m.appendMint((*bp)[:0], resp); ok {
+			w.Write(b)
+			*bp = b
+			answerPool.Put(bp)
+			return
+		}
+		answerPool.Put(bp)
 	}
 	buf, err := outbound.Marshal(resp)
 	if err != nil {
@@ -141,6 +159,48 @@ func serveMint(mux *runtime.ServeMux, svc tokenv1.TokenServiceServer, unmarshal 
 		return
 	}
 	w.Write(buf)
+}
+
+// jsonContentType is the Content-Type header value of a JSON answer.
+var jsonContentType = []string{"application/json"}
+
+// answerPool holds the buffers /token answers are encoded into (about
+// 900 bytes each): net/http copies the answer into its own buffer on
+// Write, so the buffer is free again when Write returns.
+var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// mintStream is the lean path's context and grpc.ServerTransportStream in
+// one: it collects the header and trailer metadata the service sets, as
+// the gateway's runtime.ServerTransportStream does, and answers
+// grpc.ServerTransportStreamFromContext itself.
+type mintStream struct {
+	context.Context
+	header, trailer metadata.MD
+}
+
+// Value answers the transport stream's key (grpc's
+// streamKey, through grpc.ServerTransportStreamFromContext) with the
+// stream; grpc.NewContextWithServerTransportStream would wrap the context
+// in a value context of its own for that.
+func (s *mintStream) Value(key any) any {
+	if key == transportStreamKey {
+		return grpc.ServerTransportStream(s)
+	}
+	return s.Context.Value(key)
+}
+
+func (*mintStream) Method() string { return tokenv1.TokenService_Mint_FullMethodName }
+
+func (s *mintStream) SetHeader(md metadata.MD) error {
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+
+func (s *mintStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
+
+func (s *mintStream) SetTrailer(md metadata.MD) error {
+	s.trailer = metadata.Join(s.trailer, md)
+	return nil
 }
 
 // decodeMintBody decodes a POST /token body into req as
@@ -167,5 +227,24 @@ func decodeMintBody(inbound runtime.Marshaler, unmarshal protojson.UnmarshalOpti
 	if err := inbound.NewDecoder(bytes.NewReader(b)).Decode(req); err != nil && !errors.Is(err, io.EOF) {
 		return status.Errorf(codes.InvalidArgument, "%v", err)
 	}
+	return nil
+}
+
+// transportStreamKey is grpc's (unexported) context key of the server
+// transport stream, caught once by asking grpc to look it up in a context
+// that notes the key it is asked for.
+var transportStreamKey = func() any {
+	var c keyCatcher
+	grpc.ServerTransportStreamFromContext(&c)
+	return c.key
+}()
+
+type keyCatcher struct {
+	context.Context
+	key any
+}
+
+func (c *keyCatcher) Value(key any) any {
+	c.key = key
 	return nil
 }

@@ -220,3 +220,32 @@ func headerKeys(hs ...http.Header) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// TestMintStreamIsTheTransportStream: grpc.SetHeader on the lean path's
+// context reaches the lean path's stream (what a rate-limit refusal's
+// retry-after needs), and other values still come from the parent.
+func TestMintStreamIsTheTransportStream(t *testing.T) {
+	if transportStreamKey == nil {
+		t.Fatal("grpc's transport stream key was not caught")
+	}
+	type k struct{}
+	s := &mintStream{Context: context.WithValue(context.Background(), k{}, "v")}
+	if got := grpc.ServerTransportStreamFromContext(s); got != grpc.ServerTransportStream(s) {
+		t.Fatalf("ServerTransportStreamFromContext = %v, want the mintStream", got)
+	}
+	if err := grpc.SetHeader(s, metadata.Pairs("retry-after", "3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := grpc.SetTrailer(s, metadata.Pairs("x", "y")); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.header.Get("retry-after"); len(got) != 1 || got[0] != "3" {
+		t.Errorf("header = %v, want retry-after 3", s.header)
+	}
+	if got := s.trailer.Get("x"); len(got) != 1 {
+		t.Errorf("trailer = %v, want x", s.trailer)
+	}
+	if s.Value(k{}) != "v" {
+		t.Error("a parent value is lost")
+	}
+}

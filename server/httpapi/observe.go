@@ -79,19 +79,30 @@ func (*discardWriter) WriteHeader(int)             {}
 // set, matches a request the gateway never saw (refused before it: 401,
 // 413, 415) to the gateway pattern it was for; only those requests pay
 // for it.
-func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handler) http.Handler {
+func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handler, api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := requestid.Ensure(r.Header.Get(requestid.Header))
-		w.Header().Set(requestid.Header, id)
-		info := &reqInfo{}
-		ctx := context.WithValue(requestid.NewContext(r.Context(), id), routeKey{}, info)
-		r = r.WithContext(ctx)
-		sw := &statusWriter{ResponseWriter: w}
-		mux.ServeHTTP(sw, r)
+		// One allocation holds everything observe keeps for the request:
+		// the context carrying its id and route note, the status writer.
+		st := &reqState{id: requestid.Ensure(r.Header.Get(requestid.Header))}
+		st.Context = r.Context()
+		st.sw.ResponseWriter = w
+		// The key is canonical: no Header.Set (it would canonicalise).
+		w.Header()[requestid.Header] = []string{st.id}
+		r = r.WithContext(st)
+		if isMintPath(r) {
+			// GET and POST /token, the hot route, go straight to the
+			// handler ServeMux would route them to (its catch-all "/"):
+			// the path is clean, so ServeMux would neither redirect nor
+			// rewrite it.
+			api.ServeHTTP(&st.sw, r)
+		} else {
+			mux.ServeHTTP(&st.sw, r)
+		}
 		d := time.Since(start)
 
-		code := sw.status
+		info := &st.info
+		code := st.sw.status
 		if code == 0 {
 			code = http.StatusOK
 		}
@@ -121,17 +132,46 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 		}
 		// Attributes only for a line that will be written (a 2xx is at
 		// Debug, off in production).
-		if lvl := httpLevel(code); log.Enabled(ctx, lvl) {
-			log.LogAttrs(ctx, lvl, "finished call",
+		if lvl := httpLevel(code); log.Enabled(st, lvl) {
+			log.LogAttrs(st, lvl, "finished call",
 				slog.String("protocol", "http"),
 				slog.String("method", r.Method),
 				slog.String("route", route),
 				slog.Int("status", code),
 				slog.Duration("duration", d),
-				slog.String(requestid.LogKey, id),
+				slog.String(requestid.LogKey, st.id),
 			)
 		}
 	})
+}
+
+// reqState is what observe keeps for a request, in one allocation: it is
+// the request's context (answering the request id's and the route note's
+// keys, the parent's for everything else) and its status writer.
+type reqState struct {
+	context.Context
+	id   string
+	info reqInfo
+	sw   statusWriter
+}
+
+// Value answers the request id (requestid.FromContext) and the route note
+// (routeKey) from the state, anything else from the parent context.
+func (s *reqState) Value(key any) any {
+	switch key.(type) {
+	case routeKey:
+		return &s.info
+	}
+	if requestid.IsKey(key) {
+		return s.id
+	}
+	return s.Context.Value(key)
+}
+
+// isMintPath reports whether r is a GET or POST of exactly /token, the
+// path ServeMux hands to its catch-all "/" unchanged.
+func isMintPath(r *http.Request) bool {
+	return r.URL.Path == mintRoute && (r.Method == http.MethodGet || r.Method == http.MethodPost)
 }
 
 // routeMethods are the methods the gateway's routes take.

@@ -158,3 +158,12 @@ func hasKey(r slog.Record, key string) bool {
 	})
 	return found
 }
+
+// IsKey reports whether key is the context key FromContext looks up. A
+// context type of another package that carries the id among other
+// per-request values (the REST handler's) answers Value(key) with the id
+// for it, instead of a context of its own per value.
+func IsKey(key any) bool {
+	_, ok := key.(ctxKey)
+	return ok
+}
