@@ -83,7 +83,8 @@ type Request struct {
 	// metadata (gRPC): "Bearer …", or "".
 	Authorization string
 	// Header returns a request header (REST) or metadata (gRPC) value by
-	// name, "" when absent; nil when there are none.
+	// name, "" when absent; nil when there are none. HTTPHeader, when
+	// set, is read instead.
 	Header func(name string) string
 	// HTTPHeader is the REST request's header, to refuse a repeated proxy
 	// header; nil: each header is taken to appear at most once. (A map,
@@ -92,6 +93,18 @@ type Request struct {
 	// REST is true for requests that came in over HTTP rather than gRPC.
 	// Only REST requests authenticate through the proxy headers.
 	REST bool
+}
+
+// header returns the first value of the header (or metadata) name, ""
+// when absent.
+func (r Request) header(name string) string {
+	if r.HTTPHeader != nil {
+		return r.HTTPHeader.Get(name)
+	}
+	if r.Header != nil {
+		return r.Header(name)
+	}
+	return ""
 }
 
 // headerCount returns how many times the header name appears.

@@ -66,13 +66,13 @@ func (c ProxyConfig) trusts(addr netip.Addr) bool {
 // groups header, more than once is refused: which copy the proxy set and
 // which the client sent cannot be told apart.
 func (a *Authenticator) authenticateProxy(ctx context.Context, req Request) (p Principal, present bool, err error) {
-	if a.proxy == nil || !req.REST || req.Header == nil {
+	if a.proxy == nil || !req.REST || (req.Header == nil && req.HTTPHeader == nil) {
 		return Principal{}, false, nil
 	}
 	if n := req.headerCount(a.proxy.UserHeader); n > 1 {
 		return Principal{}, true, unauthenticated(fmt.Sprintf("proxy header %s given %d times: want it once", a.proxy.UserHeader, n))
 	}
-	user := strings.TrimSpace(req.Header(a.proxy.UserHeader))
+	user := strings.TrimSpace(req.header(a.proxy.UserHeader))
 	if user == "" {
 		return Principal{}, false, nil
 	}
@@ -91,7 +91,7 @@ func (a *Authenticator) authenticateProxy(ctx context.Context, req Request) (p P
 		if n := req.headerCount(gh); n > 1 {
 			return Principal{}, true, unauthenticated(fmt.Sprintf("proxy header %s given %d times: want it once", gh, n))
 		}
-		for _, g := range strings.Split(req.Header(gh), ",") {
+		for _, g := range strings.Split(req.header(gh), ",") {
 			if g = strings.TrimSpace(g); g != "" {
 				groups = append(groups, g)
 			}

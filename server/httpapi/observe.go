@@ -163,7 +163,7 @@ func (s *reqState) Value(key any) any {
 		return &s.info
 	}
 	if requestid.IsKey(key) {
-		return s.id
+		return &s.id
 	}
 	return s.Context.Value(key)
 }

@@ -36,8 +36,13 @@ func NewContext(ctx context.Context, id string) context.Context {
 
 // FromContext returns the request id in ctx, or "".
 func FromContext(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	switch id := ctx.Value(ctxKey{}).(type) {
+	case string:
+		return id
+	case *string: // a context that answers IsKey with a pointer (no allocation)
+		return *id
+	}
+	return ""
 }
 
 // New returns a new id: 16 random bytes as 32 lowercase hex digits.
@@ -162,7 +167,8 @@ func hasKey(r slog.Record, key string) bool {
 // IsKey reports whether key is the context key FromContext looks up. A
 // context type of another package that carries the id among other
 // per-request values (the REST handler's) answers Value(key) with the id
-// for it, instead of a context of its own per value.
+// (a string, or a *string, which costs no allocation) for it, instead of
+// a context of its own per value.
 func IsKey(key any) bool {
 	_, ok := key.(ctxKey)
 	return ok
