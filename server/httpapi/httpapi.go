@@ -231,7 +231,7 @@ func limitBody(max int64, next http.Handler) http.Handler {
 		// Read the (bounded) body once to refuse anything after the first
 		// JSON value: the gateway's decoder would read one value and
 		// silently drop the rest ({"identity":"a"} {"identity":"b"}).
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		body, err := readAll(w, r, max)
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
@@ -245,7 +245,9 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			writeStatus(w, http.StatusBadRequest, bodyViolation("must be a single JSON value: there is data after it"))
 			return
 		}
-		r.Body = &readBody{Reader: bytes.NewReader(body), body: body}
+		rb := &readBody{body: body}
+		rb.Reset(body)
+		r.Body = rb
 		next.ServeHTTP(w, r)
 	})
 }
@@ -254,8 +256,30 @@ func limitBody(max int64, next http.Handler) http.Handler {
 // reads it as any body, and the lean /token path (mintPath) takes the
 // bytes without copying them again.
 type readBody struct {
-	*bytes.Reader
+	bytes.Reader
 	body []byte
+}
+
+// readAll reads r's body, at most max bytes (a longer one is a
+// *http.MaxBytesError, as http.MaxBytesReader gives). A body of a known
+// length is read into a buffer of that length at once; one of unknown
+// length (chunked) grows as io.ReadAll does.
+func readAll(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= max {
+		// net/http's body reader ends at Content-Length: one byte more
+		// of room sees the end without a second buffer.
+		buf := make([]byte, n+1)
+		got, err := io.ReadFull(r.Body, buf)
+		switch {
+		case err == io.ErrUnexpectedEOF || err == io.EOF:
+			return buf[:got], nil
+		case err != nil:
+			return nil, err
+		}
+		// Never for a body net/http bounds by its Content-Length.
+		return nil, &http.MaxBytesError{Limit: max}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 }
 
 func (*readBody) Close() error { return nil }

@@ -102,7 +102,7 @@ func serveMint(mux *runtime.ServeMux, svc tokenv1.TokenServiceServer, unmarshal 
 	// grpc.SetHeader (the retry-after of a rate-limit refusal). It is the
 	// context's value itself: one allocation for both.
 	ctx := &mintStream{Context: r.Context()}
-	inbound, outbound := runtime.MarshalerForRequest(mux, r)
+	inbound, outbound := marshalersFor(mux, r)
 	req := &tokenv1.MintRequest{}
 	var err error
 	if r.Method == http.MethodPost {
@@ -247,4 +247,38 @@ type keyCatcher struct {
 func (c *keyCatcher) Value(key any) any {
 	c.key = key
 	return nil
+}
+
+// commonMarshalers caches runtime.MarshalerForRequest's answer for the two
+// common /token requests, neither with an Accept header: one without a
+// Content-Type (GET) and one with Content-Type: application/json (POST).
+// The gateway parses the Content-Type (mime.ParseMediaType, an
+// allocation) and looks both headers up in its registry on every call;
+// the answer depends on nothing else.
+var commonMarshalers sync.Map // *runtime.ServeMux -> *[2][2]runtime.Marshaler
+
+// marshalersFor is runtime.MarshalerForRequest(mux, r), from the cache for
+// the common requests.
+func marshalersFor(mux *runtime.ServeMux, r *http.Request) (inbound, outbound runtime.Marshaler) {
+	if _, ok := r.Header["Accept"]; ok {
+		return runtime.MarshalerForRequest(mux, r)
+	}
+	i := 0
+	switch ct := r.Header["Content-Type"]; {
+	case len(ct) == 0:
+	case len(ct) == 1 && ct[0] == "application/json":
+		i = 1
+	default:
+		return runtime.MarshalerForRequest(mux, r)
+	}
+	c, ok := commonMarshalers.Load(mux)
+	if !ok {
+		var m [2][2]runtime.Marshaler
+		for j, h := range []http.Header{{}, {"Content-Type": {"application/json"}}} {
+			m[j][0], m[j][1] = runtime.MarshalerForRequest(mux, &http.Request{Header: h})
+		}
+		c, _ = commonMarshalers.LoadOrStore(mux, &m)
+	}
+	m := c.(*[2][2]runtime.Marshaler)
+	return m[i][0], m[i][1]
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -247,5 +248,31 @@ func TestMintStreamIsTheTransportStream(t *testing.T) {
 	}
 	if s.Value(k{}) != "v" {
 		t.Error("a parent value is lost")
+	}
+}
+
+// TestMarshalersForMatchesTheGateway: the cached marshalers of the common
+// requests are the gateway's, and requests with other headers still ask
+// the gateway, with a registry that has more than the wildcard.
+func TestMarshalersForMatchesTheGateway(t *testing.T) {
+	other := &runtime.JSONPb{}
+	for _, mux := range []*runtime.ServeMux{
+		runtime.NewServeMux(),
+		runtime.NewServeMux(runtime.WithMarshalerOption("application/json", other)),
+	} {
+		for _, h := range []http.Header{
+			{},
+			{"Content-Type": {"application/json"}},
+			{"Content-Type": {"application/json; charset=utf-8"}},
+			{"Accept": {"application/json"}},
+			{"Content-Type": {"text/plain"}},
+		} {
+			r := &http.Request{Header: h}
+			in, out := marshalersFor(mux, r)
+			win, wout := runtime.MarshalerForRequest(mux, r)
+			if in != win || out != wout {
+				t.Errorf("marshalersFor(%v) = %T %T, want the gateway's %T %T", h, in, out, win, wout)
+			}
+		}
 	}
 }
