@@ -67,13 +67,18 @@ func CORS(origins []string, next http.Handler) http.Handler {
 // IsAdminPath reports whether an HTTP path belongs to the admin API
 // (/v1/applications, /v1/keyring, /v1/credentials and below).
 func IsAdminPath(p string) bool {
-	for _, prefix := range []string{"/v1/applications", "/v1/keyring", "/v1/credentials", "/v1/default-application"} {
-		if p == prefix || strings.HasPrefix(p, prefix+"/") || strings.HasPrefix(p, prefix+":") {
+	if !strings.HasPrefix(p, "/v1/") {
+		return false // /token and the other public paths, at once
+	}
+	for _, prefix := range adminPrefixes {
+		if rest, ok := strings.CutPrefix(p, prefix); ok && (rest == "" || rest[0] == '/' || rest[0] == ':') {
 			return true
 		}
 	}
 	return false
 }
+
+var adminPrefixes = []string{"/v1/applications", "/v1/keyring", "/v1/credentials", "/v1/default-application"}
 
 // noCORS serves the admin API: it sends no CORS header to any origin,
 // allowed or not, and answers every CORS preflight 403 with a

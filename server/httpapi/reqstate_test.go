@@ -32,3 +32,17 @@ func TestReqStateContext(t *testing.T) {
 		t.Errorf("requestid.FromContext allocates %v times, want 0", n)
 	}
 }
+
+func TestIsAdminPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/v1/applications": true, "/v1/applications/AP1/keys": true, "/v1/applications:batch": true,
+		"/v1/keyring": true, "/v1/keyring/rekey": true, "/v1/credentials": true, "/v1/credentials/x": true,
+		"/v1/default-application": true,
+		"/token": false, "/v1/tokens": false, "/v1/tokens:verify": false, "/v1/applicationsx": false,
+		"/v1/keyringx": false, "/": false, "": false, "/v1/": false, "/healthz": false,
+	} {
+		if got := IsAdminPath(p); got != want {
+			t.Errorf("IsAdminPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
