@@ -59,7 +59,8 @@ type Config struct {
 	// deletes it at Twilio; 0: 5 minutes. It must exceed the interval at
 	// which replicas record key usage.
 	Grace time.Duration
-	// Holder names this process in the lease; required for Run.
+	// Holder names this process in the leases; empty: a random name.
+	// Every replica needs its own.
 	Holder string
 	// LeaseTTL is how long the lease lasts unless renewed; 0: 30 s. A
 	// holder that dies is replaced after it.
@@ -110,8 +111,79 @@ func New(cfg Config) *Provisioner {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Holder == "" {
+		cfg.Holder = "provisioner/" + newOpID()
+	}
 	return &Provisioner{cfg: cfg, ks: cfg.Keys, store: cfg.Keys.Store(), log: cfg.Logger,
 		twilio: map[string]map[string]twilioapi.Key{}, listed: map[string]bool{}}
+}
+
+// opLease is the name of the lease a process holds on an intent while it
+// works on it, so that the lease holder's Recover (on another replica)
+// leaves an intent in flight alone and takes only those whose process
+// died or gave up.
+func opLease(opID string) string { return "keyop/" + opID }
+
+// keep renews the lease name (which holder has just taken) every third
+// of LeaseTTL until stop is called, and cancels the returned context if a
+// renewal fails or finds the lease taken: work done under it stops
+// before another replica, seeing the lease expired, does the same work.
+// stop does not release the lease.
+func (p *Provisioner) keep(ctx context.Context, name string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(p.cfg.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, p.cfg.LeaseTTL)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				cancel(fmt.Errorf("renew lease %s: %w", name, err))
+				return
+			case err == nil && !ok:
+				cancel(fmt.Errorf("lease %s lost to another replica", name))
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		<-stopped
+		cancel(nil)
+	}
+}
+
+// withOp runs fn while holding the lease of intent opID, renewed as fn
+// runs, and releases it after. It reports false (and does not run fn)
+// when another process holds it: that process is working on the intent.
+func (p *Provisioner) withOp(ctx context.Context, opID string, fn func(context.Context) error) (bool, error) {
+	name := opLease(opID)
+	ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, p.cfg.LeaseTTL)
+	if err != nil || !ok {
+		return false, err
+	}
+	kctx, stop := p.keep(ctx, name)
+	err = fn(kctx)
+	if cause := context.Cause(kctx); err != nil && cause != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%v)", err, cause)
+	}
+	stop()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := p.store.ReleaseLease(rctx, name, p.cfg.Holder); rerr != nil {
+		p.log.WarnContext(ctx, "release intent lease", "op", opID, "error", rerr)
+	}
+	return true, err
 }
 
 // credentialAD binds a sealed provisioning credential to its application.
@@ -255,6 +327,16 @@ func (p *Provisioner) Provision(ctx context.Context, applicationSID string, acti
 
 func (p *Provisioner) provision(ctx context.Context, applicationSID string, activate bool, action string) (k storage.Key, err error) {
 	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "provision", Activate: activate}
+	_, err = p.withOp(ctx, op.ID, func(ctx context.Context) error {
+		k, err = p.provisionOp(ctx, op, action)
+		return err
+	})
+	return k, err
+}
+
+// provisionOp is provision under op's lease.
+func (p *Provisioner) provisionOp(ctx context.Context, op storage.KeyOp, action string) (k storage.Key, err error) {
+	applicationSID, activate := op.ApplicationSID, op.Activate
 	defer func() { p.step(ctx, action, applicationSID, err, "api_key_sid", k.SID, "op", op.ID) }()
 	app, cred, _, err := p.credential(ctx, applicationSID)
 	if err != nil {
@@ -376,10 +458,16 @@ func (p *Provisioner) Revoke(ctx context.Context, applicationSID, keySID string)
 		return storage.Key{}, err
 	}
 	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "revoke", APIKeySID: keySID}
-	if err := p.store.PutKeyOp(ctx, op); err != nil {
-		return storage.Key{}, fmt.Errorf("record intent: %w", err)
-	}
-	return p.revoke(ctx, op)
+	var active storage.Key
+	_, err := p.withOp(ctx, op.ID, func(ctx context.Context) error {
+		if err := p.store.PutKeyOp(ctx, op); err != nil {
+			return fmt.Errorf("record intent: %w", err)
+		}
+		var err error
+		active, err = p.revoke(ctx, op)
+		return err
+	})
+	return active, err
 }
 
 func (p *Provisioner) revoke(ctx context.Context, op storage.KeyOp) (storage.Key, error) {
@@ -427,16 +515,23 @@ func (p *Provisioner) Recover(ctx context.Context) error {
 	}
 	var errs []error
 	for _, op := range ops {
-		var err error
-		switch op.Op {
-		case "provision":
-			err = p.finishProvision(ctx, op)
-		case "delete":
-			err = p.deleteKey(ctx, op, "delete")
-		case "revoke":
-			_, err = p.revoke(ctx, op)
-		default:
-			err = p.store.DeleteKeyOp(ctx, op.ID)
+		// An intent whose lease another process holds is in flight there
+		// (an admin call on another replica): not a crash's to undo.
+		took, err := p.withOp(ctx, op.ID, func(ctx context.Context) error {
+			switch op.Op {
+			case "provision":
+				return p.finishProvision(ctx, op)
+			case "delete":
+				return p.deleteKey(ctx, op, "delete")
+			case "revoke":
+				_, err := p.revoke(ctx, op)
+				return err
+			default:
+				return p.store.DeleteKeyOp(ctx, op.ID)
+			}
+		})
+		if !took && err == nil {
+			continue
 		}
 		p.step(ctx, "recover", op.ApplicationSID, err, "op", op.ID, "intent", op.Op, "api_key_sid", op.APIKeySID)
 		if err != nil {
@@ -706,7 +801,7 @@ func (p *Provisioner) tickApp(ctx context.Context, c storage.TwilioCredential, l
 			continue
 		}
 		op := storage.KeyOp{ID: newOpID(), ApplicationSID: c.ApplicationSID, Op: "delete", APIKeySID: k.SID}
-		if err := p.deleteKey(ctx, op, "delete"); err != nil {
+		if _, err := p.withOp(ctx, op.ID, func(ctx context.Context) error { return p.deleteKey(ctx, op, "delete") }); err != nil {
 			return err
 		}
 	}

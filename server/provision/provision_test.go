@@ -1,0 +1,219 @@
+package provision_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokend/tokend/server/keystore"
+	"github.com/tokend/tokend/server/provision"
+	"github.com/tokend/tokend/server/secrets"
+	"github.com/tokend/tokend/server/storage"
+	"github.com/tokend/tokend/server/storage/postgres"
+	"github.com/tokend/tokend/server/twilioapi"
+	"github.com/tokend/tokend/server/twilioapi/twiliotest"
+)
+
+const (
+	app1      = "AP00000000000000000000000000000001"
+	acct1     = "AC0123456789abcdef0123456789abcdef"
+	authToken = "abcdef0123456789abcdef0123456789"
+)
+
+// pgStore opens a PostgreSQL store in a schema of the test's own,
+// dropped when it ends; it skips the test without TOKEND_TEST_POSTGRES.
+func pgStore(t *testing.T) storage.Store {
+	t.Helper()
+	dsn := os.Getenv("TOKEND_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("TOKEND_TEST_POSTGRES not set")
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	schema := "provision_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, dsn); err == nil {
+			c.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			c.Close(ctx)
+		}
+	})
+	s, err := postgres.OpenSchema(t.Context(), dsn, schema)
+	if err != nil {
+		t.Fatalf("OpenSchema: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// gate is a transport that can hold the answer to the next request
+// matching method and path suffix (after Twilio acted on it) until
+// released: a slow answer, or a process paused in the middle of a call.
+type gate struct {
+	mu       sync.Mutex
+	method   string
+	suffix   string
+	held     chan struct{} // closed once a request is held
+	release  chan struct{}
+	armed    bool
+	released bool
+}
+
+func (g *gate) arm(method, suffix string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.method, g.suffix, g.armed = method, suffix, true
+	g.held, g.release, g.released = make(chan struct{}), make(chan struct{}), false
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.released && g.release != nil {
+		close(g.release)
+		g.released = true
+	}
+}
+
+func (g *gate) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	g.mu.Lock()
+	hold := g.armed && req.Method == g.method && strings.HasSuffix(req.URL.Path, g.suffix)
+	var held, release chan struct{}
+	if hold {
+		g.armed = false
+		held, release = g.held, g.release
+	}
+	g.mu.Unlock()
+	if hold {
+		close(held)
+		<-release
+	}
+	return resp, err
+}
+
+// replica is one tokend's keystore and provisioner over a shared store.
+type replica struct {
+	ks   *keystore.Keystore
+	prov *provision.Provisioner
+	gate *gate
+}
+
+// replicas returns n provisioners sharing store, each with its own
+// keystore, talking to the fake through a gate of its own; app1 exists
+// with a provisioning credential and one active key.
+func replicas(t *testing.T, store storage.Store, f *twiliotest.Fake, n int, cfg provision.Config) []*replica {
+	t.Helper()
+	ctx := t.Context()
+	mk, _ := secrets.GenerateMasterKey()
+	kr, _ := secrets.NewKeyring(mk)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := store.CreateApplication(ctx, storage.Application{SID: app1, AccountSID: acct1}); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*replica
+	for i := range n {
+		g := &gate{}
+		client, err := twilioapi.New(twilioapi.Config{BaseURL: f.URL(), Transport: g, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks := keystore.New(store, kr, log)
+		c := cfg
+		c.Keys, c.Twilio, c.Logger = ks, client, log
+		c.Holder = "replica-" + string(rune('a'+i))
+		rs = append(rs, &replica{ks: ks, prov: provision.New(c), gate: g})
+	}
+	if _, err := rs[0].prov.SetCredential(ctx, app1, acct1, authToken, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs[0].prov.Provision(ctx, app1, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if err := r.ks.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rs
+}
+
+func activeKey(t *testing.T, store storage.Store) storage.Key {
+	t.Helper()
+	keys, err := store.ListKeys(context.Background(), app1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.State == storage.KeyActive {
+			return k
+		}
+	}
+	t.Fatalf("no active key among %d", len(keys))
+	return storage.Key{}
+}
+
+func atTwilio(f *twiliotest.Fake, sid string) bool {
+	for _, k := range f.Keys(acct1) {
+		if k.SID == sid {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRecoverLeavesInFlightIntentsAlone: the lease holder's recovery runs
+// while another replica is between creating a key at Twilio and storing
+// it (an admin call, or a rotation answered slowly). The intent is not a
+// crash's: recovery must leave it alone, not delete the key at Twilio
+// that the other replica is about to activate (every token it signs
+// would fail with 20103).
+func TestRecoverLeavesInFlightIntentsAlone(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: 3 * time.Second})
+	a, b := rs[0], rs[1]
+
+	a.gate.arm(http.MethodPost, "/Keys.json")
+	type result struct {
+		k   storage.Key
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		k, err := a.prov.Provision(context.Background(), app1, true)
+		done <- result{k, err}
+	}()
+	<-a.gate.held // the key exists at Twilio; a has not stored it yet
+	if err := b.prov.Recover(t.Context()); err != nil {
+		t.Errorf("Recover() on the other replica = %v", err)
+	}
+	a.gate.open()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Provision() = %v", r.err)
+	}
+	if got := activeKey(t, store); got.SID != r.k.SID {
+		t.Fatalf("active key %s, want the provisioned %s", got.SID, r.k.SID)
+	}
+	if !atTwilio(f, r.k.SID) {
+		t.Fatalf("the provisioned active key %s was deleted at Twilio (deletions %v)", r.k.SID, f.Deletions())
+	}
+	// The intent is gone once the provisioning is whole.
+	if ops, err := store.ListKeyOps(t.Context()); err != nil || len(ops) != 0 {
+		t.Fatalf("ListKeyOps() = %v, %v, want none", ops, err)
+	}
+}
