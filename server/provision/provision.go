@@ -753,6 +753,12 @@ func (p *Provisioner) Tick(ctx context.Context) error {
 	}
 	var errs []error
 	if leader {
+		// A pass can outlast the lease (Twilio slow, retrying): renew it
+		// while working, and stop if it is lost, so that another replica
+		// does not take it and rotate too.
+		var stop func()
+		ctx, stop = p.keep(ctx, LeaseName)
+		defer stop()
 		if err := p.Recover(ctx); err != nil {
 			errs = append(errs, err)
 		}

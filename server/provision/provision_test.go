@@ -217,3 +217,43 @@ func TestRecoverLeavesInFlightIntentsAlone(t *testing.T) {
 		t.Fatalf("ListKeyOps() = %v, %v, want none", ops, err)
 	}
 }
+
+// TestSlowRotationIsNotDoneTwice: the lease holder's rotation outlasts
+// the lease (Twilio answers the create slowly). The holder is alive and
+// working, so the other replica must not take the lease and rotate too:
+// one key per rotation.
+func TestSlowRotationIsNotDoneTwice(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	const ttl = 600 * time.Millisecond
+	rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: ttl})
+	a, b := rs[0], rs[1]
+	if _, err := a.prov.SetCredential(t.Context(), app1, acct1, authToken, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	old := activeKey(t, store)
+	time.Sleep(time.Until(old.ActivatedAt.Add(time.Second)) + 50*time.Millisecond) // rotation due
+
+	a.gate.arm(http.MethodPost, "/Keys.json")
+	done := make(chan error, 1)
+	go func() { done <- a.prov.Tick(context.Background()) }()
+	<-a.gate.held
+	// b ticks for well over the lease's TTL while a waits for Twilio.
+	for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(ttl / 4) {
+		if err := b.prov.Tick(t.Context()); err != nil {
+			t.Errorf("Tick() on the other replica = %v", err)
+		}
+	}
+	a.gate.open()
+	if err := <-done; err != nil {
+		t.Fatalf("Tick() = %v", err)
+	}
+	if got := f.Creates(); got != 2 {
+		t.Fatalf("Twilio created %d keys, want 2 (the first and one rotation); keys %v", got, f.Keys(acct1))
+	}
+	if got := activeKey(t, store); got.SID == old.SID {
+		t.Fatalf("the active key is still %s after the rotation", old.SID)
+	}
+}
