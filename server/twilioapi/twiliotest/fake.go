@@ -59,6 +59,15 @@ type KeyInfo struct {
 	DateCreated               time.Time
 }
 
+// String never shows the secret (a test that prints the fake's keys in a
+// failure message must not print secrets either).
+func (k KeyInfo) String() string {
+	return fmt.Sprintf("{%s %q main=%t %s}", k.SID, k.FriendlyName, k.Main, k.DateCreated.Format(time.RFC3339))
+}
+
+// GoString never shows the secret.
+func (k KeyInfo) GoString() string { return "twiliotest.KeyInfo" + k.String() }
+
 // Deletion is a key deleted through the API.
 type Deletion struct {
 	AccountSID, SID string
