@@ -92,9 +92,9 @@ type Provisioner struct {
 
 	mu sync.Mutex // serialises key changes in this process
 
-	smu    sync.Mutex
-	twilio map[string]map[string]twilioapi.Key // app -> key SID -> Twilio's key, last listing
-	listed map[string]bool                     // apps listed at least once
+	smu     sync.Mutex
+	twilio  map[string]map[string]twilioapi.Key // app -> key SID -> Twilio's key, last listing
+	missing map[string]map[string]bool          // app -> key SID -> missing at the last listing
 }
 
 // New returns a Provisioner.
@@ -115,7 +115,7 @@ func New(cfg Config) *Provisioner {
 		cfg.Holder = "provisioner/" + newOpID()
 	}
 	return &Provisioner{cfg: cfg, ks: cfg.Keys, store: cfg.Keys.Store(), log: cfg.Logger,
-		twilio: map[string]map[string]twilioapi.Key{}, listed: map[string]bool{}}
+		twilio: map[string]map[string]twilioapi.Key{}, missing: map[string]map[string]bool{}}
 }
 
 // opLease is the name of the lease a process holds on an intent while it
@@ -290,7 +290,7 @@ func (p *Provisioner) DeleteCredential(ctx context.Context, applicationSID strin
 	if err == nil {
 		p.smu.Lock()
 		delete(p.twilio, applicationSID)
-		delete(p.listed, applicationSID)
+		delete(p.missing, applicationSID)
 		p.smu.Unlock()
 		p.step(ctx, "delete_twilio_credential", applicationSID, nil)
 	}
@@ -550,12 +550,14 @@ func (p *Provisioner) remember(appSID string, k twilioapi.Key) {
 		p.twilio[appSID] = m
 	}
 	m[k.SID] = k
+	delete(p.missing[appSID], k.SID)
 }
 
 func (p *Provisioner) forget(appSID, keySID string) {
 	p.smu.Lock()
 	defer p.smu.Unlock()
 	delete(p.twilio[appSID], keySID)
+	delete(p.missing[appSID], keySID)
 }
 
 // Report is the outcome of Reconcile.
@@ -584,7 +586,23 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 	if err != nil {
 		return rep, err
 	}
+	// Other replicas create, store and delete keys meanwhile. A key
+	// is missing only if it was stored before the listing and still is
+	// after it (a key created after the listing is not in it, and a key
+	// being deleted leaves Twilio before the store). Intents are read
+	// after the listing and the keys after the intents: a key in the
+	// listing is either stored or its intent still pending (an intent
+	// is dropped only once its key is stored), never taken for an
+	// orphan.
+	before, err := p.store.ListKeys(ctx, applicationSID)
+	if err != nil {
+		return rep, err
+	}
 	tkeys, err := p.cfg.Twilio.ListKeys(ctx, cred, app.AccountSID, app.Region)
+	if err != nil {
+		return rep, err
+	}
+	ops, err := p.store.ListKeyOps(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -592,9 +610,9 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 	if err != nil {
 		return rep, err
 	}
-	ops, err := p.store.ListKeyOps(ctx)
-	if err != nil {
-		return rep, err
+	storedBefore := map[string]bool{}
+	for _, k := range before {
+		storedBefore[k.SID] = true
 	}
 	pending := map[string]bool{}
 	for _, op := range ops {
@@ -605,10 +623,12 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 		at[tk.SID] = tk
 	}
 	held := map[string]bool{}
+	missing := map[string]bool{}
 	for _, k := range ours {
 		held[k.SID] = true
-		if _, ok := at[k.SID]; !ok {
+		if _, ok := at[k.SID]; !ok && storedBefore[k.SID] {
 			rep.Missing = append(rep.Missing, k.SID)
+			missing[k.SID] = true
 		}
 	}
 	for _, tk := range tkeys {
@@ -631,7 +651,7 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 	}
 	p.smu.Lock()
 	p.twilio[applicationSID] = at
-	p.listed[applicationSID] = true
+	p.missing[applicationSID] = missing
 	p.smu.Unlock()
 	// The active key missing at Twilio: every token fails there. Switch
 	// to the most recently activated key Twilio has, if any.
@@ -665,17 +685,18 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 }
 
 // KeyStatus returns what tokend knows of a key at Twilio ("" if the
-// application was never listed) and when the scheduler will delete it
+// application was never listed, or the key was stored after the last
+// listing) and when the scheduler will delete it
 // (zero if it will not). all are the application's keys.
 func (p *Provisioner) KeyStatus(k storage.Key, all []storage.Key) (twilioState string, deleteAfter time.Time) {
 	p.smu.Lock()
 	tk, present := p.twilio[k.ApplicationSID][k.SID]
-	listed := p.listed[k.ApplicationSID]
+	missing := p.missing[k.ApplicationSID][k.SID]
 	p.smu.Unlock()
 	switch {
 	case present:
 		twilioState = TwilioPresent
-	case listed:
+	case missing:
 		twilioState = TwilioMissing
 	}
 	if present && k.State == storage.KeyRetired && !k.ActivatedAt.IsZero() {
@@ -716,18 +737,19 @@ func (p *Provisioner) deleteAfter(k storage.Key, retired time.Time) time.Time {
 }
 
 // Missing returns "application/key" for every key Twilio did not list at
-// the last reconcile, sorted.
+// the last reconcile though tokend held it before and after the listing,
+// sorted.
 func (p *Provisioner) Missing() []string {
 	p.smu.Lock()
 	defer p.smu.Unlock()
 	var out []string
-	for appSID := range p.listed {
+	for appSID, missing := range p.missing {
 		app := p.ks.Lookup(appSID)
 		if app == nil {
 			continue
 		}
 		for _, k := range app.Keys {
-			if _, ok := p.twilio[appSID][k.SID()]; !ok {
+			if missing[k.SID()] {
 				out = append(out, appSID+"/"+k.SID())
 			}
 		}

@@ -257,3 +257,54 @@ func TestSlowRotationIsNotDoneTwice(t *testing.T) {
 		t.Fatalf("the active key is still %s after the rotation", old.SID)
 	}
 }
+
+// TestReconcileRacingAProvision: a replica lists Twilio's keys just
+// before another replica provisions and activates a key. The new key is
+// not in that listing but it is not missing at Twilio: the reconcile must
+// neither switch the active key back to the old one nor report the new
+// key missing (in /readyz and the metric), nor call it an orphan.
+func TestReconcileRacingAProvision(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: time.Minute})
+	a, b := rs[0], rs[1]
+	if err := a.prov.Tick(t.Context()); err != nil { // a holds the lease
+		t.Fatal(err)
+	}
+	for _, deleteOrphans := range []bool{false, true} {
+		b.gate.arm(http.MethodGet, "/Keys.json")
+		type result struct {
+			rep provision.Report
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			rep, err := b.prov.Reconcile(context.Background(), app1, deleteOrphans)
+			done <- result{rep, err}
+		}()
+		<-b.gate.held // b has Twilio's list; a provisions now
+		k, err := a.prov.Provision(t.Context(), app1, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.gate.open()
+		r := <-done
+		if r.err != nil || len(r.rep.Missing) != 0 || r.rep.SwitchedTo != "" || len(r.rep.Orphaned) != 0 {
+			t.Errorf("Reconcile(delete_orphans %t) racing a provision = %+v, %v, want nothing missing, no switch, no orphan", deleteOrphans, r.rep, r.err)
+		}
+		if got := activeKey(t, store); got.SID != k.SID {
+			t.Errorf("active key %s, want the one just provisioned, %s", got.SID, k.SID)
+		}
+		if !atTwilio(f, k.SID) {
+			t.Errorf("the key just provisioned, %s, was deleted at Twilio", k.SID)
+		}
+		if err := b.ks.Reload(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if m := b.prov.Missing(); len(m) != 0 {
+			t.Errorf("Missing() = %v, want none", m)
+		}
+	}
+}
