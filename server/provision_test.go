@@ -361,7 +361,7 @@ func TestTwilioCredentialBadInput(t *testing.T) {
 		{"secret_chars", `{"auth_token":"abc def"}`, "auth_token"},
 		{"rotate_too_short", `{"auth_token":"abc","rotate_every":"0.5s"}`, "rotate_every"},
 		{"rotate_negative", `{"auth_token":"abc","rotate_every":"-5s"}`, "rotate_every"},
-		{"rotate_huge", `{"auth_token":"abc","rotate_every":"315576000000s"}`, "rotate_every"},     // 10,000 years: a valid Duration, beyond time.Duration
+		{"rotate_huge", `{"auth_token":"abc","rotate_every":"315576000000s"}`, "rotate_every"},        // 10,000 years: a valid Duration, beyond time.Duration
 		{"rotate_over_ten_years", `{"auth_token":"abc","rotate_every":"315360001s"}`, "rotate_every"}, // 3650 days and 1 s
 	}
 	for _, tt := range tests {
