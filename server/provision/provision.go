@@ -124,18 +124,23 @@ func New(cfg Config) *Provisioner {
 // died or gave up.
 func opLease(opID string) string { return "keyop/" + opID }
 
-// keep renews the lease name (which holder has just taken) every third
-// of LeaseTTL until stop is called, and cancels the returned context if a
+// opLeaseTTL is how long an intent's lease lasts unless renewed: the
+// scheduler's LeaseTTL up to 30 s, so that the intents of a process that
+// died are taken over within 30 s even with a long schedule interval.
+func (p *Provisioner) opLeaseTTL() time.Duration { return min(p.cfg.LeaseTTL, 30*time.Second) }
+
+// keep renews the lease name (which holder has just taken for ttl) every
+// third of ttl until stop is called, and cancels the returned context if a
 // renewal fails or finds the lease taken: work done under it stops
 // before another replica, seeing the lease expired, does the same work.
 // stop does not release the lease.
-func (p *Provisioner) keep(ctx context.Context, name string) (context.Context, func()) {
+func (p *Provisioner) keep(ctx context.Context, name string, ttl time.Duration) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(p.cfg.LeaseTTL / 3)
+		t := time.NewTicker(ttl / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -145,7 +150,7 @@ func (p *Provisioner) keep(ctx context.Context, name string) (context.Context, f
 				return
 			case <-t.C:
 			}
-			ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, p.cfg.LeaseTTL)
+			ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, ttl)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				cancel(fmt.Errorf("renew lease %s: %w", name, err))
@@ -168,11 +173,11 @@ func (p *Provisioner) keep(ctx context.Context, name string) (context.Context, f
 // when another process holds it: that process is working on the intent.
 func (p *Provisioner) withOp(ctx context.Context, opID string, fn func(context.Context) error) (bool, error) {
 	name := opLease(opID)
-	ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, p.cfg.LeaseTTL)
+	ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, p.opLeaseTTL())
 	if err != nil || !ok {
 		return false, err
 	}
-	kctx, stop := p.keep(ctx, name)
+	kctx, stop := p.keep(ctx, name, p.opLeaseTTL())
 	err = fn(kctx)
 	if cause := context.Cause(kctx); err != nil && cause != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w (%v)", err, cause)
@@ -779,7 +784,7 @@ func (p *Provisioner) Tick(ctx context.Context) error {
 		// while working, and stop if it is lost, so that another replica
 		// does not take it and rotate too.
 		var stop func()
-		ctx, stop = p.keep(ctx, LeaseName)
+		ctx, stop = p.keep(ctx, LeaseName, p.cfg.LeaseTTL)
 		defer stop()
 		if err := p.Recover(ctx); err != nil {
 			errs = append(errs, err)
