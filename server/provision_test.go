@@ -171,10 +171,11 @@ func TestProvisionTwilioFaults(t *testing.T) {
 		msg   string
 	}{
 		{"5xx", twiliotest.Fault{Method: http.MethodPost, Status: 503, Times: 10}, codes.Unavailable, "HTTP 503"},
-		{"429_long_retry_after", twiliotest.Fault{Method: http.MethodPost, Status: 429, RetryAfter: "3600"}, codes.Unavailable, "Retry-After"},
 		// The key is created, but the answer is lost: tokend finds it by
 		// its friendly name and deletes it.
 		{"dropped_after_create", twiliotest.Fault{Method: http.MethodPost, Drop: true, Times: 10}, codes.Unavailable, "attempts"},
+		// Last: tokend then sends nothing for the account for an hour.
+		{"429_long_retry_after", twiliotest.Fault{Method: http.MethodPost, Status: 429, RetryAfter: "3600"}, codes.Unavailable, "Retry-After"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,6 +195,14 @@ func TestProvisionTwilioFaults(t *testing.T) {
 			}
 			mintVerified(t, h, f)
 		})
+	}
+	// Twilio asked for an hour's quiet: the next call answers at once,
+	// sending nothing.
+	before := f.Requests()
+	_, err = admin.ProvisionKey(ctx, &tokenv1.ProvisionKeyRequest{ApplicationSid: app1, Activate: true})
+	wantCode(t, "ProvisionKey(after Retry-After 3600)", err, codes.Unavailable, "none sent")
+	if got := f.Requests() - before; got != 0 {
+		t.Errorf("ProvisionKey sent %d requests during Twilio's Retry-After, want 0", got)
 	}
 }
 

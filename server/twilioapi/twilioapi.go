@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	twclient "github.com/twilio/twilio-go/client"
@@ -94,7 +95,8 @@ type Error struct {
 	// its error body.
 	Code    int
 	Message string
-	// Attempts is how many requests were made.
+	// Attempts is how many requests were made (0: none, Twilio having
+	// asked to wait).
 	Attempts int
 	// Err is the transport error when there was no answer.
 	Err error
@@ -115,11 +117,13 @@ func (e *Error) Error() string {
 	case e.Err != nil:
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
-	fmt.Fprintf(&b, " (after %d attempt", e.Attempts)
-	if e.Attempts != 1 {
-		b.WriteString("s")
+	if e.Attempts > 0 {
+		fmt.Fprintf(&b, " (after %d attempt", e.Attempts)
+		if e.Attempts != 1 {
+			b.WriteString("s")
+		}
+		b.WriteString(")")
 	}
-	b.WriteString(")")
 	return b.String()
 }
 
@@ -168,11 +172,14 @@ type Config struct {
 type Client struct {
 	cfg  Config
 	base *url.URL
+
+	mu    sync.Mutex
+	quiet map[string]time.Time // account SID -> no request before (a Retry-After not waited out)
 }
 
 // New returns a Client; it fails only on a malformed BaseURL.
 func New(cfg Config) (*Client, error) {
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, quiet: map[string]time.Time{}}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -297,8 +304,38 @@ func (c *Client) service(ctx context.Context, cred Credential, accountSID, regio
 	return api.NewApiService(h), a
 }
 
+// quietUntil returns when Twilio allows requests for the account again,
+// if it asked to wait (Retry-After) and that time has not come.
+func (c *Client) quietUntil(accountSID string, now time.Time) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.quiet[accountSID]
+	if ok && !now.Before(until) {
+		delete(c.quiet, accountSID)
+		return time.Time{}, false
+	}
+	return until, ok
+}
+
+// keepQuiet records that Twilio asked for no requests for the account
+// until then.
+func (c *Client) keepQuiet(accountSID string, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until.After(c.quiet[accountSID]) {
+		c.quiet[accountSID] = until
+	}
+}
+
 // do runs call until it succeeds, fails for good, or the attempts run out.
+// While Twilio's Retry-After for the account has not passed (one this
+// call or an earlier one could not wait out), it sends nothing and
+// answers a 429 at once.
 func (c *Client) do(ctx context.Context, op string, cred Credential, accountSID, region string, call func(*api.ApiService) error) error {
+	if until, ok := c.quietUntil(accountSID, time.Now()); ok {
+		return &Error{Op: op, Status: http.StatusTooManyRequests, Code: 20429,
+			Message: "Twilio asked (Retry-After) for no requests for this account until " + until.UTC().Format(time.RFC3339) + "; none sent"}
+	}
 	var last *Error
 	for n := 1; ; n++ {
 		svc, a := c.service(ctx, cred, accountSID, region)
@@ -327,8 +364,14 @@ func (c *Client) do(ctx context.Context, op string, cred Credential, accountSID,
 		}
 		wait := c.backoff(n)
 		if ra, ok := parseRetryAfter(a.retryAfter, time.Now()); ok {
+			now := time.Now()
+			c.keepQuiet(accountSID, now.Add(ra))
 			if ra > c.cfg.MaxRetryAfter {
 				last.Message = strings.TrimSpace(last.Message + " (Retry-After " + a.retryAfter + " is beyond what tokend waits)")
+				return last
+			}
+			if dl, ok := ctx.Deadline(); ok && dl.Before(now.Add(ra)) {
+				last.Message = strings.TrimSpace(last.Message + " (Retry-After " + a.retryAfter + " is beyond the call's deadline)")
 				return last
 			}
 			wait = ra

@@ -209,3 +209,55 @@ func TestVerifyToken(t *testing.T) {
 		t.Errorf("VerifyToken(deleted key) = %v, want refused with 20103", err)
 	}
 }
+
+// TestRetryAfterIsHonouredAcrossCalls: a Retry-After longer than tokend
+// waits within a call (or than the caller's deadline) ends the call, and
+// the calls that follow for that account wait it out without sending a
+// request (the scheduler calls every interval: it must not hammer a
+// Twilio that asked for quiet). Another account is not held back.
+func TestRetryAfterIsHonouredAcrossCalls(t *testing.T) {
+	cred := twilioapi.Credential{Username: acct, Password: authToken}
+	tests := []struct {
+		name       string
+		retryAfter string
+		timeout    time.Duration // of the caller's context; 0: none
+	}{
+		{name: "beyond_max_retry_after", retryAfter: "3600"},
+		{name: "beyond_the_deadline", retryAfter: "30", timeout: 300 * time.Millisecond},
+		{name: "http_date", retryAfter: time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, c := newFake(t)
+			other := "AC" + strings.Repeat("e", 32)
+			f.AddAccount(other, authToken)
+			f.Inject(twiliotest.Fault{Status: 429, RetryAfter: tt.retryAfter})
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			start := time.Now()
+			_, err := c.ListKeys(ctx, cred, acct, "")
+			var te *twilioapi.Error
+			if !errors.As(err, &te) || te.Status != 429 || !te.Transient() {
+				t.Fatalf("ListKeys() = %v, want a transient 429", err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("ListKeys() took %v: it waited for a Retry-After it could not honour", took)
+			}
+			before := f.Requests()
+			_, err = c.ListKeys(context.Background(), cred, acct, "")
+			if !errors.As(err, &te) || te.Status != 429 || !strings.Contains(err.Error(), "Retry-After") {
+				t.Fatalf("ListKeys() again = %v, want a 429 saying Twilio asked to wait", err)
+			}
+			if got := f.Requests(); got != before {
+				t.Errorf("ListKeys() again sent %d requests while Twilio asked to wait, want 0", got-before)
+			}
+			if _, err := c.ListKeys(context.Background(), twilioapi.Credential{Username: other, Password: authToken}, other, ""); err != nil {
+				t.Errorf("ListKeys(another account) = %v, want no wait", err)
+			}
+		})
+	}
+}
