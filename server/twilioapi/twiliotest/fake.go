@@ -32,7 +32,7 @@ import (
 )
 
 // Fault is an injected misbehaviour, applied to the next Times requests
-// that match Method and Path (empty: any).
+// that match Method (empty: any).
 type Fault struct {
 	// Method, if set, limits the fault to requests with that method.
 	Method string
