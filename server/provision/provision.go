@@ -168,6 +168,38 @@ func (p *Provisioner) keep(ctx context.Context, name string, ttl time.Duration) 
 	}
 }
 
+// lock takes the lease name, waiting while another process holds it,
+// and keeps it (renewed) until release, which gives it up; the returned
+// context ends if the lease is lost.
+func (p *Provisioner) lock(ctx context.Context, name string) (context.Context, func(), error) {
+	ttl := p.opLeaseTTL()
+	for {
+		ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, ttl)
+		if err != nil {
+			return ctx, nil, err
+		}
+		if ok {
+			break
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx, nil, fmt.Errorf("wait for another replica's work on the same key: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	kctx, stop := p.keep(ctx, name, ttl)
+	return kctx, func() {
+		stop()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := p.store.ReleaseLease(rctx, name, p.cfg.Holder); err != nil {
+			p.log.WarnContext(ctx, "release lease", "lease", name, "error", err)
+		}
+	}, nil
+}
+
 // withOp runs fn while holding the lease of intent opID, renewed as fn
 // runs, and releases it after. It reports false (and does not run fn)
 // when another process holds it: that process is working on the intent.
@@ -454,6 +486,14 @@ func (p *Provisioner) deleteKey(ctx context.Context, op storage.KeyOp, action st
 // is provisioned and activated first; then the key is deleted at Twilio at
 // once and removed from tokend. It returns the active key.
 func (p *Provisioner) Revoke(ctx context.Context, applicationSID, keySID string) (storage.Key, error) {
+	// One revoke of a key at a time across replicas: a second one waits
+	// for the first and then finds the key gone (NotFound), rather than
+	// provisioning a second replacement.
+	ctx, release, err := p.lock(ctx, "revoke/"+applicationSID+"/"+keySID)
+	if err != nil {
+		return storage.Key{}, err
+	}
+	defer release()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.store.GetKey(ctx, applicationSID, keySID); err != nil {
@@ -464,7 +504,7 @@ func (p *Provisioner) Revoke(ctx context.Context, applicationSID, keySID string)
 	}
 	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "revoke", APIKeySID: keySID}
 	var active storage.Key
-	_, err := p.withOp(ctx, op.ID, func(ctx context.Context) error {
+	_, err = p.withOp(ctx, op.ID, func(ctx context.Context) error {
 		if err := p.store.PutKeyOp(ctx, op); err != nil {
 			return fmt.Errorf("record intent: %w", err)
 		}

@@ -308,3 +308,43 @@ func TestReconcileRacingAProvision(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentRevokesOnTwoReplicas: the same key revoked on two
+// replicas at once (an operator's retry through another replica) is
+// replaced once: one fresh key at Twilio, not one per call.
+func TestConcurrentRevokesOnTwoReplicas(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: 3 * time.Second})
+	a, b := rs[0], rs[1]
+	old := activeKey(t, store)
+	creates := f.Creates()
+
+	a.gate.arm(http.MethodPost, "/Keys.json")
+	errs := make(chan error, 2)
+	go func() { _, err := a.prov.Revoke(context.Background(), app1, old.SID); errs <- err }()
+	<-a.gate.held // a is creating the replacement
+	go func() { _, err := b.prov.Revoke(context.Background(), app1, old.SID); errs <- err }()
+	time.Sleep(300 * time.Millisecond)
+	a.gate.open()
+	var failed []error
+	for range 2 {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if got := f.Creates() - creates; got != 1 {
+		t.Errorf("two revokes of %s created %d keys at Twilio, want 1", old.SID, got)
+	}
+	if len(failed) > 1 {
+		t.Errorf("both revokes failed: %v", failed)
+	}
+	if atTwilio(f, old.SID) {
+		t.Errorf("the revoked key %s is still at Twilio", old.SID)
+	}
+	if k := activeKey(t, store); !atTwilio(f, k.SID) {
+		t.Errorf("the active key %s is not at Twilio", k.SID)
+	}
+}
