@@ -537,3 +537,50 @@ func TestDeleteApplicationWithTwilioCredential(t *testing.T) {
 		t.Fatalf("DeleteApplication without the credential: %v", err)
 	}
 }
+
+// TestRevokeManualKeys: revoking a key added by hand deletes it at Twilio
+// with the provisioning credential (it is compromised), and without one
+// says what is missing. A key another application also signs with is not
+// deleted at Twilio by a revoke in one of them: that application would
+// be left signing with a key Twilio no longer has.
+func TestRevokeManualKeys(t *testing.T) {
+	h, f, admin := provisionHarness(t, server.Config{})
+	ctx := adminCtx()
+	shared := f.AddKey(acct1, "made by hand, shared", false)
+	mine := f.AddKey(acct1, "made by hand", false)
+	if _, err := admin.CreateApplication(ctx, &tokenv1.CreateApplicationRequest{ApplicationSid: app2, AccountSid: acct1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, add := range []struct {
+		app string
+		key twiliotest.KeyInfo
+	}{{app1, shared}, {app2, shared}, {app1, mine}} {
+		if _, err := admin.AddKey(ctx, &tokenv1.AddKeyRequest{ApplicationSid: add.app, ApiKeySid: add.key.SID, Secret: add.key.Secret}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: mine.SID})
+	wantCode(t, "RevokeKey(no credential)", err, codes.FailedPrecondition, "no provisioning credential")
+	if _, err := admin.SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Keystore().Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: shared.SID})
+	wantCode(t, "RevokeKey(shared key)", err, codes.FailedPrecondition, app2)
+	if !slices.Contains(fakeSIDs(f), shared.SID) {
+		t.Fatalf("the shared key %s was deleted at Twilio; %s still signs with it", shared.SID, app2)
+	}
+	r, err := h.token.Mint(context.Background(), &tokenv1.MintRequest{ApplicationSid: app2})
+	if err != nil || f.VerifyToken(r.GetToken()) != nil {
+		t.Fatalf("Mint(%s) = %v, %v, want a token Twilio accepts", app2, r, err)
+	}
+	rv, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: mine.SID})
+	if err != nil {
+		t.Fatalf("RevokeKey(manual key) = %v", err)
+	}
+	if slices.Contains(fakeSIDs(f), mine.SID) || rv.GetActiveKey().GetApiKeySid() == mine.SID {
+		t.Fatalf("RevokeKey(manual key) = %v; Twilio holds %v, want %s gone", rv, fakeSIDs(f), mine.SID)
+	}
+}

@@ -38,7 +38,7 @@ func (s *Service) provisioner() (*provision.Provisioner, error) {
 func (s *Service) provErr(ctx context.Context, op string, err error) error {
 	var te *twilioapi.Error
 	switch {
-	case errors.Is(err, provision.ErrNoCredential):
+	case errors.Is(err, provision.ErrNoCredential), errors.Is(err, provision.ErrSharedKey):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &te) && te.Unauthorized():
 		return status.Errorf(codes.FailedPrecondition, "%s: Twilio refused the provisioning credential (%v); it must be the account's auth token or a Main API key", op, te)

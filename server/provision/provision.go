@@ -38,6 +38,8 @@ import (
 var (
 	// ErrNoCredential: the application has no provisioning credential.
 	ErrNoCredential = errors.New("the application has no provisioning credential")
+	// ErrSharedKey: the key to revoke is held by other applications too.
+	ErrSharedKey = errors.New("the key is held by other applications too")
 )
 
 // Twilio states of a key (Key.twilio_state).
@@ -501,6 +503,18 @@ func (p *Provisioner) Revoke(ctx context.Context, applicationSID, keySID string)
 	}
 	if _, _, _, err := p.credential(ctx, applicationSID); err != nil {
 		return storage.Key{}, err
+	}
+	// A key added by hand to several applications: deleting it at Twilio
+	// would leave the others signing with a key Twilio no longer has.
+	var others []string
+	for _, r := range p.ks.FindKey(keySID) {
+		if r.App.SID != applicationSID {
+			others = append(others, r.App.SID)
+		}
+	}
+	if len(others) > 0 {
+		return storage.Key{}, fmt.Errorf("%w: %s is also held by %s; deleting it at Twilio would break their tokens: remove it from them first (keys delete), then revoke",
+			ErrSharedKey, keySID, strings.Join(others, ", "))
 	}
 	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "revoke", APIKeySID: keySID}
 	var active storage.Key
