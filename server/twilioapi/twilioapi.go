@@ -12,9 +12,11 @@ package twilioapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -68,6 +70,13 @@ func (c Credential) String() string { return "Credential(" + c.Username + ")" }
 // GoString shows the username only.
 func (c Credential) GoString() string { return c.String() }
 
+// LogValue shows the username only (slog's JSON handler would otherwise
+// write every exported field).
+func (c Credential) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON shows the username only.
+func (c Credential) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
 // Key is an API key as Twilio lists it. Secret is set only in the answer
 // to CreateKey.
 type Key struct {
@@ -82,6 +91,12 @@ func (k Key) String() string { return "Key(" + k.SID + " " + strconv.Quote(k.Fri
 
 // GoString never shows the secret.
 func (k Key) GoString() string { return k.String() }
+
+// LogValue never shows the secret.
+func (k Key) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// MarshalJSON never shows the secret.
+func (k Key) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }
 
 // Error is an unsuccessful call to Twilio after every attempt. It never
 // carries a credential.

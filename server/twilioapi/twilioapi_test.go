@@ -2,8 +2,10 @@ package twilioapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -259,5 +261,29 @@ func TestRetryAfterIsHonouredAcrossCalls(t *testing.T) {
 				t.Errorf("ListKeys(another account) = %v, want no wait", err)
 			}
 		})
+	}
+}
+
+// TestSecretsNeverPrinted: a credential or a created key, printed,
+// logged (text or JSON) or marshalled, shows no secret.
+func TestSecretsNeverPrinted(t *testing.T) {
+	const secret = "s3cr3tvalue0123456789abcdef01234"
+	values := map[string]any{
+		"credential": twilioapi.Credential{Username: acct, Password: secret},
+		"key":        twilioapi.Key{SID: "SK" + strings.Repeat("a", 32), FriendlyName: "tokend", Secret: secret},
+	}
+	for name, v := range values {
+		var text, js strings.Builder
+		slog.New(slog.NewTextHandler(&text, nil)).Info("x", "v", v)
+		slog.New(slog.NewJSONHandler(&js, nil)).Info("x", "v", v)
+		m, _ := json.Marshal(v)
+		for form, out := range map[string]string{
+			"%v": fmt.Sprintf("%v", v), "%+v": fmt.Sprintf("%+v", v), "%#v": fmt.Sprintf("%#v", v),
+			"slog text": text.String(), "slog JSON": js.String(), "json": string(m),
+		} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s as %s shows the secret", name, form)
+			}
+		}
 	}
 }
