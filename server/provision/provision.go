@@ -469,6 +469,20 @@ func (p *Provisioner) deleteKey(ctx context.Context, op storage.KeyOp, action st
 	if err := p.store.PutKeyOp(ctx, op); err != nil {
 		return fmt.Errorf("record intent: %w", err)
 	}
+	// A scheduled deletion (not a revoke) of a key that is active again
+	// (an operator activated it since the schedule chose it, or before
+	// the deletion a crash interrupted was recovered) is dropped: every
+	// token would fail.
+	if op.Op == "delete" {
+		k, err := p.store.GetKey(ctx, op.ApplicationSID, op.APIKeySID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err == nil && k.State == storage.KeyActive {
+			p.log.WarnContext(ctx, "scheduled deletion of an active key dropped", "application_sid", op.ApplicationSID, "api_key_sid", op.APIKeySID, "op", op.ID)
+			return p.store.DeleteKeyOp(ctx, op.ID)
+		}
+	}
 	err = p.cfg.Twilio.DeleteKey(ctx, cred, app.AccountSID, app.Region, op.APIKeySID)
 	var te *twilioapi.Error
 	if err != nil && !(errors.As(err, &te) && te.NotFound()) {

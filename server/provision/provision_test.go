@@ -348,3 +348,31 @@ func TestConcurrentRevokesOnTwoReplicas(t *testing.T) {
 		t.Errorf("the active key %s is not at Twilio", k.SID)
 	}
 }
+
+// TestScheduledDeletionSparesAnActiveKey: a scheduled deletion left by a
+// crash, of a key an operator has activated again since, is dropped by
+// recovery, not carried out (every token would fail at Twilio).
+func TestScheduledDeletionSparesAnActiveKey(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	rs := replicas(t, store, f, 1, provision.Config{LeaseTTL: 3 * time.Second})
+	active := activeKey(t, store)
+	op := storage.KeyOp{ID: "0123456789abcdef", ApplicationSID: app1, Op: "delete", APIKeySID: active.SID}
+	if err := store.PutKeyOp(t.Context(), op); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs[0].prov.Recover(t.Context()); err != nil {
+		t.Fatalf("Recover() = %v", err)
+	}
+	if !atTwilio(f, active.SID) {
+		t.Fatalf("the active key %s was deleted at Twilio", active.SID)
+	}
+	if got := activeKey(t, store); got.SID != active.SID {
+		t.Fatalf("active key %s, want %s", got.SID, active.SID)
+	}
+	if ops, err := store.ListKeyOps(t.Context()); err != nil || len(ops) != 0 {
+		t.Fatalf("ListKeyOps() = %v, %v, want the intent dropped", ops, err)
+	}
+}
