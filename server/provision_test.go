@@ -584,3 +584,44 @@ func TestRevokeManualKeys(t *testing.T) {
 		t.Fatalf("RevokeKey(manual key) = %v; Twilio holds %v, want %s gone", rv, fakeSIDs(f), mine.SID)
 	}
 }
+
+// TestRevokeOnlyKeyWhileTwilioFails: the revoke of the application's only
+// key cannot provision its replacement (Twilio failing): it answers
+// Unavailable and the key goes on signing tokens Twilio accepts; the
+// application is never left without an active key. Once Twilio is back,
+// the revoke goes through.
+func TestRevokeOnlyKeyWhileTwilioFails(t *testing.T) {
+	h, f, admin := provisionHarness(t, server.Config{})
+	ctx := adminCtx()
+	if _, err := admin.SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := admin.ProvisionKey(ctx, &tokenv1.ProvisionKeyRequest{ApplicationSid: app1, Activate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := p.GetKey().GetApiKeySid()
+	for _, fault := range []twiliotest.Fault{
+		{Method: http.MethodPost, Status: 503, Times: 10},
+		{Method: http.MethodPost, Drop: true, Times: 10},
+		{Method: http.MethodDelete, Status: 500, Times: 10}, // the replacement is made; the deletion fails
+	} {
+		f.Inject(fault)
+		_, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: only})
+		f.ClearFaults()
+		wantCode(t, fmt.Sprintf("RevokeKey(fault %+v)", fault), err, codes.Unavailable, "Twilio did not answer")
+		if got := mintVerified(t, h, f); fault.Method == http.MethodPost && got.GetApiKeySid() != only {
+			t.Fatalf("minted with %s, want the only key %s", got.GetApiKeySid(), only)
+		}
+	}
+	rv, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: only})
+	if err != nil {
+		t.Fatalf("RevokeKey once Twilio is back = %v", err)
+	}
+	if slices.Contains(fakeSIDs(f), only) {
+		t.Fatalf("the revoked key %s is still at Twilio", only)
+	}
+	if got := mintVerified(t, h, f); got.GetApiKeySid() != rv.GetActiveKey().GetApiKeySid() {
+		t.Fatalf("minted with %s, want %s", got.GetApiKeySid(), rv.GetActiveKey().GetApiKeySid())
+	}
+}
