@@ -196,9 +196,15 @@ type Client struct {
 func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, quiet: map[string]time.Time{}}
 	if cfg.BaseURL != "" {
+		// The URL is never quoted: it could hold a proxy's password.
 		u, err := url.Parse(cfg.BaseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("twilio API URL %q: want http(s)://host[:port][/prefix]", cfg.BaseURL)
+			return nil, errors.New("twilio API URL: want http(s)://host[:port][/prefix]")
+		}
+		if u.User != nil {
+			// tokend would drop it (Twilio's credential goes in the
+			// Authorization header): refuse rather than send nothing.
+			return nil, errors.New("twilio API URL: must not hold a user or password")
 		}
 		u.Path = strings.TrimSuffix(u.Path, "/")
 		c.base = u

@@ -287,3 +287,21 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestBaseURLBad: a base URL tokend cannot use is refused, without quoting
+// it (it may hold a password).
+func TestBaseURLBad(t *testing.T) {
+	for _, u := range []string{
+		"ftp://proxy.example", "proxy.example:8080", "https://", "https://proxy.example/?x=pw0secret", "https://proxy.example/#pw0secret",
+		"https://user:pw0secret@proxy.example", "http://pw0secret@proxy.example:3128/twilio",
+	} {
+		c, err := twilioapi.New(twilioapi.Config{BaseURL: u})
+		if err == nil {
+			t.Errorf("New(BaseURL %q) = %v, want an error", u, c)
+			continue
+		}
+		if strings.Contains(err.Error(), "pw0secret") {
+			t.Errorf("New(BaseURL %q) = %v, quoting the URL", u, err)
+		}
+	}
+}
