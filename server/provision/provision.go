@@ -142,7 +142,7 @@ func (p *Provisioner) keep(ctx context.Context, name string, ttl time.Duration) 
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(ttl / 3)
+		t := time.NewTicker(max(ttl/3, time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
