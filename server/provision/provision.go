@@ -897,8 +897,21 @@ func (p *Provisioner) tickApp(ctx context.Context, c storage.TwilioCredential, l
 			}
 		}
 	}
+	// A key with an intent recorded already (a deletion Twilio refused,
+	// a revoke) is left to Recover, which retries it every pass: one more
+	// intent per pass would pile up while Twilio fails.
+	ops, err := p.store.ListKeyOps(ctx)
+	if err != nil {
+		return err
+	}
+	pending := map[string]bool{}
+	for _, op := range ops {
+		if op.ApplicationSID == c.ApplicationSID && op.APIKeySID != "" {
+			pending[op.APIKeySID] = true
+		}
+	}
 	for _, k := range keys {
-		if _, after := p.KeyStatus(k, keys); after.IsZero() || now.Before(after) {
+		if _, after := p.KeyStatus(k, keys); after.IsZero() || now.Before(after) || pending[k.SID] {
 			continue
 		}
 		op := storage.KeyOp{ID: newOpID(), ApplicationSID: c.ApplicationSID, Op: "delete", APIKeySID: k.SID}

@@ -376,3 +376,46 @@ func TestScheduledDeletionSparesAnActiveKey(t *testing.T) {
 		t.Fatalf("ListKeyOps() = %v, %v, want the intent dropped", ops, err)
 	}
 }
+
+// TestFailingDeletionIsNotScheduledAgain: while Twilio refuses to delete
+// a retired key, each pass retries the recorded deletion; it does not
+// record another one for the same key every pass (recovery retries every
+// intent in turn, with backoff, before rotating: the intents would pile
+// up and stall the schedule).
+func TestFailingDeletionIsNotScheduledAgain(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	rs := replicas(t, store, f, 1, provision.Config{LeaseTTL: 3 * time.Second, Grace: time.Millisecond})
+	p := rs[0].prov
+	if _, err := p.SetCredential(t.Context(), app1, acct1, authToken, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	old := activeKey(t, store)
+	if _, err := p.Provision(t.Context(), app1, true); err != nil { // old retires
+		t.Fatal(err)
+	}
+	f.Inject(twiliotest.Fault{Method: http.MethodDelete, Status: 500, Times: 1000})
+	for range 4 {
+		p.Tick(t.Context()) // fails: Twilio does not delete
+		time.Sleep(10 * time.Millisecond)
+	}
+	ops, err := store.ListKeyOps(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 1 || ops[0].Op != "delete" || ops[0].APIKeySID != old.SID {
+		t.Fatalf("intents after 4 passes with Twilio failing deletions: %+v, want one deletion of %s", ops, old.SID)
+	}
+	f.ClearFaults()
+	if err := p.Tick(t.Context()); err != nil {
+		t.Fatalf("Tick() once Twilio is back = %v", err)
+	}
+	if atTwilio(f, old.SID) {
+		t.Errorf("the retired key %s is still at Twilio", old.SID)
+	}
+	if ops, err := store.ListKeyOps(t.Context()); err != nil || len(ops) != 0 {
+		t.Errorf("ListKeyOps() = %+v, %v, want none", ops, err)
+	}
+}
