@@ -144,9 +144,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// NotFound reports whether Twilio answered 404 (for DeleteKey: the key is
-// gone already).
-func (e *Error) NotFound() bool { return e.Status == http.StatusNotFound }
+// NotFound reports whether Twilio answered 404 with its error 20404 (for
+// DeleteKey: the key is gone already). A 404 without Twilio's error body
+// (a proxy's, or a wrong --twilio-api-url prefix) is not: taking it for a
+// deletion would drop keys from tokend that Twilio still holds.
+func (e *Error) NotFound() bool { return e.Status == http.StatusNotFound && e.Code == 20404 }
 
 // Unauthorized reports whether Twilio refused the credential (401 or 403).
 func (e *Error) Unauthorized() bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +304,31 @@ func TestBaseURLBad(t *testing.T) {
 		if strings.Contains(err.Error(), "pw0secret") {
 			t.Errorf("New(BaseURL %q) = %v, quoting the URL", u, err)
 		}
+	}
+}
+
+// TestNotFoundNeedsTwilio: DeleteKey's "gone already" is Twilio's 404
+// with error 20404; a 404 from something else (a proxy, a wrong path
+// prefix in the base URL) is a failure, not a deletion.
+func TestNotFoundNeedsTwilio(t *testing.T) {
+	f, c := newFake(t)
+	cred := twilioapi.Credential{Username: acct, Password: authToken}
+	err := c.DeleteKey(context.Background(), cred, acct, "", "SK"+strings.Repeat("0", 32))
+	var te *twilioapi.Error
+	if !errors.As(err, &te) || !te.NotFound() {
+		t.Fatalf("DeleteKey(unknown key) = %v, want NotFound", err)
+	}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+	}))
+	defer proxy.Close()
+	wrong, err := twilioapi.New(twilioapi.Config{BaseURL: proxy.URL + "/wrong-prefix", BaseDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := f.AddKey(acct, "x", false)
+	err = wrong.DeleteKey(context.Background(), cred, acct, "", k.SID)
+	if !errors.As(err, &te) || te.NotFound() || te.Status != http.StatusNotFound {
+		t.Fatalf("DeleteKey through a proxy answering a bare 404 = %v, want a failure that is not NotFound", err)
 	}
 }
