@@ -10,12 +10,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokend/tokend/server/keystore"
+	"github.com/tokend/tokend/server/mint"
 	"github.com/tokend/tokend/server/provision"
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/storage"
@@ -417,5 +419,64 @@ func TestFailingDeletionIsNotScheduledAgain(t *testing.T) {
 	}
 	if ops, err := store.ListKeyOps(t.Context()); err != nil || len(ops) != 0 {
 		t.Errorf("ListKeyOps() = %+v, %v, want none", ops, err)
+	}
+}
+
+// TestRetiredKeyUsageOnAnotherReplica checks the deletion arithmetic: a
+// replica that has not yet reloaded after a rotation signs a token with
+// the key the lease holder considers retired, and records it at its next
+// flush. The lease holder does not delete the key at Twilio until that
+// token has expired plus the grace, though the grace after the
+// retirement has passed; then it does, once.
+func TestRetiredKeyUsageOnAnotherReplica(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	var offset atomic.Int64 // added to the lease holder's clock
+	const grace = 10 * time.Second
+	rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: 3 * time.Second, Grace: grace,
+		Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
+	a, b := rs[0], rs[1]
+	old := activeKey(t, store)
+	if _, err := a.prov.Provision(t.Context(), app1, true); err != nil { // old retires; b has not reloaded
+		t.Fatal(err)
+	}
+	app := b.ks.Lookup(app1)
+	if app.Active == nil || app.Active.SID() != old.SID {
+		t.Fatalf("b signs with %v, want the retired %s (not reloaded yet)", app.Active, old.SID)
+	}
+	const ttl = 600 // seconds
+	tok := app.Active.Sign(&mint.Claims{Identity: "alice", IssuedAt: time.Now().Unix(), TTL: ttl})
+	if err := b.ks.FlushUsage(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.VerifyToken(tok.JWT); err != nil {
+		t.Fatalf("the token b signed: %v", err)
+	}
+	for _, tt := range []struct {
+		after   time.Duration
+		deleted bool
+	}{
+		{2 * grace, false},                              // well past the retirement plus the grace
+		{ttl*time.Second + grace/2, false},              // the token expired, not the grace
+		{ttl*time.Second + grace + 2*time.Second, true}, // both
+	} {
+		offset.Store(int64(tt.after))
+		if err := a.prov.Tick(t.Context()); err != nil {
+			t.Fatalf("Tick(+%v) = %v", tt.after, err)
+		}
+		if got := !atTwilio(f, old.SID); got != tt.deleted {
+			t.Fatalf("at +%v: deleted at Twilio = %t, want %t (the token b signed expires at +%ds)", tt.after, got, tt.deleted, ttl)
+		}
+	}
+	n := 0
+	for _, d := range f.Deletions() {
+		if d.SID == old.SID {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%s deleted %d times at Twilio, want 1", old.SID, n)
 	}
 }
