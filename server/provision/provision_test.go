@@ -115,7 +115,7 @@ type replica struct {
 // replicas returns n provisioners sharing store, each with its own
 // keystore, talking to the fake through a gate of its own; app1 exists
 // with a provisioning credential and one active key.
-func replicas(t *testing.T, store storage.Store, f *twiliotest.Fake, n int, cfg provision.Config) []*replica {
+func replicas(t *testing.T, store storage.Store, f *twiliotest.Fake, n int, cfg provision.Config, wrap ...func(i int, s storage.Store) storage.Store) []*replica {
 	t.Helper()
 	ctx := t.Context()
 	mk, _ := secrets.GenerateMasterKey()
@@ -131,7 +131,11 @@ func replicas(t *testing.T, store storage.Store, f *twiliotest.Fake, n int, cfg 
 		if err != nil {
 			t.Fatal(err)
 		}
-		ks := keystore.New(store, kr, log)
+		st := store
+		for _, w := range wrap {
+			st = w(i, st)
+		}
+		ks := keystore.New(st, kr, log)
 		c := cfg
 		c.Keys, c.Twilio, c.Logger = ks, client, log
 		c.Holder = "replica-" + string(rune('a'+i))
@@ -478,5 +482,76 @@ func TestRetiredKeyUsageOnAnotherReplica(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%s deleted %d times at Twilio, want 1", old.SID, n)
+	}
+}
+
+// opsGate is a store whose ListKeyOps tells called and then waits for
+// release.
+type opsGate struct {
+	storage.Store
+	armed           atomic.Bool
+	called, release chan struct{}
+}
+
+func (g *opsGate) ListKeyOps(ctx context.Context) ([]storage.KeyOp, error) {
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.called)
+		<-g.release
+	}
+	return g.Store.ListKeyOps(ctx)
+}
+
+// TestReconcileDeletingOrphansRacingAProvision: a reconcile that deletes
+// orphans runs on one replica while another replica finishes a
+// provisioning (stores the key, drops the intent) between the
+// reconcile's reads. The key is in Twilio's list; it must not be taken
+// for an orphan (intent gone, key not yet seen in the store) and deleted
+// at Twilio under the replica that just activated it.
+func TestReconcileDeletingOrphansRacingAProvision(t *testing.T) {
+	store := pgStore(t)
+	f := twiliotest.New()
+	defer f.Close()
+	f.AddAccount(acct1, authToken)
+	g := &opsGate{called: make(chan struct{}), release: make(chan struct{})}
+	rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: time.Minute}, func(i int, s storage.Store) storage.Store {
+		if i == 1 {
+			g.Store = s
+			return g
+		}
+		return s
+	})
+	a, b := rs[0], rs[1]
+	a.gate.arm(http.MethodPost, "/Keys.json")
+	type result struct {
+		k   storage.Key
+		err error
+	}
+	provisioned := make(chan result, 1)
+	go func() {
+		k, err := a.prov.Provision(context.Background(), app1, true)
+		provisioned <- result{k, err}
+	}()
+	<-a.gate.held // the key is at Twilio, not yet stored
+	g.armed.Store(true)
+	reconciled := make(chan error, 1)
+	go func() {
+		_, err := b.prov.Reconcile(context.Background(), app1, true)
+		reconciled <- err
+	}()
+	<-g.called // b has listed Twilio's keys (the new one among them)
+	a.gate.open()
+	r := <-provisioned // stored, intent dropped
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	close(g.release)
+	if err := <-reconciled; err != nil {
+		t.Fatalf("Reconcile() = %v", err)
+	}
+	if !atTwilio(f, r.k.SID) {
+		t.Fatalf("the key just provisioned and activated, %s, was deleted at Twilio as an orphan", r.k.SID)
+	}
+	if got := activeKey(t, store); got.SID != r.k.SID {
+		t.Fatalf("active key %s, want %s", got.SID, r.k.SID)
 	}
 }
