@@ -233,7 +233,7 @@ func TestSlowRotationIsNotDoneTwice(t *testing.T) {
 	f := twiliotest.New()
 	defer f.Close()
 	f.AddAccount(acct1, authToken)
-	const ttl = 600 * time.Millisecond
+	const ttl = 1200 * time.Millisecond
 	rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: ttl})
 	a, b := rs[0], rs[1]
 	if _, err := a.prov.SetCredential(t.Context(), app1, acct1, authToken, time.Second); err != nil {
@@ -247,7 +247,7 @@ func TestSlowRotationIsNotDoneTwice(t *testing.T) {
 	go func() { done <- a.prov.Tick(context.Background()) }()
 	<-a.gate.held
 	// b ticks for well over the lease's TTL while a waits for Twilio.
-	for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(ttl / 4) {
+	for end := time.Now().Add(5 * ttl / 2); time.Now().Before(end); time.Sleep(ttl / 4) {
 		if err := b.prov.Tick(t.Context()); err != nil {
 			t.Errorf("Tick() on the other replica = %v", err)
 		}
