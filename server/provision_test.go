@@ -171,10 +171,11 @@ func TestProvisionTwilioFaults(t *testing.T) {
 		msg   string
 	}{
 		{"5xx", twiliotest.Fault{Method: http.MethodPost, Status: 503, Times: 10}, codes.Unavailable, "HTTP 503"},
-		{"429_long_retry_after", twiliotest.Fault{Method: http.MethodPost, Status: 429, RetryAfter: "3600"}, codes.Unavailable, "Retry-After"},
 		// The key is created, but the answer is lost: tokend finds it by
 		// its friendly name and deletes it.
 		{"dropped_after_create", twiliotest.Fault{Method: http.MethodPost, Drop: true, Times: 10}, codes.Unavailable, "attempts"},
+		// Last: tokend then sends nothing for the account for an hour.
+		{"429_long_retry_after", twiliotest.Fault{Method: http.MethodPost, Status: 429, RetryAfter: "3600"}, codes.Unavailable, "Retry-After"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,6 +195,14 @@ func TestProvisionTwilioFaults(t *testing.T) {
 			}
 			mintVerified(t, h, f)
 		})
+	}
+	// Twilio asked for an hour's quiet: the next call answers at once,
+	// sending nothing.
+	before := f.Requests()
+	_, err = admin.ProvisionKey(ctx, &tokenv1.ProvisionKeyRequest{ApplicationSid: app1, Activate: true})
+	wantCode(t, "ProvisionKey(after Retry-After 3600)", err, codes.Unavailable, "none sent")
+	if got := f.Requests() - before; got != 0 {
+		t.Errorf("ProvisionKey sent %d requests during Twilio's Retry-After, want 0", got)
 	}
 }
 
@@ -361,6 +370,8 @@ func TestTwilioCredentialBadInput(t *testing.T) {
 		{"secret_chars", `{"auth_token":"abc def"}`, "auth_token"},
 		{"rotate_too_short", `{"auth_token":"abc","rotate_every":"0.5s"}`, "rotate_every"},
 		{"rotate_negative", `{"auth_token":"abc","rotate_every":"-5s"}`, "rotate_every"},
+		{"rotate_huge", `{"auth_token":"abc","rotate_every":"315576000000s"}`, "rotate_every"},        // 10,000 years: a valid Duration, beyond time.Duration
+		{"rotate_over_ten_years", `{"auth_token":"abc","rotate_every":"315360001s"}`, "rotate_every"}, // 3650 days and 1 s
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -524,5 +535,93 @@ func TestDeleteApplicationWithTwilioCredential(t *testing.T) {
 	}
 	if _, err := admin.DeleteApplication(ctx, &tokenv1.DeleteApplicationRequest{ApplicationSid: app1}); err != nil {
 		t.Fatalf("DeleteApplication without the credential: %v", err)
+	}
+}
+
+// TestRevokeManualKeys: revoking a key added by hand deletes it at Twilio
+// with the provisioning credential (it is compromised), and without one
+// says what is missing. A key another application also signs with is not
+// deleted at Twilio by a revoke in one of them: that application would
+// be left signing with a key Twilio no longer has.
+func TestRevokeManualKeys(t *testing.T) {
+	h, f, admin := provisionHarness(t, server.Config{})
+	ctx := adminCtx()
+	shared := f.AddKey(acct1, "made by hand, shared", false)
+	mine := f.AddKey(acct1, "made by hand", false)
+	if _, err := admin.CreateApplication(ctx, &tokenv1.CreateApplicationRequest{ApplicationSid: app2, AccountSid: acct1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, add := range []struct {
+		app string
+		key twiliotest.KeyInfo
+	}{{app1, shared}, {app2, shared}, {app1, mine}} {
+		if _, err := admin.AddKey(ctx, &tokenv1.AddKeyRequest{ApplicationSid: add.app, ApiKeySid: add.key.SID, Secret: add.key.Secret}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: mine.SID})
+	wantCode(t, "RevokeKey(no credential)", err, codes.FailedPrecondition, "no provisioning credential")
+	if _, err := admin.SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Keystore().Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: shared.SID})
+	wantCode(t, "RevokeKey(shared key)", err, codes.FailedPrecondition, app2)
+	if !slices.Contains(fakeSIDs(f), shared.SID) {
+		t.Fatalf("the shared key %s was deleted at Twilio; %s still signs with it", shared.SID, app2)
+	}
+	r, err := h.token.Mint(context.Background(), &tokenv1.MintRequest{ApplicationSid: app2})
+	if err != nil || f.VerifyToken(r.GetToken()) != nil {
+		t.Fatalf("Mint(%s) = %v, %v, want a token Twilio accepts", app2, r, err)
+	}
+	rv, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: mine.SID})
+	if err != nil {
+		t.Fatalf("RevokeKey(manual key) = %v", err)
+	}
+	if slices.Contains(fakeSIDs(f), mine.SID) || rv.GetActiveKey().GetApiKeySid() == mine.SID {
+		t.Fatalf("RevokeKey(manual key) = %v; Twilio holds %v, want %s gone", rv, fakeSIDs(f), mine.SID)
+	}
+}
+
+// TestRevokeOnlyKeyWhileTwilioFails: the revoke of the application's only
+// key cannot provision its replacement (Twilio failing): it answers
+// Unavailable and the key goes on signing tokens Twilio accepts; the
+// application is never left without an active key. Once Twilio is back,
+// the revoke goes through.
+func TestRevokeOnlyKeyWhileTwilioFails(t *testing.T) {
+	h, f, admin := provisionHarness(t, server.Config{})
+	ctx := adminCtx()
+	if _, err := admin.SetTwilioCredential(ctx, &tokenv1.SetTwilioCredentialRequest{ApplicationSid: app1, AuthToken: fakeAuthToken}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := admin.ProvisionKey(ctx, &tokenv1.ProvisionKeyRequest{ApplicationSid: app1, Activate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := p.GetKey().GetApiKeySid()
+	for _, fault := range []twiliotest.Fault{
+		{Method: http.MethodPost, Status: 503, Times: 10},
+		{Method: http.MethodPost, Drop: true, Times: 10},
+		{Method: http.MethodDelete, Status: 500, Times: 10}, // the replacement is made; the deletion fails
+	} {
+		f.Inject(fault)
+		_, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: only})
+		f.ClearFaults()
+		wantCode(t, fmt.Sprintf("RevokeKey(fault %+v)", fault), err, codes.Unavailable, "Twilio did not answer")
+		if got := mintVerified(t, h, f); fault.Method == http.MethodPost && got.GetApiKeySid() != only {
+			t.Fatalf("minted with %s, want the only key %s", got.GetApiKeySid(), only)
+		}
+	}
+	rv, err := admin.RevokeKey(ctx, &tokenv1.RevokeKeyRequest{ApplicationSid: app1, ApiKeySid: only})
+	if err != nil {
+		t.Fatalf("RevokeKey once Twilio is back = %v", err)
+	}
+	if slices.Contains(fakeSIDs(f), only) {
+		t.Fatalf("the revoked key %s is still at Twilio", only)
+	}
+	if got := mintVerified(t, h, f); got.GetApiKeySid() != rv.GetActiveKey().GetApiKeySid() {
+		t.Fatalf("minted with %s, want %s", got.GetApiKeySid(), rv.GetActiveKey().GetApiKeySid())
 	}
 }

@@ -16,7 +16,7 @@ func defineAppsTwilioCredential(c *cli, fs *flag.FlagSet) func(context.Context, 
 	app := fs.String("application", "", "TwiML application `SID` (required)")
 	apiKey := fs.String("api-key", "", "authenticate with this Main API key `SID` (SK + 32 hex) instead of the account's auth token")
 	secretFile := fs.String("secret-file", "", "read the auth token (or the Main API key's secret) from the file at `path`; without it, from stdin (a hidden prompt on a terminal). One trailing newline is dropped")
-	rotate := fs.Duration("rotate-every", 0, "provision and activate a new key this often (Go duration, such as 720h); 0: no scheduled rotation")
+	rotate := fs.Duration("rotate-every", 0, "provision and activate a new key this often (Go duration, such as 720h; 1s to 87600h); 0: no scheduled rotation")
 	del := fs.Bool("delete", false, "remove the provisioning credential instead")
 	return func(ctx context.Context, args []string) error {
 		const cmd = "apps twilio-credential"

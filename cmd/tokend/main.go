@@ -185,7 +185,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.twilioAPIURL != "" {
 		if _, err := twilioapi.New(twilioapi.Config{BaseURL: o.twilioAPIURL}); err != nil {
-			return nil, o.invalid("twilio-api-url", "must be http(s)://host[:port][/prefix]")
+			return nil, o.invalid("twilio-api-url", "must be http(s)://host[:port][/prefix], without a user or password")
 		}
 	}
 	if o.gcHeadroomMiB < 0 || o.gcHeadroomMiB > 4096 {

@@ -16,8 +16,13 @@ import (
 	"github.com/tokend/tokend/server/twilioapi"
 )
 
-// MinRotateEvery is the shortest scheduled rotation interval.
-const MinRotateEvery = time.Second
+// MinRotateEvery and MaxRotateEvery bound the scheduled rotation
+// interval. The longest is ten years: a protobuf Duration may say 10,000,
+// which time.Duration (292 years) would silently cut.
+const (
+	MinRotateEvery = time.Second
+	MaxRotateEvery = 3650 * 24 * time.Hour
+)
 
 // provisioner returns the Provisioner or the error of a tokend without
 // one.
@@ -33,7 +38,7 @@ func (s *Service) provisioner() (*provision.Provisioner, error) {
 func (s *Service) provErr(ctx context.Context, op string, err error) error {
 	var te *twilioapi.Error
 	switch {
-	case errors.Is(err, provision.ErrNoCredential):
+	case errors.Is(err, provision.ErrNoCredential), errors.Is(err, provision.ErrSharedKey):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &te) && te.Unauthorized():
 		return status.Errorf(codes.FailedPrecondition, "%s: Twilio refused the provisioning credential (%v); it must be the account's auth token or a Main API key", op, te)
@@ -92,8 +97,9 @@ func (s *Service) SetTwilioCredential(ctx context.Context, req *tokenv1.SetTwili
 	}
 	var every time.Duration
 	if d := req.GetRotateEvery(); d != nil {
-		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 || (d.AsDuration() > 0 && d.AsDuration() < MinRotateEvery) {
-			v.Add("rotate_every", "must be 0 (off) or at least %v", MinRotateEvery)
+		if err := d.CheckValid(); err != nil || d.GetSeconds() < 0 || d.GetNanos() < 0 || d.GetSeconds() > int64(MaxRotateEvery/time.Second) ||
+			(d.AsDuration() > 0 && d.AsDuration() < MinRotateEvery) || d.AsDuration() > MaxRotateEvery {
+			v.Add("rotate_every", "must be 0 (off) or from %v to %v (3650 days)", MinRotateEvery, MaxRotateEvery)
 		} else {
 			every = d.AsDuration()
 		}

@@ -38,6 +38,8 @@ import (
 var (
 	// ErrNoCredential: the application has no provisioning credential.
 	ErrNoCredential = errors.New("the application has no provisioning credential")
+	// ErrSharedKey: the key to revoke is held by other applications too.
+	ErrSharedKey = errors.New("the key is held by other applications too")
 )
 
 // Twilio states of a key (Key.twilio_state).
@@ -59,7 +61,8 @@ type Config struct {
 	// deletes it at Twilio; 0: 5 minutes. It must exceed the interval at
 	// which replicas record key usage.
 	Grace time.Duration
-	// Holder names this process in the lease; required for Run.
+	// Holder names this process in the leases; empty: a random name.
+	// Every replica needs its own.
 	Holder string
 	// LeaseTTL is how long the lease lasts unless renewed; 0: 30 s. A
 	// holder that dies is replaced after it.
@@ -91,9 +94,9 @@ type Provisioner struct {
 
 	mu sync.Mutex // serialises key changes in this process
 
-	smu    sync.Mutex
-	twilio map[string]map[string]twilioapi.Key // app -> key SID -> Twilio's key, last listing
-	listed map[string]bool                     // apps listed at least once
+	smu     sync.Mutex
+	twilio  map[string]map[string]twilioapi.Key // app -> key SID -> Twilio's key, last listing
+	missing map[string]map[string]bool          // app -> key SID -> missing at the last listing
 }
 
 // New returns a Provisioner.
@@ -110,8 +113,116 @@ func New(cfg Config) *Provisioner {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Holder == "" {
+		cfg.Holder = "provisioner/" + newOpID()
+	}
 	return &Provisioner{cfg: cfg, ks: cfg.Keys, store: cfg.Keys.Store(), log: cfg.Logger,
-		twilio: map[string]map[string]twilioapi.Key{}, listed: map[string]bool{}}
+		twilio: map[string]map[string]twilioapi.Key{}, missing: map[string]map[string]bool{}}
+}
+
+// opLease is the name of the lease a process holds on an intent while it
+// works on it, so that the lease holder's Recover (on another replica)
+// leaves an intent in flight alone and takes only those whose process
+// died or gave up.
+func opLease(opID string) string { return "keyop/" + opID }
+
+// opLeaseTTL is how long an intent's lease lasts unless renewed: the
+// scheduler's LeaseTTL up to 30 s, so that the intents of a process that
+// died are taken over within 30 s even with a long schedule interval.
+func (p *Provisioner) opLeaseTTL() time.Duration { return min(p.cfg.LeaseTTL, 30*time.Second) }
+
+// keep renews the lease name (which holder has just taken for ttl) every
+// third of ttl until stop is called, and cancels the returned context if a
+// renewal fails or finds the lease taken: work done under it stops
+// before another replica, seeing the lease expired, does the same work.
+// stop does not release the lease.
+func (p *Provisioner) keep(ctx context.Context, name string, ttl time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(max(ttl/3, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, ttl)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				cancel(fmt.Errorf("renew lease %s: %w", name, err))
+				return
+			case err == nil && !ok:
+				cancel(fmt.Errorf("lease %s lost to another replica", name))
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		<-stopped
+		cancel(nil)
+	}
+}
+
+// lock takes the lease name, waiting while another process holds it,
+// and keeps it (renewed) until release, which gives it up; the returned
+// context ends if the lease is lost.
+func (p *Provisioner) lock(ctx context.Context, name string) (context.Context, func(), error) {
+	ttl := p.opLeaseTTL()
+	for {
+		ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, ttl)
+		if err != nil {
+			return ctx, nil, err
+		}
+		if ok {
+			break
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx, nil, fmt.Errorf("wait for another replica's work on the same key: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	kctx, stop := p.keep(ctx, name, ttl)
+	return kctx, func() {
+		stop()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := p.store.ReleaseLease(rctx, name, p.cfg.Holder); err != nil {
+			p.log.WarnContext(ctx, "release lease", "lease", name, "error", err)
+		}
+	}, nil
+}
+
+// withOp runs fn while holding the lease of intent opID, renewed as fn
+// runs, and releases it after. It reports false (and does not run fn)
+// when another process holds it: that process is working on the intent.
+func (p *Provisioner) withOp(ctx context.Context, opID string, fn func(context.Context) error) (bool, error) {
+	name := opLease(opID)
+	ok, err := p.store.AcquireLease(ctx, name, p.cfg.Holder, p.opLeaseTTL())
+	if err != nil || !ok {
+		return false, err
+	}
+	kctx, stop := p.keep(ctx, name, p.opLeaseTTL())
+	err = fn(kctx)
+	if cause := context.Cause(kctx); err != nil && cause != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%v)", err, cause)
+	}
+	stop()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := p.store.ReleaseLease(rctx, name, p.cfg.Holder); rerr != nil {
+		p.log.WarnContext(ctx, "release intent lease", "op", opID, "error", rerr)
+	}
+	return true, err
 }
 
 // credentialAD binds a sealed provisioning credential to its application.
@@ -218,7 +329,7 @@ func (p *Provisioner) DeleteCredential(ctx context.Context, applicationSID strin
 	if err == nil {
 		p.smu.Lock()
 		delete(p.twilio, applicationSID)
-		delete(p.listed, applicationSID)
+		delete(p.missing, applicationSID)
 		p.smu.Unlock()
 		p.step(ctx, "delete_twilio_credential", applicationSID, nil)
 	}
@@ -255,6 +366,16 @@ func (p *Provisioner) Provision(ctx context.Context, applicationSID string, acti
 
 func (p *Provisioner) provision(ctx context.Context, applicationSID string, activate bool, action string) (k storage.Key, err error) {
 	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "provision", Activate: activate}
+	_, err = p.withOp(ctx, op.ID, func(ctx context.Context) error {
+		k, err = p.provisionOp(ctx, op, action)
+		return err
+	})
+	return k, err
+}
+
+// provisionOp is provision under op's lease.
+func (p *Provisioner) provisionOp(ctx context.Context, op storage.KeyOp, action string) (k storage.Key, err error) {
+	applicationSID, activate := op.ApplicationSID, op.Activate
 	defer func() { p.step(ctx, action, applicationSID, err, "api_key_sid", k.SID, "op", op.ID) }()
 	app, cred, _, err := p.credential(ctx, applicationSID)
 	if err != nil {
@@ -348,6 +469,20 @@ func (p *Provisioner) deleteKey(ctx context.Context, op storage.KeyOp, action st
 	if err := p.store.PutKeyOp(ctx, op); err != nil {
 		return fmt.Errorf("record intent: %w", err)
 	}
+	// A scheduled deletion (not a revoke) of a key that is active again
+	// (an operator activated it since the schedule chose it, or before
+	// the deletion a crash interrupted was recovered) is dropped: every
+	// token would fail.
+	if op.Op == "delete" {
+		k, err := p.store.GetKey(ctx, op.ApplicationSID, op.APIKeySID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err == nil && k.State == storage.KeyActive {
+			p.log.WarnContext(ctx, "scheduled deletion of an active key dropped", "application_sid", op.ApplicationSID, "api_key_sid", op.APIKeySID, "op", op.ID)
+			return p.store.DeleteKeyOp(ctx, op.ID)
+		}
+	}
 	err = p.cfg.Twilio.DeleteKey(ctx, cred, app.AccountSID, app.Region, op.APIKeySID)
 	var te *twilioapi.Error
 	if err != nil && !(errors.As(err, &te) && te.NotFound()) {
@@ -367,6 +502,14 @@ func (p *Provisioner) deleteKey(ctx context.Context, op storage.KeyOp, action st
 // is provisioned and activated first; then the key is deleted at Twilio at
 // once and removed from tokend. It returns the active key.
 func (p *Provisioner) Revoke(ctx context.Context, applicationSID, keySID string) (storage.Key, error) {
+	// One revoke of a key at a time across replicas: a second one waits
+	// for the first and then finds the key gone (NotFound), rather than
+	// provisioning a second replacement.
+	ctx, release, err := p.lock(ctx, "revoke/"+applicationSID+"/"+keySID)
+	if err != nil {
+		return storage.Key{}, err
+	}
+	defer release()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.store.GetKey(ctx, applicationSID, keySID); err != nil {
@@ -375,11 +518,29 @@ func (p *Provisioner) Revoke(ctx context.Context, applicationSID, keySID string)
 	if _, _, _, err := p.credential(ctx, applicationSID); err != nil {
 		return storage.Key{}, err
 	}
-	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "revoke", APIKeySID: keySID}
-	if err := p.store.PutKeyOp(ctx, op); err != nil {
-		return storage.Key{}, fmt.Errorf("record intent: %w", err)
+	// A key added by hand to several applications: deleting it at Twilio
+	// would leave the others signing with a key Twilio no longer has.
+	var others []string
+	for _, r := range p.ks.FindKey(keySID) {
+		if r.App.SID != applicationSID {
+			others = append(others, r.App.SID)
+		}
 	}
-	return p.revoke(ctx, op)
+	if len(others) > 0 {
+		return storage.Key{}, fmt.Errorf("%w: %s is also held by %s; deleting it at Twilio would break their tokens: remove it from them first (keys delete), then revoke",
+			ErrSharedKey, keySID, strings.Join(others, ", "))
+	}
+	op := storage.KeyOp{ID: newOpID(), ApplicationSID: applicationSID, Op: "revoke", APIKeySID: keySID}
+	var active storage.Key
+	_, err = p.withOp(ctx, op.ID, func(ctx context.Context) error {
+		if err := p.store.PutKeyOp(ctx, op); err != nil {
+			return fmt.Errorf("record intent: %w", err)
+		}
+		var err error
+		active, err = p.revoke(ctx, op)
+		return err
+	})
+	return active, err
 }
 
 func (p *Provisioner) revoke(ctx context.Context, op storage.KeyOp) (storage.Key, error) {
@@ -427,16 +588,23 @@ func (p *Provisioner) Recover(ctx context.Context) error {
 	}
 	var errs []error
 	for _, op := range ops {
-		var err error
-		switch op.Op {
-		case "provision":
-			err = p.finishProvision(ctx, op)
-		case "delete":
-			err = p.deleteKey(ctx, op, "delete")
-		case "revoke":
-			_, err = p.revoke(ctx, op)
-		default:
-			err = p.store.DeleteKeyOp(ctx, op.ID)
+		// An intent whose lease another process holds is in flight there
+		// (an admin call on another replica): not a crash's to undo.
+		took, err := p.withOp(ctx, op.ID, func(ctx context.Context) error {
+			switch op.Op {
+			case "provision":
+				return p.finishProvision(ctx, op)
+			case "delete":
+				return p.deleteKey(ctx, op, "delete")
+			case "revoke":
+				_, err := p.revoke(ctx, op)
+				return err
+			default:
+				return p.store.DeleteKeyOp(ctx, op.ID)
+			}
+		})
+		if !took && err == nil {
+			continue
 		}
 		p.step(ctx, "recover", op.ApplicationSID, err, "op", op.ID, "intent", op.Op, "api_key_sid", op.APIKeySID)
 		if err != nil {
@@ -455,12 +623,14 @@ func (p *Provisioner) remember(appSID string, k twilioapi.Key) {
 		p.twilio[appSID] = m
 	}
 	m[k.SID] = k
+	delete(p.missing[appSID], k.SID)
 }
 
 func (p *Provisioner) forget(appSID, keySID string) {
 	p.smu.Lock()
 	defer p.smu.Unlock()
 	delete(p.twilio[appSID], keySID)
+	delete(p.missing[appSID], keySID)
 }
 
 // Report is the outcome of Reconcile.
@@ -489,7 +659,23 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 	if err != nil {
 		return rep, err
 	}
+	// Other replicas create, store and delete keys meanwhile. A key
+	// is missing only if it was stored before the listing and still is
+	// after it (a key created after the listing is not in it, and a key
+	// being deleted leaves Twilio before the store). Intents are read
+	// after the listing and the keys after the intents: a key in the
+	// listing is either stored or its intent still pending (an intent
+	// is dropped only once its key is stored), never taken for an
+	// orphan.
+	before, err := p.store.ListKeys(ctx, applicationSID)
+	if err != nil {
+		return rep, err
+	}
 	tkeys, err := p.cfg.Twilio.ListKeys(ctx, cred, app.AccountSID, app.Region)
+	if err != nil {
+		return rep, err
+	}
+	ops, err := p.store.ListKeyOps(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -497,9 +683,9 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 	if err != nil {
 		return rep, err
 	}
-	ops, err := p.store.ListKeyOps(ctx)
-	if err != nil {
-		return rep, err
+	storedBefore := map[string]bool{}
+	for _, k := range before {
+		storedBefore[k.SID] = true
 	}
 	pending := map[string]bool{}
 	for _, op := range ops {
@@ -510,10 +696,12 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 		at[tk.SID] = tk
 	}
 	held := map[string]bool{}
+	missing := map[string]bool{}
 	for _, k := range ours {
 		held[k.SID] = true
-		if _, ok := at[k.SID]; !ok {
+		if _, ok := at[k.SID]; !ok && storedBefore[k.SID] {
 			rep.Missing = append(rep.Missing, k.SID)
+			missing[k.SID] = true
 		}
 	}
 	for _, tk := range tkeys {
@@ -536,7 +724,7 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 	}
 	p.smu.Lock()
 	p.twilio[applicationSID] = at
-	p.listed[applicationSID] = true
+	p.missing[applicationSID] = missing
 	p.smu.Unlock()
 	// The active key missing at Twilio: every token fails there. Switch
 	// to the most recently activated key Twilio has, if any.
@@ -570,17 +758,18 @@ func (p *Provisioner) reconcile(ctx context.Context, applicationSID string, dele
 }
 
 // KeyStatus returns what tokend knows of a key at Twilio ("" if the
-// application was never listed) and when the scheduler will delete it
+// application was never listed, or the key was stored after the last
+// listing) and when the scheduler will delete it
 // (zero if it will not). all are the application's keys.
 func (p *Provisioner) KeyStatus(k storage.Key, all []storage.Key) (twilioState string, deleteAfter time.Time) {
 	p.smu.Lock()
 	tk, present := p.twilio[k.ApplicationSID][k.SID]
-	listed := p.listed[k.ApplicationSID]
+	missing := p.missing[k.ApplicationSID][k.SID]
 	p.smu.Unlock()
 	switch {
 	case present:
 		twilioState = TwilioPresent
-	case listed:
+	case missing:
 		twilioState = TwilioMissing
 	}
 	if present && k.State == storage.KeyRetired && !k.ActivatedAt.IsZero() {
@@ -621,18 +810,19 @@ func (p *Provisioner) deleteAfter(k storage.Key, retired time.Time) time.Time {
 }
 
 // Missing returns "application/key" for every key Twilio did not list at
-// the last reconcile, sorted.
+// the last reconcile though tokend held it before and after the listing,
+// sorted.
 func (p *Provisioner) Missing() []string {
 	p.smu.Lock()
 	defer p.smu.Unlock()
 	var out []string
-	for appSID := range p.listed {
+	for appSID, missing := range p.missing {
 		app := p.ks.Lookup(appSID)
 		if app == nil {
 			continue
 		}
 		for _, k := range app.Keys {
-			if _, ok := p.twilio[appSID][k.SID()]; !ok {
+			if missing[k.SID()] {
 				out = append(out, appSID+"/"+k.SID())
 			}
 		}
@@ -658,6 +848,12 @@ func (p *Provisioner) Tick(ctx context.Context) error {
 	}
 	var errs []error
 	if leader {
+		// A pass can outlast the lease (Twilio slow, retrying): renew it
+		// while working, and stop if it is lost, so that another replica
+		// does not take it and rotate too.
+		var stop func()
+		ctx, stop = p.keep(ctx, LeaseName, p.cfg.LeaseTTL)
+		defer stop()
 		if err := p.Recover(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -701,12 +897,25 @@ func (p *Provisioner) tickApp(ctx context.Context, c storage.TwilioCredential, l
 			}
 		}
 	}
+	// A key with an intent recorded already (a deletion Twilio refused,
+	// a revoke) is left to Recover, which retries it every pass: one more
+	// intent per pass would pile up while Twilio fails.
+	ops, err := p.store.ListKeyOps(ctx)
+	if err != nil {
+		return err
+	}
+	pending := map[string]bool{}
+	for _, op := range ops {
+		if op.ApplicationSID == c.ApplicationSID && op.APIKeySID != "" {
+			pending[op.APIKeySID] = true
+		}
+	}
 	for _, k := range keys {
-		if _, after := p.KeyStatus(k, keys); after.IsZero() || now.Before(after) {
+		if _, after := p.KeyStatus(k, keys); after.IsZero() || now.Before(after) || pending[k.SID] {
 			continue
 		}
 		op := storage.KeyOp{ID: newOpID(), ApplicationSID: c.ApplicationSID, Op: "delete", APIKeySID: k.SID}
-		if err := p.deleteKey(ctx, op, "delete"); err != nil {
+		if _, err := p.withOp(ctx, op.ID, func(ctx context.Context) error { return p.deleteKey(ctx, op, "delete") }); err != nil {
 			return err
 		}
 	}

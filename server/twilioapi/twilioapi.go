@@ -12,14 +12,17 @@ package twilioapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	twclient "github.com/twilio/twilio-go/client"
@@ -67,6 +70,13 @@ func (c Credential) String() string { return "Credential(" + c.Username + ")" }
 // GoString shows the username only.
 func (c Credential) GoString() string { return c.String() }
 
+// LogValue shows the username only (slog's JSON handler would otherwise
+// write every exported field).
+func (c Credential) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON shows the username only.
+func (c Credential) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
 // Key is an API key as Twilio lists it. Secret is set only in the answer
 // to CreateKey.
 type Key struct {
@@ -82,6 +92,12 @@ func (k Key) String() string { return "Key(" + k.SID + " " + strconv.Quote(k.Fri
 // GoString never shows the secret.
 func (k Key) GoString() string { return k.String() }
 
+// LogValue never shows the secret.
+func (k Key) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// MarshalJSON never shows the secret.
+func (k Key) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }
+
 // Error is an unsuccessful call to Twilio after every attempt. It never
 // carries a credential.
 type Error struct {
@@ -94,7 +110,8 @@ type Error struct {
 	// its error body.
 	Code    int
 	Message string
-	// Attempts is how many requests were made.
+	// Attempts is how many requests were made (0: none, Twilio having
+	// asked to wait).
 	Attempts int
 	// Err is the transport error when there was no answer.
 	Err error
@@ -115,19 +132,23 @@ func (e *Error) Error() string {
 	case e.Err != nil:
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
-	fmt.Fprintf(&b, " (after %d attempt", e.Attempts)
-	if e.Attempts != 1 {
-		b.WriteString("s")
+	if e.Attempts > 0 {
+		fmt.Fprintf(&b, " (after %d attempt", e.Attempts)
+		if e.Attempts != 1 {
+			b.WriteString("s")
+		}
+		b.WriteString(")")
 	}
-	b.WriteString(")")
 	return b.String()
 }
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// NotFound reports whether Twilio answered 404 (for DeleteKey: the key is
-// gone already).
-func (e *Error) NotFound() bool { return e.Status == http.StatusNotFound }
+// NotFound reports whether Twilio answered 404 with its error 20404 (for
+// DeleteKey: the key is gone already). A 404 without Twilio's error body
+// (a proxy's, or a wrong --twilio-api-url prefix) is not: taking it for a
+// deletion would drop keys from tokend that Twilio still holds.
+func (e *Error) NotFound() bool { return e.Status == http.StatusNotFound && e.Code == 20404 }
 
 // Unauthorized reports whether Twilio refused the credential (401 or 403).
 func (e *Error) Unauthorized() bool {
@@ -168,15 +189,24 @@ type Config struct {
 type Client struct {
 	cfg  Config
 	base *url.URL
+
+	mu    sync.Mutex
+	quiet map[string]time.Time // account SID -> no request before (a Retry-After not waited out)
 }
 
 // New returns a Client; it fails only on a malformed BaseURL.
 func New(cfg Config) (*Client, error) {
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, quiet: map[string]time.Time{}}
 	if cfg.BaseURL != "" {
+		// The URL is never quoted: it could hold a proxy's password.
 		u, err := url.Parse(cfg.BaseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("twilio API URL %q: want http(s)://host[:port][/prefix]", cfg.BaseURL)
+			return nil, errors.New("twilio API URL: want http(s)://host[:port][/prefix]")
+		}
+		if u.User != nil {
+			// tokend would drop it (Twilio's credential goes in the
+			// Authorization header): refuse rather than send nothing.
+			return nil, errors.New("twilio API URL: must not hold a user or password")
 		}
 		u.Path = strings.TrimSuffix(u.Path, "/")
 		c.base = u
@@ -297,8 +327,38 @@ func (c *Client) service(ctx context.Context, cred Credential, accountSID, regio
 	return api.NewApiService(h), a
 }
 
+// quietUntil returns when Twilio allows requests for the account again,
+// if it asked to wait (Retry-After) and that time has not come.
+func (c *Client) quietUntil(accountSID string, now time.Time) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.quiet[accountSID]
+	if ok && !now.Before(until) {
+		delete(c.quiet, accountSID)
+		return time.Time{}, false
+	}
+	return until, ok
+}
+
+// keepQuiet records that Twilio asked for no requests for the account
+// until then.
+func (c *Client) keepQuiet(accountSID string, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until.After(c.quiet[accountSID]) {
+		c.quiet[accountSID] = until
+	}
+}
+
 // do runs call until it succeeds, fails for good, or the attempts run out.
+// While Twilio's Retry-After for the account has not passed (one this
+// call or an earlier one could not wait out), it sends nothing and
+// answers a 429 at once.
 func (c *Client) do(ctx context.Context, op string, cred Credential, accountSID, region string, call func(*api.ApiService) error) error {
+	if until, ok := c.quietUntil(accountSID, time.Now()); ok {
+		return &Error{Op: op, Status: http.StatusTooManyRequests, Code: 20429,
+			Message: "Twilio asked (Retry-After) for no requests for this account until " + until.UTC().Format(time.RFC3339) + "; none sent"}
+	}
 	var last *Error
 	for n := 1; ; n++ {
 		svc, a := c.service(ctx, cred, accountSID, region)
@@ -327,8 +387,14 @@ func (c *Client) do(ctx context.Context, op string, cred Credential, accountSID,
 		}
 		wait := c.backoff(n)
 		if ra, ok := parseRetryAfter(a.retryAfter, time.Now()); ok {
+			now := time.Now()
+			c.keepQuiet(accountSID, now.Add(ra))
 			if ra > c.cfg.MaxRetryAfter {
 				last.Message = strings.TrimSpace(last.Message + " (Retry-After " + a.retryAfter + " is beyond what tokend waits)")
+				return last
+			}
+			if dl, ok := ctx.Deadline(); ok && dl.Before(now.Add(ra)) {
+				last.Message = strings.TrimSpace(last.Message + " (Retry-After " + a.retryAfter + " is beyond the call's deadline)")
 				return last
 			}
 			wait = ra

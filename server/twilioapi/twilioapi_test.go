@@ -2,9 +2,12 @@ package twilioapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +210,125 @@ func TestVerifyToken(t *testing.T) {
 	f.RemoveKey(acct, k.SID)
 	if err := f.VerifyToken(good); !errors.Is(err, twiliotest.ErrTokenRefused) || !strings.Contains(err.Error(), "20103") {
 		t.Errorf("VerifyToken(deleted key) = %v, want refused with 20103", err)
+	}
+}
+
+// TestRetryAfterIsHonouredAcrossCalls: a Retry-After longer than tokend
+// waits within a call (or than the caller's deadline) ends the call, and
+// the calls that follow for that account wait it out without sending a
+// request (the scheduler calls every interval: it must not hammer a
+// Twilio that asked for quiet). Another account is not held back.
+func TestRetryAfterIsHonouredAcrossCalls(t *testing.T) {
+	cred := twilioapi.Credential{Username: acct, Password: authToken}
+	tests := []struct {
+		name       string
+		retryAfter string
+		timeout    time.Duration // of the caller's context; 0: none
+	}{
+		{name: "beyond_max_retry_after", retryAfter: "3600"},
+		{name: "beyond_the_deadline", retryAfter: "30", timeout: 300 * time.Millisecond},
+		{name: "http_date", retryAfter: time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, c := newFake(t)
+			other := "AC" + strings.Repeat("e", 32)
+			f.AddAccount(other, authToken)
+			f.Inject(twiliotest.Fault{Status: 429, RetryAfter: tt.retryAfter})
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			start := time.Now()
+			_, err := c.ListKeys(ctx, cred, acct, "")
+			var te *twilioapi.Error
+			if !errors.As(err, &te) || te.Status != 429 || !te.Transient() {
+				t.Fatalf("ListKeys() = %v, want a transient 429", err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("ListKeys() took %v: it waited for a Retry-After it could not honour", took)
+			}
+			before := f.Requests()
+			_, err = c.ListKeys(context.Background(), cred, acct, "")
+			if !errors.As(err, &te) || te.Status != 429 || !strings.Contains(err.Error(), "Retry-After") {
+				t.Fatalf("ListKeys() again = %v, want a 429 saying Twilio asked to wait", err)
+			}
+			if got := f.Requests(); got != before {
+				t.Errorf("ListKeys() again sent %d requests while Twilio asked to wait, want 0", got-before)
+			}
+			if _, err := c.ListKeys(context.Background(), twilioapi.Credential{Username: other, Password: authToken}, other, ""); err != nil {
+				t.Errorf("ListKeys(another account) = %v, want no wait", err)
+			}
+		})
+	}
+}
+
+// TestSecretsNeverPrinted: a credential or a created key, printed,
+// logged (text or JSON) or marshalled, shows no secret.
+func TestSecretsNeverPrinted(t *testing.T) {
+	const secret = "s3cr3tvalue0123456789abcdef01234"
+	values := map[string]any{
+		"credential": twilioapi.Credential{Username: acct, Password: secret},
+		"key":        twilioapi.Key{SID: "SK" + strings.Repeat("a", 32), FriendlyName: "tokend", Secret: secret},
+	}
+	for name, v := range values {
+		var text, js strings.Builder
+		slog.New(slog.NewTextHandler(&text, nil)).Info("x", "v", v)
+		slog.New(slog.NewJSONHandler(&js, nil)).Info("x", "v", v)
+		m, _ := json.Marshal(v)
+		for form, out := range map[string]string{
+			"%v": fmt.Sprintf("%v", v), "%+v": fmt.Sprintf("%+v", v), "%#v": fmt.Sprintf("%#v", v),
+			"slog text": text.String(), "slog JSON": js.String(), "json": string(m),
+		} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s as %s shows the secret", name, form)
+			}
+		}
+	}
+}
+
+// TestBaseURLBad: a base URL tokend cannot use is refused, without quoting
+// it (it may hold a password).
+func TestBaseURLBad(t *testing.T) {
+	for _, u := range []string{
+		"ftp://proxy.example", "proxy.example:8080", "https://", "https://proxy.example/?x=pw0secret", "https://proxy.example/#pw0secret",
+		"https://user:pw0secret@proxy.example", "http://pw0secret@proxy.example:3128/twilio",
+	} {
+		c, err := twilioapi.New(twilioapi.Config{BaseURL: u})
+		if err == nil {
+			t.Errorf("New(BaseURL %q) = %v, want an error", u, c)
+			continue
+		}
+		if strings.Contains(err.Error(), "pw0secret") {
+			t.Errorf("New(BaseURL %q) = %v, quoting the URL", u, err)
+		}
+	}
+}
+
+// TestNotFoundNeedsTwilio: DeleteKey's "gone already" is Twilio's 404
+// with error 20404; a 404 from something else (a proxy, a wrong path
+// prefix in the base URL) is a failure, not a deletion.
+func TestNotFoundNeedsTwilio(t *testing.T) {
+	f, c := newFake(t)
+	cred := twilioapi.Credential{Username: acct, Password: authToken}
+	err := c.DeleteKey(context.Background(), cred, acct, "", "SK"+strings.Repeat("0", 32))
+	var te *twilioapi.Error
+	if !errors.As(err, &te) || !te.NotFound() {
+		t.Fatalf("DeleteKey(unknown key) = %v, want NotFound", err)
+	}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+	}))
+	defer proxy.Close()
+	wrong, err := twilioapi.New(twilioapi.Config{BaseURL: proxy.URL + "/wrong-prefix", BaseDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := f.AddKey(acct, "x", false)
+	err = wrong.DeleteKey(context.Background(), cred, acct, "", k.SID)
+	if !errors.As(err, &te) || te.NotFound() || te.Status != http.StatusNotFound {
+		t.Fatalf("DeleteKey through a proxy answering a bare 404 = %v, want a failure that is not NotFound", err)
 	}
 }

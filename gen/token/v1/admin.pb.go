@@ -1892,8 +1892,8 @@ type SetTwilioCredentialRequest struct {
 	ApiKeySid string `protobuf:"bytes,3,opt,name=api_key_sid,json=apiKeySid,proto3" json:"api_key_sid,omitempty"`
 	// The Main API key's secret; write-only.
 	ApiKeySecret string `protobuf:"bytes,4,opt,name=api_key_secret,json=apiKeySecret,proto3" json:"api_key_secret,omitempty"`
-	// How often tokend provisions and activates a new key (at least 1
-	// second; use days); unset or 0: no scheduled rotation.
+	// How often tokend provisions and activates a new key (1 second to
+	// 3650 days; use days); unset or 0: no scheduled rotation.
 	RotateEvery   *durationpb.Duration `protobuf:"bytes,5,opt,name=rotate_every,json=rotateEvery,proto3" json:"rotate_every,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

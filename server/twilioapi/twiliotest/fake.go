@@ -32,7 +32,7 @@ import (
 )
 
 // Fault is an injected misbehaviour, applied to the next Times requests
-// that match Method and Path (empty: any).
+// that match Method (empty: any).
 type Fault struct {
 	// Method, if set, limits the fault to requests with that method.
 	Method string
@@ -58,6 +58,15 @@ type KeyInfo struct {
 	Main                      bool
 	DateCreated               time.Time
 }
+
+// String never shows the secret (a test that prints the fake's keys in a
+// failure message must not print secrets either).
+func (k KeyInfo) String() string {
+	return fmt.Sprintf("{%s %q main=%t %s}", k.SID, k.FriendlyName, k.Main, k.DateCreated.Format(time.RFC3339))
+}
+
+// GoString never shows the secret.
+func (k KeyInfo) GoString() string { return "twiliotest.KeyInfo" + k.String() }
 
 // Deletion is a key deleted through the API.
 type Deletion struct {
