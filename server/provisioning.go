@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/tokend/tokend/server/provision"
 	"github.com/tokend/tokend/server/twilioapi"
@@ -40,9 +41,11 @@ func (s *Server) initProvisioning() error {
 	_, _ = rand.Read(b[:])
 	prov = provision.New(provision.Config{
 		Keys: s.keys, Twilio: client, Grace: s.cfg.ProvisionGrace,
-		// Renewed every pass: three missed passes and another replica
-		// takes over.
-		LeaseTTL: 3 * s.cfg.ProvisionInterval,
+		// Renewed every pass and while a pass runs: three missed
+		// passes, or a minute with a long interval, and another replica
+		// takes over (a lease that lapses between two passes only lets
+		// another replica run the next one).
+		LeaseTTL: min(3*s.cfg.ProvisionInterval, time.Minute),
 		// Other replicas reload within a watch interval: let them switch
 		// to the fresh key before a revoke deletes the old one.
 		Settle: 4 * WatchInterval,
