@@ -372,12 +372,14 @@ func TestTwilioCredentialBadInput(t *testing.T) {
 		{"rotate_negative", `{"auth_token":"abc","rotate_every":"-5s"}`, "rotate_every"},
 		{"rotate_huge", `{"auth_token":"abc","rotate_every":"315576000000s"}`, "rotate_every"},        // 10,000 years: a valid Duration, beyond time.Duration
 		{"rotate_over_ten_years", `{"auth_token":"abc","rotate_every":"315360001s"}`, "rotate_every"}, // 3650 days and 1 s
+		{"rotate_days", `{"auth_token":"abc","rotate_every":"30d"}`, "rotate_every"},                  // not a Duration: protojson names no field
+		{"rotate_number", `{"auth_token":"abc",` + "\n" + `"rotateEvery": 2592000}`, "rotate_every"},  // a number, on line 2
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, body := h.do(t, "PUT", "/v1/applications/"+app1+"/twilio-credential", "application/json", tt.body)
 			msg, _ := body["message"].(string)
-			if code != http.StatusBadRequest || !strings.Contains(msg, tt.field) {
+			if code != http.StatusBadRequest || !strings.Contains(msg, tt.field) || strings.Contains(msg, "malformed JSON") {
 				t.Fatalf("PUT twilio-credential %s = %d %v, want 400 naming %s", tt.body, code, body, tt.field)
 			}
 			if strings.Contains(msg, "abc def") {

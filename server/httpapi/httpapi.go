@@ -334,7 +334,10 @@ var (
 	reDuplicateField = regexp.MustCompile(`duplicate field "([^"]+)"`)
 	reInvalidValue   = regexp.MustCompile(`invalid value for [a-z0-9]+ field ([A-Za-z0-9_]+): (.*)$`)
 	reQueryParam     = regexp.MustCompile(`^query parameter "([^"]*)": (.*)$`)
-	rePosition       = regexp.MustCompile(`^proto: (?:syntax error )?\(line \d+:\d+\): `)
+	// protojson writes a space or, at random per build, a no-break
+	// space after "proto:" (so that nobody relies on its wording).
+	rePosition = regexp.MustCompile(`^proto:[ \x{00a0}](?:syntax error )?\(line \d+:\d+\):[ \x{00a0}]`)
+	reLineCol  = regexp.MustCompile(`^proto:[ \x{00a0}](?:syntax error )?\(line (\d+):(\d+)\):[ \x{00a0}](?:invalid google\.protobuf\.|unexpected token )`)
 )
 
 // errorHandler writes errors as google.rpc.Status JSON. Decoding errors
@@ -363,7 +366,14 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 			sm := reInvalidValue.FindStringSubmatch(msg)
 			st = violation(snakeCase(sm[1]), "invalid value: "+sm[2])
 		default:
-			st = bodyViolation("malformed JSON: " + rePosition.ReplaceAllString(msg, ""))
+			detail := rePosition.ReplaceAllString(msg, "")
+			if field := fieldAtError(r, msg); field != "" {
+				// A value protojson refused at a position: name the
+				// field whose value is there, and its rule.
+				st = violation(field, "invalid value: "+detail+wellKnownRule(detail))
+			} else {
+				st = bodyViolation("malformed JSON: " + detail)
+			}
 		}
 	}
 	if st.Code() == codes.Internal || st.Code() == codes.Unknown {

@@ -38,7 +38,7 @@ func TestIsAdminPath(t *testing.T) {
 		"/v1/applications": true, "/v1/applications/AP1/keys": true, "/v1/applications:batch": true,
 		"/v1/keyring": true, "/v1/keyring/rekey": true, "/v1/credentials": true, "/v1/credentials/x": true,
 		"/v1/default-application": true,
-		"/token": false, "/v1/tokens": false, "/v1/tokens:verify": false, "/v1/applicationsx": false,
+		"/token":                  false, "/v1/tokens": false, "/v1/tokens:verify": false, "/v1/applicationsx": false,
 		"/v1/keyringx": false, "/": false, "": false, "/v1/": false, "/healthz": false,
 	} {
 		if got := IsAdminPath(p); got != want {
