@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -13,7 +14,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 	"github.com/tokend/tokend/server"
 )
 
@@ -154,4 +158,52 @@ func TestAuditRequiredRESTStatus(t *testing.T) {
 	if v, _ := find(samples, "tokend_audit_records_failed_total", nil); v < 1 {
 		t.Errorf("tokend_audit_records_failed_total = %v; want the failed record counted", v)
 	}
+}
+
+// TestAuditRequiredCallerGone: a caller whose deadline passes while its
+// record waits on a stalled audit log gets DeadlineExceeded, and the
+// server counts it DeadlineExceeded or Canceled, not Unavailable (the log
+// is not known to be down, the caller stopped waiting); no token.
+func TestAuditRequiredCallerGone(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "audit.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	// A reader that reads nothing: once the pipe's buffer is full,
+	// writes block.
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := newHarness(t, server.Config{AuditLog: fifo, AuditRequired: true, AuditCommitTimeout: time.Minute})
+	for i := range 2000 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		resp, err := h.token.Mint(ctx, &tokenv1.MintRequest{Identity: proto.String("agent_7")})
+		cancel()
+		if err == nil {
+			continue // the pipe's buffer still takes records
+		}
+		if code := status.Code(err); code != codes.DeadlineExceeded || resp != nil {
+			t.Fatalf("mint %d on a stalled audit log with a 300 ms deadline = %v %v; want DeadlineExceeded and no token", i, resp, err)
+		}
+		// The client gives up at its deadline whatever the server says:
+		// what the server made of it is in its metrics.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			samples := h.scrape(t)
+			exceeded, _ := find(samples, "tokend_mints_total", map[string]string{"code": "DeadlineExceeded"})
+			canceled, _ := find(samples, "tokend_mints_total", map[string]string{"code": "Canceled"})
+			unavailable, _ := find(samples, "tokend_mints_total", map[string]string{"code": "Unavailable"})
+			if unavailable > 0 {
+				t.Fatalf("tokend_mints_total{code=Unavailable} = %v: a caller that stopped waiting counted as an audit outage", unavailable)
+			}
+			if exceeded+canceled >= 1 { // the server's deadline, or the client's cancel, came first
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("tokend_mints_total{code=DeadlineExceeded or Canceled} not counted")
+			}
+		}
+	}
+	t.Fatal("2000 mints went through a FIFO nobody reads")
 }

@@ -209,6 +209,13 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 		// Fail closed (--audit-required): never hand out a token the
 		// audit log does not hold. Why is in the audit Logger's
 		// warnings and metrics; the caller needs only to retry.
+		if cerr := ctx.Err(); cerr != nil {
+			// The caller went away (or its deadline passed) while the
+			// record was being written: Canceled or DeadlineExceeded
+			// (HTTP 499 or 504), as for any call it abandons, not an
+			// outage of the audit log.
+			return nil, status.FromContextError(cerr).Err()
+		}
 		return nil, status.Error(codes.Unavailable, "the audit log cannot record this mint, so no token was issued; retry later")
 	}
 	return &tokenv1.MintResponse{
