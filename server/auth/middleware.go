@@ -67,18 +67,28 @@ func IsPublicHTTP(r *http.Request) bool {
 // address is not an IP (bufconn, a pipe) is unknown: never a trusted proxy.
 func (a *Authenticator) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if p, ok := peer.FromContext(ctx); ok {
-			ctx = withClientAddr(ctx, p.Addr.String())
-		}
-		if a.publicGRPC(info.FullMethod) {
-			return handler(ctx, req)
-		}
-		ctx, err := a.authenticateGRPC(ctx, info.FullMethod)
+		ctx, err := a.AuthenticateUnary(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
 	}
+}
+
+// AuthenticateUnary is what UnaryServerInterceptor does before it calls
+// the handler, for a server that runs its interceptors as one: it records
+// the peer's address (ClientAddr) and, unless fullMethod is public,
+// authenticates the call and returns ctx with its Principal, or the
+// refusal (an Unauthenticated or ResourceExhausted status error).
+func (a *Authenticator) AuthenticateUnary(ctx context.Context, fullMethod string) (context.Context, error) {
+	p, _ := peer.FromContext(ctx)
+	if p != nil {
+		ctx = withClientAddr(ctx, peerAddrString(p.Addr))
+	}
+	if a.publicGRPC(fullMethod) {
+		return ctx, nil
+	}
+	return a.authenticateGRPC(ctx, p, fullMethod)
 }
 
 // StreamServerInterceptor is UnaryServerInterceptor for streaming calls.
@@ -87,7 +97,9 @@ func (a *Authenticator) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if a.publicGRPC(info.FullMethod) {
 			return handler(srv, ss)
 		}
-		ctx, err := a.authenticateGRPC(ss.Context(), info.FullMethod)
+		ctx := ss.Context()
+		p, _ := peer.FromContext(ctx)
+		ctx, err := a.authenticateGRPC(ctx, p, info.FullMethod)
 		if err != nil {
 			return err
 		}
@@ -102,9 +114,9 @@ type contextStream struct {
 
 func (s *contextStream) Context() context.Context { return s.ctx }
 
-func (a *Authenticator) authenticateGRPC(ctx context.Context, method string) (context.Context, error) {
+func (a *Authenticator) authenticateGRPC(ctx context.Context, p *peer.Peer, method string) (context.Context, error) {
 	var req Request
-	if p, ok := peer.FromContext(ctx); ok {
+	if p != nil {
 		req.Peer = addrOf(p.Addr)
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			st := ti.State
@@ -123,17 +135,22 @@ func (a *Authenticator) authenticateGRPC(ctx context.Context, method string) (co
 	default:
 		return nil, a.refused(ctx, "grpc", method, req.Peer, unauthenticated("more than one authorization value"))
 	}
-	req.Header = func(name string) string {
-		if v := metadata.ValueFromIncomingContext(ctx, name); len(v) > 0 {
-			return v[0]
+	if a.proxy != nil {
+		// Only the proxy headers are read by name, and only on REST
+		// requests (see authenticateProxy): the function (an allocation)
+		// is made only when they may be.
+		req.Header = func(name string) string {
+			if v := metadata.ValueFromIncomingContext(ctx, name); len(v) > 0 {
+				return v[0]
+			}
+			return ""
 		}
-		return ""
 	}
-	p, err := a.Authenticate(ctx, req)
+	principal, err := a.Authenticate(ctx, req)
 	if err != nil {
 		return nil, a.refused(ctx, "grpc", method, req.Peer, err)
 	}
-	return NewContext(ctx, p), nil
+	return NewContext(ctx, principal), nil
 }
 
 // HTTPMiddleware authenticates every request but the public ones
