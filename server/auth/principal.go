@@ -107,8 +107,13 @@ func NewContext(ctx context.Context, p Principal) context.Context {
 // when there is none (a public endpoint, or a context that never passed
 // through the interceptor or middleware).
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+	switch v := ctx.Value(principalKey{}).(type) {
+	case Principal:
+		return v, true
+	case *callContext:
+		return v.p, true
+	}
+	return Principal{}, false
 }
 
 // MaxIdentityLen is the longest identity SafeIdentity returns: Twilio Voice's
