@@ -32,13 +32,30 @@ type ctxKey struct{}
 
 // NewContext returns ctx carrying id.
 func NewContext(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	return &idContext{Context: ctx, id: id}
+}
+
+// idContext is a context carrying a request id: one allocation, where
+// context.WithValue and the string boxed into it were two, on every
+// request. Value answers with the node itself (a pointer, no allocation).
+type idContext struct {
+	context.Context
+	id string
+}
+
+func (c *idContext) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // FromContext returns the request id in ctx, or "".
 func FromContext(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	if c, ok := ctx.Value(ctxKey{}).(*idContext); ok {
+		return c.id
+	}
+	return ""
 }
 
 // New returns a new id: 16 random bytes as 32 lowercase hex digits.
