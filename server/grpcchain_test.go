@@ -246,6 +246,14 @@ func TestUnaryInterceptorMatchesChain(t *testing.T) {
 		}
 		sort.Strings(series[merged])
 	}
+	// Every decode failure recorded was answered and forgotten.
+	if n := pendingDecodeFailures.Load(); n != 0 {
+		t.Errorf("%d decode failures still pending", n)
+	}
+	decodeFailures.Range(func(k, _ any) bool {
+		t.Errorf("decode failure of %T still recorded", k)
+		return true
+	})
 	if diff := cmp.Diff(results[false], results[true]); diff != "" {
 		t.Errorf("answers: chained (-) vs merged (+):\n%s", diff)
 	}

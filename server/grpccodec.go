@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -77,6 +78,20 @@ import (
 // pointer, as the handler received it) to the decode error.
 var decodeFailures sync.Map
 
+// pendingDecodeFailures counts decodeFailures' entries, so that the
+// interceptors skip the map (a hash and a lookup on every call) while it
+// is empty, as it is unless a bad request is on its way. A failure is
+// recorded in the goroutine that then runs the call's interceptors, so
+// the count a call reads includes its own entry.
+var pendingDecodeFailures atomic.Int64
+
+// recordDecodeFailure records f for the request message v.
+func recordDecodeFailure(v any, f decodeFailure) {
+	if _, loaded := decodeFailures.Swap(v, f); !loaded {
+		pendingDecodeFailures.Add(1)
+	}
+}
+
 // requestCodec is the server's codec: the default proto codec, but a
 // decode failure is left for the interceptors to answer (see above).
 type requestCodec struct {
@@ -139,7 +154,7 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		f.field = invalidUTF8Field(m.ProtoReflect().Descriptor(), data.Materialize(), "", 0)
 	}
 	proto.Reset(m)
-	decodeFailures.Store(v, f)
+	recordDecodeFailure(v, f)
 	return nil
 }
 
@@ -181,7 +196,7 @@ func checkUnknown(v any, data mem.BufferSlice) error {
 		return nil
 	}
 	proto.Reset(m)
-	decodeFailures.Store(v, decodeFailure{
+	recordDecodeFailure(v, decodeFailure{
 		err:     fmt.Errorf("unknown field number %d", num),
 		unknown: true,
 		field:   path,
@@ -332,10 +347,14 @@ func decodeError(req any) error {
 	if req == nil {
 		return nil
 	}
+	if pendingDecodeFailures.Load() == 0 {
+		return nil
+	}
 	v, ok := decodeFailures.LoadAndDelete(req)
 	if !ok {
 		return nil
 	}
+	pendingDecodeFailures.Add(-1)
 	f, _ := v.(decodeFailure)
 	if f.unknown {
 		return unknownFieldError(f)
