@@ -28,8 +28,11 @@ import (
 // SetHeader joins, as grpc-go's does.
 type fakeStream struct{ header metadata.MD }
 
-func (f *fakeStream) Method() string                  { return "/token.v1.TokenService/Mint" }
-func (f *fakeStream) SetHeader(md metadata.MD) error  { f.header = metadata.Join(f.header, md); return nil }
+func (f *fakeStream) Method() string { return "/token.v1.TokenService/Mint" }
+func (f *fakeStream) SetHeader(md metadata.MD) error {
+	f.header = metadata.Join(f.header, md)
+	return nil
+}
 func (f *fakeStream) SendHeader(md metadata.MD) error { return f.SetHeader(md) }
 func (f *fakeStream) SetTrailer(metadata.MD) error    { return nil }
 
