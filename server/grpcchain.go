@@ -35,7 +35,10 @@ import (
 // check (make load), and a chain of six costs a closure (an allocation)
 // and a call per layer on every call, and a clock reading in two of them.
 // The parts stay in their packages, whose own interceptors (used by the
-// stream chain and their tests) call the same functions.
+// stream chain and their tests) call the same functions; the chain of
+// those interceptors (with unaryDecodeInterceptor and callLogger, which
+// only the tests use now) is the reference TestUnaryInterceptorMatchesChain
+// holds this one to.
 func (s *Server) unaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if err := decodeError(req); err != nil {
