@@ -81,28 +81,31 @@ func (a *Authenticator) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // authenticates the call and returns ctx with its Principal, or the
 // refusal (an Unauthenticated or ResourceExhausted status error).
 func (a *Authenticator) AuthenticateUnary(ctx context.Context, fullMethod string) (context.Context, error) {
-	p, _ := peer.FromContext(ctx)
 	c := &callContext{Context: ctx}
+	p, _ := peer.FromContext(ctx)
 	if p != nil {
 		c.addr, c.hasAddr = peerAddrString(p.Addr), true
 	}
 	if a.publicGRPC(fullMethod) {
 		return c, nil
 	}
-	principal, err := a.principalGRPC(c, p, fullMethod)
+	// Authenticate reads no ClientAddr; a refusal is told with it (see
+	// principalGRPC). So c is handed out only once, complete.
+	principal, err := a.principalGRPC(ctx, p, fullMethod, c)
 	if err != nil {
 		return nil, err
 	}
-	// A new node rather than c changed: c has been handed out.
-	return &callContext{Context: ctx, addr: c.addr, hasAddr: c.hasAddr, p: principal, hasP: true}, nil
+	c.p, c.hasP = principal, true
+	return c, nil
 }
 
 // callContext is a unary gRPC call's context as the interceptor passes it
 // on: the peer's address (ClientAddr) and, once authenticated, the
-// Principal (FromContext), in one node. Two context.WithValue nodes and
-// the two values boxed into them were four allocations on every call;
-// Value answers with the node itself (a pointer: no allocation) and
-// ClientAddr and FromContext read it.
+// Principal (FromContext), in one node: one allocation, where two
+// context.WithValue nodes and the two values boxed into them were four,
+// on every call. Value answers with the node itself (a pointer: no
+// allocation) and ClientAddr and FromContext read it. It is not changed
+// once handed out.
 type callContext struct {
 	context.Context
 	addr          string
@@ -132,11 +135,11 @@ func (a *Authenticator) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		}
 		ctx := ss.Context()
 		p, _ := peer.FromContext(ctx)
-		ctx, err := a.authenticateGRPC(ctx, p, info.FullMethod)
+		principal, err := a.principalGRPC(ctx, p, info.FullMethod, nil)
 		if err != nil {
 			return err
 		}
-		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+		return handler(srv, &contextStream{ServerStream: ss, ctx: NewContext(ctx, principal)})
 	}
 }
 
@@ -147,16 +150,14 @@ type contextStream struct {
 
 func (s *contextStream) Context() context.Context { return s.ctx }
 
-func (a *Authenticator) authenticateGRPC(ctx context.Context, p *peer.Peer, method string) (context.Context, error) {
-	principal, err := a.principalGRPC(ctx, p, method)
-	if err != nil {
-		return nil, err
+// principalGRPC authenticates a gRPC call of method from peer p. A
+// refusal is logged and told (Config.OnFailure) with refusedCtx when it
+// is not nil (the unary interceptor's: it carries the peer's address),
+// else with ctx.
+func (a *Authenticator) principalGRPC(ctx context.Context, p *peer.Peer, method string, refusedCtx context.Context) (Principal, error) {
+	if refusedCtx == nil {
+		refusedCtx = ctx
 	}
-	return NewContext(ctx, principal), nil
-}
-
-// principalGRPC authenticates a gRPC call of method from peer p.
-func (a *Authenticator) principalGRPC(ctx context.Context, p *peer.Peer, method string) (Principal, error) {
 	var req Request
 	if p != nil {
 		req.Peer = addrOf(p.Addr)
@@ -166,7 +167,7 @@ func (a *Authenticator) principalGRPC(ctx context.Context, p *peer.Peer, method 
 		}
 	}
 	if blocked, wait := a.blocked(req.Peer); blocked {
-		return Principal{}, a.refused(ctx, "grpc", method, req.Peer, ThrottledError(ctx, wait))
+		return Principal{}, a.refused(refusedCtx, "grpc", method, req.Peer, ThrottledError(ctx, wait))
 	}
 	// ValueFromIncomingContext copies one value, where FromIncomingContext
 	// would copy the whole metadata map on every call.
@@ -175,7 +176,7 @@ func (a *Authenticator) principalGRPC(ctx context.Context, p *peer.Peer, method 
 	case 1:
 		req.Authorization = v[0]
 	default:
-		return Principal{}, a.refused(ctx, "grpc", method, req.Peer, unauthenticated("more than one authorization value"))
+		return Principal{}, a.refused(refusedCtx, "grpc", method, req.Peer, unauthenticated("more than one authorization value"))
 	}
 	if a.proxy != nil {
 		// Only the proxy headers are read by name, and only on REST
@@ -190,7 +191,7 @@ func (a *Authenticator) principalGRPC(ctx context.Context, p *peer.Peer, method 
 	}
 	principal, err := a.Authenticate(ctx, req)
 	if err != nil {
-		return Principal{}, a.refused(ctx, "grpc", method, req.Peer, err)
+		return Principal{}, a.refused(refusedCtx, "grpc", method, req.Peer, err)
 	}
 	return principal, nil
 }

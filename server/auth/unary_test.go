@@ -25,7 +25,10 @@ func TestAuthenticateUnaryContext(t *testing.T) {
 	groups := []string{"svc"}
 	lookup := func(h [32]byte) (string, []string, bool) { return "backend", groups, h == hash }
 	log, _ := testLogger(t)
-	a, err := New(Config{Credentials: lookup, Logger: log})
+	var failedFrom []string
+	a, err := New(Config{Credentials: lookup, Logger: log, OnFailure: func(ctx context.Context, f Failure) {
+		failedFrom = append(failedFrom, ClientAddr(ctx))
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,14 +75,18 @@ func TestAuthenticateUnaryContext(t *testing.T) {
 			}
 		})
 	}
-	// The peer's text is made once per connection; the call makes two
-	// context nodes and copies the one authorization value.
+	// A refusal is told with the peer's address, port included.
+	if want := []string{"127.0.0.1:5000"}; !cmp.Equal(failedFrom, want) {
+		t.Errorf("OnFailure saw ClientAddr %q, want %q", failedFrom, want)
+	}
+	// The peer's text is made once per connection; the call makes one
+	// context node and copies the one authorization value.
 	allocs := testing.AllocsPerRun(200, func() {
 		if _, err := a.AuthenticateUnary(authed, "/token.v1.TokenService/Mint"); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if allocs > 3 {
-		t.Errorf("AuthenticateUnary: %v allocations, want at most 3", allocs)
+	if allocs > 2 {
+		t.Errorf("AuthenticateUnary: %v allocations, want at most 2", allocs)
 	}
 }
