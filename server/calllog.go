@@ -25,28 +25,34 @@ func callLogger(l *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		code := status.Code(err)
-		lvl := grpcLevel(code)
-		if !l.Enabled(ctx, lvl) {
-			return resp, err
-		}
-		service, method := splitMethod(info.FullMethod)
-		attrs := make([]slog.Attr, 0, 7)
-		attrs = append(attrs,
-			slog.String("protocol", "grpc"),
-			slog.String("grpc.service", service),
-			slog.String("grpc.method", method),
-			slog.String("grpc.code", code.String()),
-			slog.Duration("duration", time.Since(start)))
-		if p, ok := peer.FromContext(ctx); ok {
-			attrs = append(attrs, slog.String("peer.address", p.Addr.String()))
-		}
-		if err != nil {
-			attrs = append(attrs, slog.String("grpc.error", status.Convert(err).Message()))
-		}
-		l.LogAttrs(ctx, lvl, "finished call", attrs...)
+		logCall(l, ctx, info.FullMethod, start, err)
 		return resp, err
 	}
+}
+
+// logCall writes the finished-call line of a gRPC call of fullMethod
+// started at start that ended with err, if its level is enabled.
+func logCall(l *slog.Logger, ctx context.Context, fullMethod string, start time.Time, err error) {
+	code := status.Code(err)
+	lvl := grpcLevel(code)
+	if !l.Enabled(ctx, lvl) {
+		return
+	}
+	service, method := splitMethod(fullMethod)
+	attrs := make([]slog.Attr, 0, 7)
+	attrs = append(attrs,
+		slog.String("protocol", "grpc"),
+		slog.String("grpc.service", service),
+		slog.String("grpc.method", method),
+		slog.String("grpc.code", code.String()),
+		slog.Duration("duration", time.Since(start)))
+	if p, ok := peer.FromContext(ctx); ok {
+		attrs = append(attrs, slog.String("peer.address", p.Addr.String()))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("grpc.error", status.Convert(err).Message()))
+	}
+	l.LogAttrs(ctx, lvl, "finished call", attrs...)
 }
 
 func grpcLevel(c codes.Code) slog.Level {

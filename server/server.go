@@ -377,15 +377,10 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// The request id comes first so that everything after it (and
 		// every log line) has it; metrics come before recovery so that a
-		// recovered panic is counted as Internal.
-		grpc.ChainUnaryInterceptor(
-			unaryDecodeInterceptor(),
-			requestid.UnaryServerInterceptor(),
-			s.metrics.GRPC.UnaryServerInterceptor(),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
-			callLogger(s.log),
-			s.auth.UnaryServerInterceptor(),
-		),
+		// recovered panic is counted as Internal. The unary chain is one
+		// interceptor doing the same (grpcchain.go): it is on the mint
+		// path.
+		grpc.UnaryInterceptor(s.unaryInterceptor()),
 		grpc.ChainStreamInterceptor(
 			streamDecodeInterceptor(),
 			requestid.StreamServerInterceptor(),

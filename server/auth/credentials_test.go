@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"regexp"
 	"strings"
 	"testing"
@@ -51,6 +52,48 @@ func TestIsCredentialToken(t *testing.T) {
 		if got := IsCredentialToken(tt.s); got != tt.want {
 			t.Errorf("IsCredentialToken(%q) = %v, want %v", tt.s, got, tt.want)
 		}
+	}
+}
+
+// TestIsCredentialTokenLastCharacter holds the padding-bit check to a
+// strict base64url decoder for every possible last character.
+func TestIsCredentialTokenLastCharacter(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		rest := strings.Repeat("Q", 42) + string(rune(c))
+		if len(rest) != 43 {
+			continue // not one byte: the length check refuses it
+		}
+		// The decoder skips '\r' and '\n'; the alphabet check refuses them.
+		_, err := base64.RawURLEncoding.Strict().DecodeString(rest)
+		want := err == nil && c != '\r' && c != '\n'
+		if got := IsCredentialToken(CredentialPrefix + rest); got != want {
+			t.Errorf("IsCredentialToken(tkd_Q…%q) = %v, want %v", rune(c), got, want)
+		}
+	}
+}
+
+// TestCredentialHotPathAllocs: checking and hashing a credential, done on
+// every authenticated call, allocates nothing.
+func TestCredentialHotPathAllocs(t *testing.T) {
+	tok, hash, err := NewCredentialToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := HashCredential(tok); got != hash {
+		t.Fatalf("HashCredential(token) = %x, want %x", got, hash)
+	}
+	long := strings.Repeat("x", 100)
+	if got, want := HashCredential(long), sha256.Sum256([]byte(long)); got != want {
+		t.Fatalf("HashCredential(100 bytes) = %x, want %x", got, want)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if !IsCredentialToken(tok) {
+			t.Fatal("IsCredentialToken(token) = false")
+		}
+		hash = HashCredential(tok)
+	})
+	if allocs != 0 {
+		t.Errorf("IsCredentialToken + HashCredential: %v allocations, want 0", allocs)
 	}
 }
 

@@ -107,11 +107,13 @@ func NewContext(ctx context.Context, p Principal) context.Context {
 // when there is none (a public endpoint, or a context that never passed
 // through the interceptor or middleware).
 func FromContext(ctx context.Context) (Principal, bool) {
-	switch p := ctx.Value(principalKey{}).(type) {
+	switch v := ctx.Value(principalKey{}).(type) {
 	case Principal:
-		return p, true
+		return v, true
 	case *Principal: // httpContext's
-		return *p, true
+		return *v, true
+	case *callContext:
+		return v.p, true
 	}
 	return Principal{}, false
 }

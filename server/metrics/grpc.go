@@ -194,17 +194,38 @@ func (g *GRPCMetrics) InitializeMetrics(srv interface {
 // received, one sent when it succeeds, handled by code, handling time.
 func (g *GRPCMetrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		m := g.method(info.FullMethod, grpcUnary)
-		m.started.child().Inc()
-		m.received.child().Inc()
+		call := g.StartUnary(info.FullMethod, time.Now())
 		resp, err := handler(ctx, req)
-		if err == nil {
-			m.sent.child().Inc()
-		}
-		g.done(m, info.FullMethod, grpcUnary, err, start)
+		call.Done(err)
 		return resp, err
 	}
+}
+
+// UnaryCall is a unary call being recorded, from StartUnary to Done.
+type UnaryCall struct {
+	g          *GRPCMetrics
+	m          *grpcMethodMetrics
+	fullMethod string
+	start      time.Time
+}
+
+// StartUnary records the start of a unary call of fullMethod, started at
+// start, as UnaryServerInterceptor does before it calls the handler, for
+// a server that runs its interceptors as one. Call Done when it ends.
+func (g *GRPCMetrics) StartUnary(fullMethod string, start time.Time) UnaryCall {
+	m := g.method(fullMethod, grpcUnary)
+	m.started.child().Inc()
+	m.received.child().Inc()
+	return UnaryCall{g: g, m: m, fullMethod: fullMethod, start: start}
+}
+
+// Done records the end of the call, with the handler's error, as
+// UnaryServerInterceptor does after the handler returns.
+func (c UnaryCall) Done(err error) {
+	if err == nil {
+		c.m.sent.child().Inc()
+	}
+	c.g.done(c.m, c.fullMethod, grpcUnary, err, c.start)
 }
 
 // StreamServerInterceptor records every streaming call: started, each

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -31,16 +32,33 @@ type ctxKey struct{}
 
 // NewContext returns ctx carrying id.
 func NewContext(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	return &idContext{Context: ctx, id: id}
+}
+
+// idContext is a context carrying a request id: one allocation, where
+// context.WithValue and the string boxed into it were two, on every
+// request. Value answers with the node itself (a pointer, no allocation).
+type idContext struct {
+	context.Context
+	id string
+}
+
+func (c *idContext) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // FromContext returns the request id in ctx, or "".
 func FromContext(ctx context.Context) string {
-	switch id := ctx.Value(ctxKey{}).(type) {
+	switch v := ctx.Value(ctxKey{}).(type) {
+	case *idContext:
+		return v.id
 	case string:
-		return id
+		return v
 	case *string: // a context that answers IsKey with a pointer (no allocation)
-		return *id
+		return *v
 	}
 	return ""
 }
@@ -98,13 +116,29 @@ func fromMetadata(ctx context.Context) string {
 // logging interceptor and the handlers see the id.
 func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		id := Ensure(fromMetadata(ctx))
-		// A literal MD: metadata.Pairs would lower-case the key (already
-		// lower case) and build the map through a loop, on every call.
-		grpc.SetHeader(ctx, metadata.MD{MetadataKey: {id}})
-		return handler(NewContext(ctx, id), req)
+		return handler(StartUnary(ctx), req)
 	}
 }
+
+// StartUnary is what UnaryServerInterceptor does before it calls the
+// handler, for a server that runs its interceptors as one: it takes the
+// call's id from its x-request-id metadata (or makes one), sets the
+// x-request-id response header and returns ctx carrying the id.
+func StartUnary(ctx context.Context) context.Context {
+	id := Ensure(fromMetadata(ctx))
+	// grpc-go copies the header it is given (metadata.Join), so one
+	// literal MD per call is not needed: a pooled one is filled in and
+	// given back.
+	md := headerPool.Get().(metadata.MD)
+	md[MetadataKey][0] = id
+	grpc.SetHeader(ctx, md)
+	md[MetadataKey][0] = ""
+	headerPool.Put(md)
+	return NewContext(ctx, id)
+}
+
+// headerPool holds response header metadata carrying one request id.
+var headerPool = sync.Pool{New: func() any { return metadata.MD{MetadataKey: {""}} }}
 
 // StreamServerInterceptor is UnaryServerInterceptor for streams.
 func StreamServerInterceptor() grpc.StreamServerInterceptor {

@@ -75,3 +75,30 @@ func TestNewUnique(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+type otherKey struct{}
+
+// TestContext: the id is found through contexts derived from the one
+// NewContext returns, the innermost id wins, other values pass through,
+// and a context without one gives "".
+func TestContext(t *testing.T) {
+	parent := context.WithValue(context.Background(), otherKey{}, "kept")
+	if got := requestid.FromContext(parent); got != "" {
+		t.Errorf("FromContext(no id) = %q, want empty", got)
+	}
+	ctx := requestid.NewContext(parent, "abc")
+	ctx, cancel := context.WithCancel(context.WithValue(ctx, struct{ k int }{1}, 1))
+	defer cancel()
+	if got := requestid.FromContext(ctx); got != "abc" {
+		t.Errorf("FromContext(derived) = %q, want abc", got)
+	}
+	if got := ctx.Value(otherKey{}); got != "kept" {
+		t.Errorf("Value(other key) = %v, want the parent's", got)
+	}
+	if got := requestid.FromContext(requestid.NewContext(ctx, "def")); got != "def" {
+		t.Errorf("FromContext(inner id) = %q, want def", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = requestid.FromContext(requestid.NewContext(parent, "x")) }); n > 1 {
+		t.Errorf("NewContext + FromContext: %v allocations, want 1", n)
+	}
+}
