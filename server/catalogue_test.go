@@ -205,7 +205,7 @@ var catRESTCases = []catRESTCase{
 	{name: "body_true", body: `true`, field: "body"},
 	{name: "body_byte_order_mark", body: "\xef\xbb\xbf{}", field: "body"},
 	{name: "body_nan_in_player", body: `{"grants":{"player":{"a":NaN}}}`, field: "body"},
-	{name: "grants_array", body: `{"grants":[]}`, field: "body"},
+	{name: "grants_array", body: `{"grants":[]}`, field: "grants"}, // the field at the position protojson refused
 
 	// Query strings.
 	{name: "query_identity_invalid_utf8", method: "GET", target: "/token?identity=a%FFb", field: "identity"},
