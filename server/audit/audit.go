@@ -172,7 +172,7 @@ func appendRecord(b []byte, r *Record) []byte {
 }
 
 // clean bounds the record's strings and puts its times in UTC.
-func clean(r Record) Record {
+func clean(r *Record) {
 	r.Time = r.Time.UTC()
 	if !r.Exp.IsZero() {
 		r.Exp = r.Exp.UTC()
@@ -183,7 +183,6 @@ func clean(r Record) Record {
 		&r.JTI, &r.Decision, &r.Rule, &r.Reason, &r.Action, &r.ClientAddr, &r.RequestID, &r.Code} {
 		*s = clip(*s)
 	}
-	return r
 }
 
 // clip makes s valid UTF-8 of at most maxFieldLen bytes, with any Unicode
