@@ -191,6 +191,9 @@ func clean(r *Record) {
 // right-to-left override or a zero-width character would make a record
 // read as another.
 func clip(s string) string {
+	if len(s) <= maxFieldLen && isASCII(s) {
+		return s // valid, and no format character is ASCII
+	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -203,6 +206,24 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// isASCII reports whether s is all ASCII, eight bytes at a time.
+func isASCII(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if w&0x8080808080808080 != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // showFormatChars returns s with each format character (category Cf)
@@ -230,40 +251,67 @@ func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // GrantsSummary names the grants g carries, in a fixed order, such as
 // "voice:incoming+outgoing,video,chat": voice lists incoming and outgoing
-// when the token carries them. Empty for no grants.
+// when the token carries them. Empty for no grants. It does not allocate:
+// the summaries are few (grantSummaries), built once.
 func GrantsSummary(g *tokenv1.Grants) string {
 	if g == nil {
 		return ""
 	}
-	var parts []string
+	i := 0
 	if v := g.GetVoice(); v != nil {
-		var sub []string
+		i = voiceAny
 		if v.GetIncoming().GetAllow() {
-			sub = append(sub, "incoming")
+			i |= voiceIncoming
 		}
 		if v.GetOutgoing().GetApplicationSid() != "" {
-			sub = append(sub, "outgoing")
-		}
-		if len(sub) > 0 {
-			parts = append(parts, "voice:"+strings.Join(sub, "+"))
-		} else {
-			parts = append(parts, "voice")
+			i |= voiceOutgoing
 		}
 	}
-	if g.GetVideo() != nil {
-		parts = append(parts, "video")
+	for bit, set := range [...]bool{g.GetVideo() != nil, g.GetChat() != nil, g.GetDataSync() != nil, g.GetTaskRouter() != nil, g.GetPlayer() != nil} {
+		if set {
+			i |= 1 << (3 + bit)
+		}
 	}
-	if g.GetChat() != nil {
-		parts = append(parts, "chat")
-	}
-	if g.GetDataSync() != nil {
-		parts = append(parts, "data_sync")
-	}
-	if g.GetTaskRouter() != nil {
-		parts = append(parts, "task_router")
-	}
-	if g.GetPlayer() != nil {
-		parts = append(parts, "player")
-	}
-	return strings.Join(parts, ",")
+	return grantSummaries[i]
 }
+
+// The bits indexing grantSummaries: voice (and its incoming, outgoing),
+// then video, chat, data_sync, task_router and player from bit 3 up.
+const (
+	voiceAny      = 1 << 0
+	voiceIncoming = 1 << 1
+	voiceOutgoing = 1 << 2
+)
+
+// grantSummaries holds GrantsSummary's answer for every combination of
+// grants.
+var grantSummaries = func() (s [1 << 8]string) {
+	others := [...]string{"video", "chat", "data_sync", "task_router", "player"}
+	for i := range s {
+		if i&voiceAny == 0 && i&(voiceIncoming|voiceOutgoing) != 0 {
+			continue // never indexed
+		}
+		var parts []string
+		if i&voiceAny != 0 {
+			var sub []string
+			if i&voiceIncoming != 0 {
+				sub = append(sub, "incoming")
+			}
+			if i&voiceOutgoing != 0 {
+				sub = append(sub, "outgoing")
+			}
+			if len(sub) > 0 {
+				parts = append(parts, "voice:"+strings.Join(sub, "+"))
+			} else {
+				parts = append(parts, "voice")
+			}
+		}
+		for bit, name := range others {
+			if i&(1<<(3+bit)) != 0 {
+				parts = append(parts, name)
+			}
+		}
+		s[i] = strings.Join(parts, ",")
+	}
+	return s
+}()

@@ -381,6 +381,10 @@ func TestGrantsSummary(t *testing.T) {
 		{"voice incoming false", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{}}}, "voice"},
 		{"voice outgoing", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: ap}}, Video: &tokenv1.VideoGrant{Room: "r"}}, "voice:outgoing,video"},
 		{"voice both", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}, Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: ap}}}, "voice:incoming+outgoing"},
+		{"chat only", &tokenv1.Grants{Chat: &tokenv1.ChatGrant{}}, "chat"},
+		{"sync and player", &tokenv1.Grants{DataSync: &tokenv1.SyncGrant{}, Player: &structpb.Struct{}}, "data_sync,player"},
+		{"task router and video", &tokenv1.Grants{TaskRouter: &tokenv1.TaskRouterGrant{}, Video: &tokenv1.VideoGrant{}}, "video,task_router"},
+		{"voice outgoing only", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: ap}}}, "voice:outgoing"},
 		{"all", &tokenv1.Grants{
 			Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}, Video: &tokenv1.VideoGrant{},
 			Chat: &tokenv1.ChatGrant{}, DataSync: &tokenv1.SyncGrant{}, TaskRouter: &tokenv1.TaskRouterGrant{}, Player: &structpb.Struct{},

@@ -452,6 +452,10 @@ func (l *Logger) WriteErrors() uint64 { return l.writeErrors.Load() }
 // much later. The writer does not wait when a Commit waits on the batch.
 const batchDelay = 2 * time.Millisecond
 
+// maxYields bounds how many times the writer yields to let a batch of
+// Commits grow before it writes it.
+const maxYields = 4
+
 // batchBytes is how much a batch of Log records holds before the writer
 // writes it without waiting for batchDelay to end.
 const batchBytes = 64 << 10
@@ -535,6 +539,7 @@ func (l *Logger) next(gather *time.Timer, written *signal) *batch {
 		}
 	}
 	gathered := false
+	yields, seen := 0, 0
 	for {
 		cur := l.cur
 		pending := len(cur.ends) > 0 || l.dropped.Load() != l.reported || l.reopen.Load()
@@ -553,10 +558,15 @@ func (l *Logger) next(gather *time.Timer, written *signal) *batch {
 		case cur.sig != nil && !gathered:
 			// Commits wait on this batch: do not make them wait
 			// batchDelay, only let the callers already running (and
-			// those the last write released) add their records first.
+			// those the last write released) add their records first,
+			// for as long as the batch grows (a few yields at most).
 			// Under load the batch grows anyway while the writer writes
 			// the last one.
-			gathered = true
+			yields++
+			if yields >= maxYields || len(cur.ends) == seen {
+				gathered = true
+			}
+			seen = len(cur.ends)
 			release()
 			runtime.Gosched()
 			l.mu.Lock()

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
 // logConcurrently logs goroutines×each records, each with a distinct
@@ -672,5 +674,173 @@ func TestRotationFailsLosesNothing(t *testing.T) {
 	defer mu.Unlock()
 	if !strings.Contains(logs.String(), "audit log rotation failed") {
 		t.Errorf("no rotation failure logged:\n%s", logs.String())
+	}
+}
+
+// heldWriter blocks each write until released, counting writes and
+// keeping what was written.
+type heldWriter struct {
+	release chan struct{} // a receive lets one write through
+	writing chan struct{} // gets a value as each write starts
+	writes  atomic.Int64
+	mu      sync.Mutex
+	buf     bytes.Buffer
+}
+
+func newHeldWriter() *heldWriter {
+	return &heldWriter{release: make(chan struct{}), writing: make(chan struct{}, 100)}
+}
+
+func (h *heldWriter) Write(p []byte) (int, error) {
+	h.writes.Add(1)
+	h.writing <- struct{}{}
+	<-h.release
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.buf.Write(p)
+}
+
+// queued is how many records wait in the current batch.
+func (l *Logger) queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.cur.ends)
+}
+
+// TestCommitsReleasedByOneWrite: the Commits that gather while the
+// writer is busy are all released, with nil, by the one write of their
+// batch, and only after it returned.
+func TestCommitsReleasedByOneWrite(t *testing.T) {
+	h := newHeldWriter()
+	l := New(h, WithRequired(true))
+	defer l.Close()
+	first := make(chan error, 1)
+	go func() { first <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: "first"}) }()
+	<-h.writing // the writer is in the first write
+
+	const n = 50
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: fmt.Sprint("r", i)})
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d Commits queued", l.queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a Commit returned (%v) before its record was written", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	h.release <- struct{}{} // the first write returns
+	if err := <-first; err != nil {
+		t.Fatalf("first Commit = %v", err)
+	}
+	<-h.writing // the second write, of the 50, has started
+	select {
+	case err := <-errs:
+		t.Fatalf("a Commit returned (%v) before its record was written", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	h.release <- struct{}{}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("Commit = %v", err)
+		}
+	}
+	if w := h.writes.Load(); w != 2 {
+		t.Errorf("%d writes for 1+%d records; want 2 (one per batch)", w, n)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if got := len(readLines(t, h.buf.Bytes())); got != n+1 {
+		t.Errorf("%d records written; want %d", got, n+1)
+	}
+}
+
+// TestCommitGivesUp: a Commit on a stalled destination fails with
+// ErrUnavailable after the commit timeout or when its context ends, and
+// its timer, back in the pool, does not fail a later Commit.
+func TestCommitGivesUp(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		expect string
+	}{
+		{"timeout", func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }, "not written within"},
+		{"context_ends", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 20*time.Millisecond)
+		}, "before the request ended"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHeldWriter()
+			l := New(h, WithRequired(true), WithCommitTimeout(100*time.Millisecond))
+			l.Log(Record{Event: EventMint, RequestID: "stuck"})
+			<-h.writing
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			start := time.Now()
+			err := l.Commit(ctx, Record{Event: EventMint, RequestID: "late"})
+			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tc.expect) {
+				t.Errorf("Commit on a stalled writer = %v; want ErrUnavailable, %q", err, tc.expect)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Commit took %v", d)
+			}
+			close(h.release) // the destination catches up
+			for range 3 {
+				if err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "after"}); err != nil {
+					t.Errorf("Commit after the stall = %v", err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The record of the Commit that gave up is written late.
+			if got := len(readLines(t, h.buf.Bytes())); got != 5 {
+				t.Errorf("%d records written; want 5", got)
+			}
+		})
+	}
+}
+
+// TestAllocations: in steady state a Log allocates nothing, and a Commit
+// no more than the signal of its batch (a struct and its channel), which
+// many Commits share under load.
+func TestAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts mean nothing under the race detector")
+	}
+	l := New(&countingWriter{}, WithRequired(true))
+	defer l.Close()
+	r := fullRecord()
+	r.Time = time.Time{} // Log sets it
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		f    func()
+		max  float64
+	}{
+		{"Log", func() { l.Log(r) }, 0},
+		{"Commit", func() {
+			if err := l.Commit(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}, 2},
+		{"GrantsSummary", func() {
+			GrantsSummary(&tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}, Video: &tokenv1.VideoGrant{}})
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.f() // warm the pools
+			if got := testing.AllocsPerRun(1000, tc.f); got > tc.max {
+				t.Errorf("%s allocates %v times per call; want at most %v", tc.name, got, tc.max)
+			}
+		})
 	}
 }
