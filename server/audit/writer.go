@@ -47,6 +47,9 @@ type Logger struct {
 	closed   bool
 	cur      *batch // where records go; never nil
 	inflight *batch // the batch being written, if any
+	// inflightN is how many records inflight held when the writer took
+	// it (the writer may add a drop notice after).
+	inflightN int
 	state    writerState
 	// wake tells a sleeping writer (state idle or gathering) to look
 	// again; it is sent on only by whoever changes state to busy, so at
@@ -300,7 +303,7 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 	if l.closed {
 		l.mu.Unlock()
 		l.drop()
-		return nil, fmt.Errorf("%w: closed", ErrUnavailable)
+		return nil, errClosed
 	}
 	b := l.cur
 	if len(b.ends) >= l.queueSize {
@@ -309,7 +312,7 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 		}
 		l.mu.Unlock()
 		l.drop()
-		return nil, fmt.Errorf("%w: its queue is full (the audit destination is stalled)", ErrUnavailable)
+		return nil, errFull
 	}
 	b.buf = append(b.buf, line...)
 	b.ends = append(b.ends, len(b.buf))
@@ -326,6 +329,13 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 	l.mu.Unlock()
 	return sig, nil
 }
+
+// The errors of a record that could not be queued, made once: under a
+// stall every Log is dropped, and a drop should cost no allocation.
+var (
+	errClosed = fmt.Errorf("%w: closed", ErrUnavailable)
+	errFull   = fmt.Errorf("%w: its queue is full (the audit destination is stalled)", ErrUnavailable)
+)
 
 // wakeLocked wakes the sleeping writer; l.mu is held.
 func (l *Logger) wakeLocked() {
@@ -415,7 +425,7 @@ func (l *Logger) Close() error {
 		l.mu.Lock()
 		n := len(l.cur.ends)
 		if l.inflight != nil {
-			n += len(l.inflight.ends)
+			n += l.inflightN
 		}
 		l.mu.Unlock()
 		// The writer is stuck in a write: leave it (and the file) be.
@@ -574,7 +584,7 @@ func (l *Logger) next(gather *time.Timer, written *signal) *batch {
 		default:
 			l.state = busy
 			l.cur, l.spare = l.spare, nil
-			l.inflight = cur
+			l.inflight, l.inflightN = cur, len(cur.ends)
 			release()
 			return cur
 		}

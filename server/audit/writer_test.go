@@ -844,3 +844,44 @@ func TestAllocations(t *testing.T) {
 		})
 	}
 }
+
+// halfWriter writes half of its first write and fails it.
+type halfWriter struct {
+	n   int
+	buf bytes.Buffer
+}
+
+func (h *halfWriter) Write(p []byte) (int, error) {
+	h.n++
+	if h.n == 1 {
+		h.buf.Write(p[:len(p)/2])
+		return len(p) / 2, syscall.ENOSPC
+	}
+	return h.buf.Write(p)
+}
+
+// TestPartialWriteStartsANewLine: after a write that wrote part of its
+// batch, the Commit of that batch fails, and the next record starts on a
+// line of its own, whole.
+func TestPartialWriteStartsANewLine(t *testing.T) {
+	h := &halfWriter{}
+	l := New(h, WithRequired(true))
+	if err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "torn"}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Commit of a partly written record = %v; want ErrUnavailable", err)
+	}
+	if err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "whole"}); err != nil {
+		t.Errorf("Commit after = %v", err)
+	}
+	l.Close()
+	lines := strings.Split(strings.TrimSuffix(h.buf.String(), "\n"), "\n")
+	if len(lines) != 2 || strings.Contains(lines[0], "whole") {
+		t.Fatalf("lines = %q; want the torn fragment, then the next record on its own line", lines)
+	}
+	var r Record
+	if err := json.Unmarshal([]byte(lines[1]), &r); err != nil || r.RequestID != "whole" {
+		t.Errorf("second line %q = %+v, %v; want the whole record", lines[1], r, err)
+	}
+	if l.Failed() != 1 || l.Written() != 1 {
+		t.Errorf("failed %d, written %d; want 1, 1", l.Failed(), l.Written())
+	}
+}
