@@ -50,7 +50,7 @@ type Logger struct {
 	// inflightN is how many records inflight held when the writer took
 	// it (the writer may add a drop notice after).
 	inflightN int
-	state    writerState
+	state     writerState
 	// wake tells a sleeping writer (state idle or gathering) to look
 	// again; it is sent on only by whoever changes state to busy, so at
 	// most once per sleep.
