@@ -113,8 +113,9 @@ type Record struct {
 }
 
 // appendRecord writes r as one JSON line, fields in the order of Record
-// and empty ones left out: what encoding/json makes of Record's tags,
-// without reflection (the audit writer shares the CPU with minting).
+// and empty ones left out: what encoding/json makes of Record's tags, its
+// strings clipped (clip), without reflection (the audit log shares the
+// CPU with minting).
 func appendRecord(b []byte, r *Record) []byte {
 	b = append(b, '{')
 	n := 0
@@ -130,7 +131,7 @@ func appendRecord(b []byte, r *Record) []byte {
 	str := func(name, v string) {
 		if v != "" {
 			key(name)
-			b = mint.AppendString(b, v)
+			b = appendField(b, v)
 		}
 	}
 	tm := func(name string, t time.Time) {
@@ -171,17 +172,51 @@ func appendRecord(b []byte, r *Record) []byte {
 	return append(b, '}', '\n')
 }
 
-// clean bounds the record's strings and puts its times in UTC.
+// appendField appends v, clipped (clip), as a JSON string. A field of
+// printable ASCII with nothing to escape (most are: SIDs, names, codes)
+// is copied after one pass over it, eight bytes at a time.
+func appendField(b []byte, v string) []byte {
+	if len(v) <= maxFieldLen && plain(v) {
+		b = append(b, '"')
+		b = append(b, v...)
+		return append(b, '"')
+	}
+	return mint.AppendString(b, clip(v))
+}
+
+// plain reports whether s is printable ASCII without '"' or '\\': valid
+// UTF-8 with no format character, written in JSON as it is.
+func plain(s string) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		ctl := (w - 0x20*ones) &^ w & highs // a byte < 0x20
+		q := w ^ ('"' * ones)
+		q = (q - ones) &^ q & highs // a '"'
+		bs := w ^ ('\\' * ones)
+		bs = (bs - ones) &^ bs & highs // a '\\'
+		if ctl|q|bs|(w&highs) != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// clean puts the record's times in UTC (appendRecord clips its strings).
 func clean(r *Record) {
 	r.Time = r.Time.UTC()
 	if !r.Exp.IsZero() {
 		r.Exp = r.Exp.UTC()
-	}
-	for _, s := range []*string{&r.Event, &r.Principal, &r.PrincipalKind, &r.Identity, &r.ApplicationSID, &r.Grants,
-		&r.OutgoingApplicationSID, &r.OutgoingParams, &r.PushCredentialSID, &r.Room, &r.ChatServiceSID,
-		&r.ChatPushCredentialSID, &r.ChatDeploymentRoleSID, &r.SyncServiceSID, &r.WorkspaceSID, &r.WorkerSID, &r.TaskRouterRole,
-		&r.JTI, &r.Decision, &r.Rule, &r.Reason, &r.Action, &r.ClientAddr, &r.RequestID, &r.Code} {
-		*s = clip(*s)
 	}
 }
 
@@ -191,9 +226,6 @@ func clean(r *Record) {
 // right-to-left override or a zero-width character would make a record
 // read as another.
 func clip(s string) string {
-	if len(s) <= maxFieldLen && isASCII(s) {
-		return s // valid, and no format character is ASCII
-	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -206,24 +238,6 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
-}
-
-// isASCII reports whether s is all ASCII, eight bytes at a time.
-func isASCII(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if w&0x8080808080808080 != 0 {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 // showFormatChars returns s with each format character (category Cf)
