@@ -138,7 +138,7 @@ func appendRecord(b []byte, r *Record) []byte {
 		if !t.IsZero() {
 			key(name)
 			b = append(b, '"')
-			b = t.AppendFormat(b, time.RFC3339Nano)
+			b = appendTime(b, t)
 			b = append(b, '"')
 		}
 	}
@@ -170,6 +170,34 @@ func appendRecord(b []byte, r *Record) []byte {
 	str("request_id", r.RequestID)
 	str("code", r.Code)
 	return append(b, '}', '\n')
+}
+
+// appendTime appends t as time.RFC3339Nano does, without interpreting the
+// layout for every record: a UTC time of years 0 to 9999 (all the log
+// holds; clean puts times in UTC) is written digit by digit.
+func appendTime(b []byte, t time.Time) []byte {
+	y, mo, d := t.Date()
+	if t.Location() != time.UTC || y < 0 || y > 9999 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	h, mi, s := t.Clock()
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10))
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n-- // RFC3339Nano drops trailing zeros
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // appendField appends v, clipped (clip), as a JSON string. A field of
