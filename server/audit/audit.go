@@ -11,9 +11,10 @@
 //
 // # Writing
 //
-// Logger (writer.go) queues records for one goroutine that writes them in
-// batches; see its doc for what it guarantees, the optional fail-closed
-// mode (Commit) and rotation (file.go).
+// Logger (writer.go) encodes each record in the caller's goroutine into
+// the current batch, which one goroutine writes; see its doc for what it
+// guarantees, the optional fail-closed mode (Commit) and rotation
+// (file.go).
 package audit
 
 import (
