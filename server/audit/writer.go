@@ -17,9 +17,9 @@ import (
 // The caller's goroutine encodes its record (so records are encoded in
 // parallel, on the CPUs the callers run on) and appends it, under a short
 // mutex, to the current batch: a buffer of whole lines bounded to the
-// queue size (DefaultQueueSize records). One writer goroutine swaps the
-// batch out for an empty one and writes it with a single write; records
-// logged meanwhile gather in the next batch. It writes when a Commit waits
+// queue size (DefaultQueueSize records, and maxQueueBytes). One writer
+// goroutine swaps the batch out for an empty one and writes it with a
+// single write; records logged meanwhile gather in the next batch. It writes when a Commit waits
 // on the batch, when the batch is full (batchBytes), or when records have
 // been gathering for batchDelay, so a burst costs one write, not one per
 // record, and a caller wakes the writer only when it sleeps, not per
@@ -107,6 +107,11 @@ type signal struct {
 	done chan struct{}
 	err  error
 }
+
+// maxQueueBytes bounds the bytes of the records waiting, whatever their
+// number (a record is a few hundred bytes; the queue size bounds them in
+// the common case).
+const maxQueueBytes = 32 << 20
 
 // maxKeptBatch is the largest buffer a batch keeps once written; a larger
 // one (after a stall) is let go rather than held for good.
@@ -306,7 +311,7 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 		return nil, errClosed
 	}
 	b := l.cur
-	if len(b.ends) >= l.queueSize {
+	if len(b.ends) >= l.queueSize || len(b.buf)+len(line) > maxQueueBytes {
 		if l.state == gathering {
 			l.wakeLocked()
 		}
