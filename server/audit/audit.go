@@ -11,9 +11,10 @@
 //
 // # Writing
 //
-// Logger (writer.go) queues records for one goroutine that writes them in
-// batches; see its doc for what it guarantees, the optional fail-closed
-// mode (Commit) and rotation (file.go).
+// Logger (writer.go) encodes each record in the caller's goroutine into
+// the current batch, which one goroutine writes; see its doc for what it
+// guarantees, the optional fail-closed mode (Commit) and rotation
+// (file.go).
 package audit
 
 import (
@@ -113,8 +114,9 @@ type Record struct {
 }
 
 // appendRecord writes r as one JSON line, fields in the order of Record
-// and empty ones left out: what encoding/json makes of Record's tags,
-// without reflection (the audit writer shares the CPU with minting).
+// and empty ones left out: what encoding/json makes of Record's tags, its
+// strings clipped (clip), without reflection (the audit log shares the
+// CPU with minting).
 func appendRecord(b []byte, r *Record) []byte {
 	b = append(b, '{')
 	n := 0
@@ -130,14 +132,14 @@ func appendRecord(b []byte, r *Record) []byte {
 	str := func(name, v string) {
 		if v != "" {
 			key(name)
-			b = mint.AppendString(b, v)
+			b = appendField(b, v)
 		}
 	}
 	tm := func(name string, t time.Time) {
 		if !t.IsZero() {
 			key(name)
 			b = append(b, '"')
-			b = t.AppendFormat(b, time.RFC3339Nano)
+			b = appendTime(b, t)
 			b = append(b, '"')
 		}
 	}
@@ -171,19 +173,80 @@ func appendRecord(b []byte, r *Record) []byte {
 	return append(b, '}', '\n')
 }
 
-// clean bounds the record's strings and puts its times in UTC.
-func clean(r Record) Record {
+// appendTime appends t as time.RFC3339Nano does, without interpreting the
+// layout for every record: a UTC time of years 0 to 9999 (all the log
+// holds; clean puts times in UTC) is written digit by digit.
+func appendTime(b []byte, t time.Time) []byte {
+	y, mo, d := t.Date()
+	if t.Location() != time.UTC || y < 0 || y > 9999 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	h, mi, s := t.Clock()
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10))
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n-- // RFC3339Nano drops trailing zeros
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
+}
+
+// appendField appends v, clipped (clip), as a JSON string. A field of
+// printable ASCII with nothing to escape (most are: SIDs, names, codes)
+// is copied after one pass over it, eight bytes at a time.
+func appendField(b []byte, v string) []byte {
+	if len(v) <= maxFieldLen && plain(v) {
+		b = append(b, '"')
+		b = append(b, v...)
+		return append(b, '"')
+	}
+	return mint.AppendString(b, clip(v))
+}
+
+// plain reports whether s is printable ASCII without '"' or '\\': valid
+// UTF-8 with no format character, written in JSON as it is.
+func plain(s string) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		ctl := (w - 0x20*ones) &^ w & highs // a byte < 0x20
+		q := w ^ ('"' * ones)
+		q = (q - ones) &^ q & highs // a '"'
+		bs := w ^ ('\\' * ones)
+		bs = (bs - ones) &^ bs & highs // a '\\'
+		if ctl|q|bs|(w&highs) != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// clean puts the record's times in UTC (appendRecord clips its strings).
+func clean(r *Record) {
 	r.Time = r.Time.UTC()
 	if !r.Exp.IsZero() {
 		r.Exp = r.Exp.UTC()
 	}
-	for _, s := range []*string{&r.Event, &r.Principal, &r.PrincipalKind, &r.Identity, &r.ApplicationSID, &r.Grants,
-		&r.OutgoingApplicationSID, &r.OutgoingParams, &r.PushCredentialSID, &r.Room, &r.ChatServiceSID,
-		&r.ChatPushCredentialSID, &r.ChatDeploymentRoleSID, &r.SyncServiceSID, &r.WorkspaceSID, &r.WorkerSID, &r.TaskRouterRole,
-		&r.JTI, &r.Decision, &r.Rule, &r.Reason, &r.Action, &r.ClientAddr, &r.RequestID, &r.Code} {
-		*s = clip(*s)
-	}
-	return r
 }
 
 // clip makes s valid UTF-8 of at most maxFieldLen bytes, with any Unicode
@@ -231,40 +294,67 @@ func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // GrantsSummary names the grants g carries, in a fixed order, such as
 // "voice:incoming+outgoing,video,chat": voice lists incoming and outgoing
-// when the token carries them. Empty for no grants.
+// when the token carries them. Empty for no grants. It does not allocate:
+// the summaries are few (grantSummaries), built once.
 func GrantsSummary(g *tokenv1.Grants) string {
 	if g == nil {
 		return ""
 	}
-	var parts []string
+	i := 0
 	if v := g.GetVoice(); v != nil {
-		var sub []string
+		i = voiceAny
 		if v.GetIncoming().GetAllow() {
-			sub = append(sub, "incoming")
+			i |= voiceIncoming
 		}
 		if v.GetOutgoing().GetApplicationSid() != "" {
-			sub = append(sub, "outgoing")
-		}
-		if len(sub) > 0 {
-			parts = append(parts, "voice:"+strings.Join(sub, "+"))
-		} else {
-			parts = append(parts, "voice")
+			i |= voiceOutgoing
 		}
 	}
-	if g.GetVideo() != nil {
-		parts = append(parts, "video")
+	for bit, set := range [...]bool{g.GetVideo() != nil, g.GetChat() != nil, g.GetDataSync() != nil, g.GetTaskRouter() != nil, g.GetPlayer() != nil} {
+		if set {
+			i |= 1 << (3 + bit)
+		}
 	}
-	if g.GetChat() != nil {
-		parts = append(parts, "chat")
-	}
-	if g.GetDataSync() != nil {
-		parts = append(parts, "data_sync")
-	}
-	if g.GetTaskRouter() != nil {
-		parts = append(parts, "task_router")
-	}
-	if g.GetPlayer() != nil {
-		parts = append(parts, "player")
-	}
-	return strings.Join(parts, ",")
+	return grantSummaries[i]
 }
+
+// The bits indexing grantSummaries: voice (and its incoming, outgoing),
+// then video, chat, data_sync, task_router and player from bit 3 up.
+const (
+	voiceAny      = 1 << 0
+	voiceIncoming = 1 << 1
+	voiceOutgoing = 1 << 2
+)
+
+// grantSummaries holds GrantsSummary's answer for every combination of
+// grants.
+var grantSummaries = func() (s [1 << 8]string) {
+	others := [...]string{"video", "chat", "data_sync", "task_router", "player"}
+	for i := range s {
+		if i&voiceAny == 0 && i&(voiceIncoming|voiceOutgoing) != 0 {
+			continue // never indexed
+		}
+		var parts []string
+		if i&voiceAny != 0 {
+			var sub []string
+			if i&voiceIncoming != 0 {
+				sub = append(sub, "incoming")
+			}
+			if i&voiceOutgoing != 0 {
+				sub = append(sub, "outgoing")
+			}
+			if len(sub) > 0 {
+				parts = append(parts, "voice:"+strings.Join(sub, "+"))
+			} else {
+				parts = append(parts, "voice")
+			}
+		}
+		for bit, name := range others {
+			if i&(1<<(3+bit)) != 0 {
+				parts = append(parts, name)
+			}
+		}
+		s[i] = strings.Join(parts, ",")
+	}
+	return s
+}()

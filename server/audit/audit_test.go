@@ -329,15 +329,42 @@ func TestWriteErrorsDoNotStopTheLogger(t *testing.T) {
 func TestClip(t *testing.T) {
 	var buf bytes.Buffer
 	l := New(&buf)
-	l.Log(Record{Reason: strings.Repeat("é", 2000), Identity: "bad\xffutf8"})
+	l.Log(Record{Reason: strings.Repeat("é", 2000), Identity: "bad\xffutf8", Principal: strings.Repeat("a", 2000)})
 	l.Close()
 	lines := readLines(t, buf.Bytes())
-	reason := lines[0]["reason"].(string)
-	if len(reason) > maxFieldLen || !strings.HasSuffix(reason, "…") {
-		t.Errorf("reason of %d bytes not clipped", len(reason))
+	for _, field := range []string{"reason", "principal"} {
+		v := lines[0][field].(string)
+		if len(v) > maxFieldLen || !strings.HasSuffix(v, "…") {
+			t.Errorf("%s of %d bytes not clipped", field, len(v))
+		}
 	}
 	if lines[0]["identity"] != "bad\uFFFDutf8" {
 		t.Errorf("identity = %q", lines[0]["identity"])
+	}
+}
+
+// TestPlain: plain finds what JSON must escape, and any byte that is not
+// ASCII, wherever it is in an 8-byte word.
+func TestPlain(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"", true},
+		{"AP0123456789abcdef0123456789abcdef", true},
+		{"agent_7 ~!#$%&'()*+,-./:;<=>?@[]^`{|}\x7f", true},
+		{"0123456\"", false},
+		{"01234567\"", false},
+		{"012345678\\9", false},
+		{"\x1f1234567", false},
+		{"0123456\n", false},
+		{"0123456789abcde\x80", false},
+		{"zoë", false},
+		{"abcdefgh\u202E", false},
+	} {
+		if got := plain(tc.s); got != tc.want {
+			t.Errorf("plain(%q) = %v, want %v", tc.s, got, tc.want)
+		}
 	}
 }
 
@@ -381,6 +408,10 @@ func TestGrantsSummary(t *testing.T) {
 		{"voice incoming false", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{}}}, "voice"},
 		{"voice outgoing", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: ap}}, Video: &tokenv1.VideoGrant{Room: "r"}}, "voice:outgoing,video"},
 		{"voice both", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}, Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: ap}}}, "voice:incoming+outgoing"},
+		{"chat only", &tokenv1.Grants{Chat: &tokenv1.ChatGrant{}}, "chat"},
+		{"sync and player", &tokenv1.Grants{DataSync: &tokenv1.SyncGrant{}, Player: &structpb.Struct{}}, "data_sync,player"},
+		{"task router and video", &tokenv1.Grants{TaskRouter: &tokenv1.TaskRouterGrant{}, Video: &tokenv1.VideoGrant{}}, "video,task_router"},
+		{"voice outgoing only", &tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Outgoing: &tokenv1.VoiceGrant_Outgoing{ApplicationSid: ap}}}, "voice:outgoing"},
 		{"all", &tokenv1.Grants{
 			Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}, Video: &tokenv1.VideoGrant{},
 			Chat: &tokenv1.ChatGrant{}, DataSync: &tokenv1.SyncGrant{}, TaskRouter: &tokenv1.TaskRouterGrant{}, Player: &structpb.Struct{},

@@ -14,13 +14,18 @@ import (
 
 // Logger writes records as JSON lines. It is safe for concurrent use.
 //
-// Records go into a bounded queue (DefaultQueueSize) that one goroutine
-// drains. It gathers what is queued into one buffer and writes the buffer
-// with a single write when the queue has stayed empty for a moment
-// (batchDelay) or the buffer is full, so a burst costs one write, not one
-// per record, and a sender never wakes the writer per record.
+// The caller's goroutine encodes its record (so records are encoded in
+// parallel, on the CPUs the callers run on) and appends it, under a short
+// mutex, to the current batch: a buffer of whole lines bounded to the
+// queue size (DefaultQueueSize records, and maxQueueBytes). One writer
+// goroutine swaps the batch out for an empty one and writes it with a
+// single write; records logged meanwhile gather in the next batch. It writes when a Commit waits
+// on the batch, when the batch is full (batchBytes), or when records have
+// been gathering for batchDelay, so a burst costs one write, not one per
+// record, and a caller wakes the writer only when it sleeps, not per
+// record.
 //
-// Log never waits for the disk: if the queue is full (the disk or the pipe
+// Log never waits for the disk: if the batch is full (the disk or the pipe
 // behind the writer is stalled), the record is dropped and counted
 // (Dropped), a warning says how many (at most once per dropLogInterval),
 // and a record with event "audit-dropped" is written as soon as the writer
@@ -29,39 +34,46 @@ import (
 // Commit is the fail-closed alternative (WithRequired): it waits until the
 // record has been written to the file (the write returned; it is not
 // fsynced) and returns an error when it was not, or was not within the
-// commit timeout, or could not even be queued. Many waiting Commits are
-// released by the one write of their batch (group commit), so the cost is
-// a wake-up per waiting caller, not a write per record.
+// commit timeout, or could not even be queued. Every Commit of a batch
+// waits on the batch's one channel, closed after its write (group
+// commit): a notification per batch, not a channel send per record.
 //
 // A write that fails loses the records of its batch; they are counted
 // (Failed), their Commits fail, and the Logger goes on with the next
-// batch. Close drains the queue, so records logged before Close are
+// batch. Close drains what is queued, so records logged before Close are
 // written.
 type Logger struct {
-	mu     sync.RWMutex // guards closed and sending on queue
-	closed bool
-	queue  chan item
-	done   chan struct{}
+	mu       sync.Mutex // guards the fields up to wake
+	closed   bool
+	cur      *batch // where records go; never nil
+	inflight *batch // the batch being written, if any
+	// inflightN is how many records inflight held when the writer took
+	// it (the writer may add a drop notice after).
+	inflightN int
+	state     writerState
+	// wake tells a sleeping writer (state idle or gathering) to look
+	// again; it is sent on only by whoever changes state to busy, so at
+	// most once per sleep.
+	wake chan struct{}
+	done chan struct{}
 
-	sink     sink
-	required bool
-	timeout  time.Duration // Commit's longest wait
+	queueSize int // records a batch holds at most
+	sink      sink
+	required  bool
+	timeout   time.Duration // Commit's longest wait
 	// closeWait is Close's longest wait (closeTimeout; tests shorten it).
 	closeWait time.Duration
 	log       *slog.Logger
 
 	// Writer goroutine only.
-	pend    []byte       // encoded records not yet written
-	pendN   uint64       // how many records pend holds
-	waiters []chan error // Commits waiting on pend
-	line    []byte       // the record being encoded
-	torn    bool         // the last write was partial: start the next on a new line
+	spare    *batch // the empty batch swapped in next
+	torn     bool   // the last write was partial: start the next on a new line
+	reported uint64 // drops already written as EventDropped
 
 	reopen      atomic.Bool // Reopen asked for, done at the next write
 	written     atomic.Uint64
 	dropped     atomic.Uint64
 	failed      atomic.Uint64
-	reported    uint64 // drops already written as EventDropped; writer only
 	writeErrors atomic.Uint64
 	lastErr     atomic.Pointer[error]
 	// lastWarn is when a drop or a failure was last logged (unix nanos),
@@ -70,22 +82,65 @@ type Logger struct {
 	warnedDrops, warnedFails atomic.Uint64
 }
 
-type item struct {
-	rec   Record
-	done  chan error    // non-nil: a Commit waiting for the record
-	flush chan struct{} // non-nil: a Flush request, not a record
-	wake  bool          // wakes the writer (Reopen), not a record
+// writerState is what the writer goroutine is doing, as far as callers
+// need to know to decide whether to wake it.
+type writerState uint8
+
+const (
+	busy      writerState = iota // it looks at the batch before it sleeps again: no wake-up needed
+	idle                         // asleep with nothing to write
+	gathering                    // asleep for batchDelay while Log records gather
+)
+
+// batch is a buffer of encoded records and, when a Commit or a Flush waits
+// on it, the signal closed after its write. The Logger keeps two and
+// alternates them: callers fill one while the writer writes the other.
+type batch struct {
+	buf  []byte
+	ends []int // where each record ends in buf
+	sig  *signal
+}
+
+// signal tells the Commits of one batch how its write went: err is set
+// before done is closed, and read only after.
+type signal struct {
+	done chan struct{}
+	err  error
+}
+
+// maxQueueBytes bounds the bytes of the records waiting, whatever their
+// number (a record is a few hundred bytes; the queue size bounds them in
+// the common case).
+const maxQueueBytes = 32 << 20
+
+// maxKeptBatch is the largest buffer a batch keeps once written; a larger
+// one (after a stall) is let go rather than held for good.
+const maxKeptBatch = 1 << 20
+
+func (b *batch) reset() {
+	if cap(b.buf) > maxKeptBatch {
+		b.buf, b.ends = make([]byte, 0, batchBytes), nil
+	}
+	b.buf, b.ends, b.sig = b.buf[:0], b.ends[:0], nil
+}
+
+// waitOn returns the signal of b, making it when b has none yet.
+func (b *batch) waitOn() *signal {
+	if b.sig == nil {
+		b.sig = &signal{done: make(chan struct{})}
+	}
+	return b.sig
 }
 
 // Option configures a Logger.
 type Option func(*Logger)
 
 // WithQueueSize sets how many records may wait to be written (default
-// DefaultQueueSize).
+// DefaultQueueSize), besides those of the write under way.
 func WithQueueSize(n int) Option {
 	return func(l *Logger) {
 		if n > 0 {
-			l.queue = make(chan item, n)
+			l.queueSize = n
 		}
 	}
 }
@@ -152,14 +207,15 @@ func Open(path string, opts ...Option) (*Logger, error) {
 }
 
 func start(s sink, opts []Option) *Logger {
-	l := &Logger{sink: s, done: make(chan struct{}), timeout: DefaultCommitTimeout, closeWait: closeTimeout, log: slog.Default()}
+	l := &Logger{
+		sink: s, done: make(chan struct{}), wake: make(chan struct{}, 1), state: busy,
+		queueSize: DefaultQueueSize, timeout: DefaultCommitTimeout, closeWait: closeTimeout, log: slog.Default(),
+	}
 	for _, o := range opts {
 		o(l)
 	}
-	if l.queue == nil {
-		l.queue = make(chan item, DefaultQueueSize)
-	}
-	l.pend = make([]byte, 0, batchBytes)
+	l.cur = &batch{buf: make([]byte, 0, batchBytes)}
+	l.spare = &batch{buf: make([]byte, 0, batchBytes)}
 	go l.run()
 	return l
 }
@@ -170,20 +226,7 @@ func (l *Logger) Log(r Record) {
 	if l == nil {
 		return
 	}
-	if r.Time.IsZero() {
-		r.Time = time.Now()
-	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		l.drop()
-		return
-	}
-	select {
-	case l.queue <- item{rec: r}:
-	default:
-		l.drop()
-	}
+	l.add(&r, false)
 }
 
 // Commit writes r. With WithRequired it waits until r has been written and
@@ -200,49 +243,113 @@ func (l *Logger) Commit(ctx context.Context, r Record) error {
 		return nil
 	}
 	if !l.required {
-		l.Log(r)
+		l.add(&r, false)
 		return nil
 	}
-	if r.Time.IsZero() {
-		r.Time = time.Now()
+	sig, err := l.add(&r, true)
+	if err != nil {
+		return err
 	}
-	done := donePool.Get().(chan error)
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
-		donePool.Put(done)
-		l.drop()
-		return fmt.Errorf("%w: closed", ErrUnavailable)
-	}
+	t := getTimer(l.timeout)
+	defer putTimer(t)
 	select {
-	case l.queue <- item{rec: r, done: done}:
-		l.mu.RUnlock()
-	default:
-		l.mu.RUnlock()
-		donePool.Put(done)
-		l.drop()
-		return fmt.Errorf("%w: its queue is full (the audit destination is stalled)", ErrUnavailable)
-	}
-	t := time.NewTimer(l.timeout)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		donePool.Put(done)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case <-sig.done:
+		if sig.err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, sig.err)
 		}
 		return nil
 	case <-t.C:
-		// done is not reused: the writer may still send on it.
 		return fmt.Errorf("%w: record not written within %v", ErrUnavailable, l.timeout)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: record not written before the request ended", ErrUnavailable)
 	}
 }
 
-// donePool holds the channels Commits wait on (buffered, so the writer
-// never blocks on a caller that gave up).
-var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
+// timers holds the timers Commits wait with: since Go 1.23 a stopped or
+// reset timer delivers no stale tick, so one is reused rather than three
+// allocations per Commit.
+var timers sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
+}
+
+// lines holds the buffers callers encode their record into before they
+// take the mutex.
+var lines = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// add encodes r in the caller's goroutine, appends it to the current
+// batch and, for wait, returns the signal of that batch. It wakes the
+// writer only when the writer sleeps and has reason to write now.
+func (l *Logger) add(r *Record, wait bool) (*signal, error) {
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	clean(r)
+	lp := lines.Get().(*[]byte)
+	line := appendRecord((*lp)[:0], r)
+	defer func() {
+		if cap(line) <= 64<<10 {
+			*lp = line[:0]
+			lines.Put(lp)
+		}
+	}()
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		l.drop()
+		return nil, errClosed
+	}
+	b := l.cur
+	if len(b.ends) >= l.queueSize || len(b.buf)+len(line) > maxQueueBytes {
+		if l.state == gathering {
+			l.wakeLocked()
+		}
+		l.mu.Unlock()
+		l.drop()
+		return nil, errFull
+	}
+	b.buf = append(b.buf, line...)
+	b.ends = append(b.ends, len(b.buf))
+	var sig *signal
+	if wait {
+		sig = b.waitOn()
+	}
+	switch {
+	case l.state == idle:
+		l.wakeLocked()
+	case l.state == gathering && (wait || len(b.buf) >= batchBytes):
+		l.wakeLocked()
+	}
+	l.mu.Unlock()
+	return sig, nil
+}
+
+// The errors of a record that could not be queued, made once: under a
+// stall every Log is dropped, and a drop should cost no allocation.
+var (
+	errClosed = fmt.Errorf("%w: closed", ErrUnavailable)
+	errFull   = fmt.Errorf("%w: its queue is full (the audit destination is stalled)", ErrUnavailable)
+)
+
+// wakeLocked wakes the sleeping writer; l.mu is held.
+func (l *Logger) wakeLocked() {
+	l.state = busy
+	select {
+	case l.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
 
 // Flush waits until every record queued before it is written to the
 // underlying writer.
@@ -250,15 +357,27 @@ func (l *Logger) Flush() {
 	if l == nil {
 		return
 	}
-	c := make(chan struct{})
-	l.mu.RLock()
+	l.mu.Lock()
 	if l.closed {
-		l.mu.RUnlock()
+		l.mu.Unlock()
 		return
 	}
-	l.queue <- item{flush: c}
-	l.mu.RUnlock()
-	<-c
+	// Batches are written in order: waiting on the last one with records
+	// waits for all.
+	var sig *signal
+	switch {
+	case len(l.cur.ends) > 0:
+		sig = l.cur.waitOn()
+		if l.state != busy {
+			l.wakeLocked()
+		}
+	case l.inflight != nil:
+		sig = l.inflight.waitOn()
+	}
+	l.mu.Unlock()
+	if sig != nil {
+		<-sig.done
+	}
 }
 
 // Reopen asks the Logger to close its file and open the path again before
@@ -273,14 +392,10 @@ func (l *Logger) Reopen() {
 		return
 	}
 	l.reopen.Store(true)
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return
-	}
-	select {
-	case l.queue <- item{wake: true}:
-	default: // the writer is busy: it reopens at its next write
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed && l.state != busy {
+		l.wakeLocked()
 	}
 }
 
@@ -302,7 +417,9 @@ func (l *Logger) Close() error {
 		return nil
 	}
 	l.closed = true
-	close(l.queue)
+	if l.state != busy {
+		l.wakeLocked()
+	}
 	l.mu.Unlock()
 	t := time.NewTimer(l.closeWait)
 	defer t.Stop()
@@ -310,8 +427,14 @@ func (l *Logger) Close() error {
 	case <-l.done:
 	case <-t.C:
 		l.warn(true)
+		l.mu.Lock()
+		n := len(l.cur.ends)
+		if l.inflight != nil {
+			n += l.inflightN
+		}
+		l.mu.Unlock()
 		// The writer is stuck in a write: leave it (and the file) be.
-		return fmt.Errorf("audit: close: the records queued were not all written within %v (the destination is stalled or slow); at least %d are lost", l.closeWait, len(l.queue))
+		return fmt.Errorf("audit: close: the records queued were not all written within %v (the destination is stalled or slow); at least %d are lost", l.closeWait, n)
 	}
 	l.warn(true)
 	var err error
@@ -338,14 +461,18 @@ func (l *Logger) Failed() uint64 { return l.failed.Load() }
 // the records of its batch, counted by Failed).
 func (l *Logger) WriteErrors() uint64 { return l.writeErrors.Load() }
 
-// batchDelay is how long the writer lets records gather, once the queue
-// runs empty, before it writes what it has buffered. Under load this turns
-// a write and a goroutine wake-up per record or two into one per batch;
-// records reach the file at most this much later. The writer does not
-// wait when a Commit waits on the batch.
+// batchDelay is how long the writer lets Log records gather before it
+// writes them. Under load this turns a write and a goroutine wake-up per
+// record or two into one per batch; records reach the file at most this
+// much later. The writer does not wait when a Commit waits on the batch.
 const batchDelay = 2 * time.Millisecond
 
-// batchBytes is how much the writer buffers before it writes anyway.
+// maxYields bounds how many times the writer yields to let a batch of
+// Commits grow before it writes it.
+const maxYields = 4
+
+// batchBytes is how much a batch of Log records holds before the writer
+// writes it without waiting for batchDelay to end.
 const batchBytes = 64 << 10
 
 // dropLogInterval is the least time between two warnings about drops or
@@ -377,121 +504,184 @@ func (l *Logger) warn(force bool) {
 	l.log.Warn("audit records lost: the audit destination is stalled or failing", attrs...)
 }
 
-// run is the writer goroutine.
+// run is the writer goroutine: it takes the current batch when there is
+// something to do, writes it, and releases its Commits.
 func (l *Logger) run() {
 	defer close(l.done)
-	waited := false
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	var written *signal // the last batch's, to release once l.mu is let go
+	l.mu.Lock()
 	for {
-		var it item
-		var ok bool
-		select {
-		case it, ok = <-l.queue:
-		default:
-			// The queue is empty: wait once for more records (senders do
-			// not wake a sleeping writer), then write the batch and block.
-			if !waited && len(l.pend) > 0 {
-				waited = true
-				if len(l.waiters) > 0 {
-					// Commits wait on this batch: do not make them wait
-					// batchDelay too, only let the mints already running
-					// queue their records. Under load the batch still
-					// grows while the writer writes the last one (group
-					// commit).
-					runtime.Gosched()
-				} else {
-					time.Sleep(batchDelay)
-				}
-				continue
+		b := l.next(gather, written)
+		if b == nil {
+			return
+		}
+		if l.reopen.Swap(false) {
+			// Before the write: the batch may hold records logged after
+			// Reopen was called, and none logged after it may go to the
+			// old file once it has been renamed and left behind.
+			if err := l.sink.reopen(); err != nil {
+				l.log.Error("audit log reopen failed: writing on to the old file", "error", err)
+			} else {
+				l.log.Info("audit log reopened")
 			}
-			l.flush()
-			waited = false
-			it, ok = <-l.queue
 		}
-		if !ok {
-			break
+		l.reportDrops(b)
+		err := l.write(b)
+		l.mu.Lock()
+		l.inflight = nil
+		written = b.sig
+		if written != nil {
+			written.err = err
 		}
-		l.reportDrops()
-		switch {
-		case it.flush != nil:
-			l.flush()
-			close(it.flush)
-		case it.wake:
-			if len(l.pend) == 0 {
-				l.flush() // reopens
-			}
-		default:
-			l.write(it.rec, it.done)
-		}
+		b.reset()
+		l.spare = b
 	}
-	l.reportDrops()
-	l.flush()
 }
 
-func (l *Logger) reportDrops() {
+// next waits until there is something to write (records, drops to
+// report, a reopen) and swaps the current batch out for the spare one. It
+// is called with l.mu held, and returns with it released, after closing
+// written's channel. It returns nil when the Logger is closed and
+// everything is written.
+func (l *Logger) next(gather *time.Timer, written *signal) *batch {
+	release := func() {
+		l.mu.Unlock()
+		if written != nil {
+			close(written.done)
+			written = nil
+		}
+	}
+	gathered := false
+	yields, seen := 0, 0
+	for {
+		cur := l.cur
+		pending := len(cur.ends) > 0 || l.dropped.Load() != l.reported || l.reopen.Load()
+		switch {
+		case !pending && l.closed:
+			release()
+			return nil
+		case !pending:
+			l.state = idle
+			gathered = false
+		case !l.closed && !gathered && cur.sig == nil && len(cur.buf) < batchBytes && len(cur.ends) > 0:
+			// Only Log records: let more gather, unless a Commit or a
+			// full batch wakes the writer first.
+			l.state = gathering
+			gathered = true
+		case cur.sig != nil && !gathered:
+			// Commits wait on this batch: do not make them wait
+			// batchDelay, only let the callers already running (and
+			// those the last write released) add their records first,
+			// for as long as the batch grows (a few yields at most).
+			// Under load the batch grows anyway while the writer writes
+			// the last one.
+			yields++
+			if yields >= maxYields || len(cur.ends) == seen {
+				gathered = true
+			}
+			seen = len(cur.ends)
+			release()
+			runtime.Gosched()
+			l.mu.Lock()
+			continue
+		default:
+			l.state = busy
+			l.cur, l.spare = l.spare, nil
+			l.inflight, l.inflightN = cur, len(cur.ends)
+			release()
+			return cur
+		}
+		sleeping := l.state
+		release()
+		if sleeping == gathering {
+			gather.Reset(batchDelay)
+			select {
+			case <-l.wake:
+			case <-gather.C:
+			}
+			gather.Stop()
+		} else {
+			<-l.wake
+		}
+		l.mu.Lock()
+		l.state = busy
+	}
+}
+
+// reportDrops adds to b a record of the drops not reported yet.
+func (l *Logger) reportDrops(b *batch) {
 	n := l.dropped.Load()
 	if n == l.reported {
 		return
 	}
-	l.write(Record{Time: time.Now(), Event: EventDropped, Reason: fmt.Sprintf("%d audit records dropped", n-l.reported)}, nil)
+	r := Record{Time: time.Now(), Event: EventDropped, Reason: fmt.Sprintf("%d audit records dropped", n-l.reported)}
+	clean(&r)
+	b.buf = appendRecord(b.buf, &r)
+	b.ends = append(b.ends, len(b.buf))
 	l.reported = n
 }
 
-// write adds r to the batch, writing the batch first when r would take the
-// file past its rotation size, and after when the batch is full.
-func (l *Logger) write(r Record, done chan error) {
-	r = clean(r)
-	l.line = appendRecord(l.line[:0], &r)
-	if l.sink.full(len(l.pend), len(l.line)) {
-		l.flush()
-		if err := l.sink.rotate(); err != nil {
-			l.log.Error("audit log rotation failed: writing on to the current file", "error", err)
+// write writes b, in one write unless the file must be rotated within it
+// (then in one write before each rotation and one after), and returns the
+// first error.
+func (l *Logger) write(b *batch) error {
+	var first error
+	start, prev := 0, 0
+	for i, end := range b.ends {
+		if l.sink.full(prev-start, end-prev) {
+			if err := l.writeOut(b.buf[start:prev], b.ends[:i], start); err != nil && first == nil {
+				first = err
+			}
+			if err := l.sink.rotate(); err != nil {
+				l.log.Error("audit log rotation failed: writing on to the current file", "error", err)
+			}
+			start = prev
 		}
+		prev = end
 	}
-	if l.torn && len(l.pend) == 0 {
-		l.pend = append(l.pend, '\n')
+	if err := l.writeOut(b.buf[start:prev], b.ends, start); err != nil && first == nil {
+		first = err
 	}
-	l.pend = append(l.pend, l.line...)
-	l.pendN++
-	if done != nil {
-		l.waiters = append(l.waiters, done)
-	}
-	if len(l.pend) >= batchBytes {
-		l.flush()
-	}
+	return first
 }
 
-// flush writes the batch in one write and releases its Commits, then
-// reopens the file if asked to.
-func (l *Logger) flush() {
-	if len(l.pend) > 0 {
-		n, err := l.sink.Write(l.pend)
-		if err == nil && n < len(l.pend) {
-			err = io.ErrShortWrite
-		}
-		l.torn = err != nil && n > 0
-		if err != nil {
-			l.failed.Add(l.pendN)
-			l.writeErrors.Add(1)
-			err = fmt.Errorf("audit: write: %w", err)
-			l.lastErr.Store(&err)
-			l.warn(false)
-		} else {
-			l.written.Add(l.pendN)
+// writeOut writes p, the records of ends after offset start, and counts
+// them written or failed.
+func (l *Logger) writeOut(p []byte, ends []int, start int) error {
+	if len(p) == 0 {
+		return nil
+	}
+	n := uint64(0)
+	for i := len(ends) - 1; i >= 0 && ends[i] > start; i-- {
+		n++
+	}
+	var err error
+	if l.torn {
+		// Start on a new line after a partial write.
+		if _, err = l.sink.Write(newline); err == nil {
 			l.torn = false
 		}
-		for _, c := range l.waiters {
-			c <- err
-		}
-		clear(l.waiters)
-		l.waiters = l.waiters[:0]
-		l.pend = l.pend[:0]
-		l.pendN = 0
 	}
-	if l.reopen.Swap(false) {
-		if err := l.sink.reopen(); err != nil {
-			l.log.Error("audit log reopen failed: writing on to the old file", "error", err)
-		} else {
-			l.log.Info("audit log reopened")
+	if err == nil {
+		var w int
+		w, err = l.sink.Write(p)
+		if err == nil && w < len(p) {
+			err = io.ErrShortWrite
 		}
+		l.torn = err != nil && w > 0
 	}
+	if err != nil {
+		l.failed.Add(n)
+		l.writeErrors.Add(1)
+		werr := fmt.Errorf("audit: write: %w", err)
+		l.lastErr.Store(&werr)
+		l.warn(false)
+		return werr
+	}
+	l.written.Add(n)
+	return nil
 }
+
+var newline = []byte{'\n'}

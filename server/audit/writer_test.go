@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
 // logConcurrently logs goroutines×each records, each with a distinct
@@ -430,18 +432,17 @@ func TestCloseDoesNotHangOnAStalledWriter(t *testing.T) {
 	}
 }
 
-// countingWriter counts writes.
+// countingWriter counts writes and bytes, and keeps nothing (a benchmark
+// must not measure a buffer growing).
 type countingWriter struct {
 	writes atomic.Int64
-	mu     sync.Mutex
-	buf    bytes.Buffer
+	bytes  atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	c.writes.Add(1)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
+	c.bytes.Add(int64(len(p)))
+	return len(p), nil
 }
 
 // TestGroupCommit: concurrent Commits share writes.
@@ -513,21 +514,39 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 // BenchmarkCommit is a mint's wait for its record with --audit-required,
 // many mints in parallel (group commit); writes/op says how many records
 // share a write.
-func BenchmarkCommit(b *testing.B) {
+func BenchmarkCommit(b *testing.B) { benchmarkCommit(b, 16) }
+
+// BenchmarkCommitSerial is one Commit at a time: every record is a batch
+// of its own, so it pays the writer's wake-up and the batch's signal.
+func BenchmarkCommitSerial(b *testing.B) { benchmarkCommit(b, 0) }
+
+// BenchmarkCommitMany is BenchmarkCommit with 256 goroutines per CPU, as
+// under a load generator with many connections.
+func BenchmarkCommitMany(b *testing.B) { benchmarkCommit(b, 256) }
+
+func benchmarkCommit(b *testing.B, parallelism int) {
 	w := &countingWriter{}
 	l := New(w, WithRequired(true))
 	defer l.Close()
 	r := fullRecord()
 	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
+	if parallelism == 0 {
+		for range b.N {
 			if err := l.Commit(context.Background(), r); err != nil {
-				b.Error(err)
-				return
+				b.Fatal(err)
 			}
 		}
-	})
+	} else {
+		b.SetParallelism(parallelism)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := l.Commit(context.Background(), r); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
 	b.ReportMetric(float64(w.writes.Load())/float64(b.N), "writes/op")
 }
 
@@ -655,5 +674,214 @@ func TestRotationFailsLosesNothing(t *testing.T) {
 	defer mu.Unlock()
 	if !strings.Contains(logs.String(), "audit log rotation failed") {
 		t.Errorf("no rotation failure logged:\n%s", logs.String())
+	}
+}
+
+// heldWriter blocks each write until released, counting writes and
+// keeping what was written.
+type heldWriter struct {
+	release chan struct{} // a receive lets one write through
+	writing chan struct{} // gets a value as each write starts
+	writes  atomic.Int64
+	mu      sync.Mutex
+	buf     bytes.Buffer
+}
+
+func newHeldWriter() *heldWriter {
+	return &heldWriter{release: make(chan struct{}), writing: make(chan struct{}, 100)}
+}
+
+func (h *heldWriter) Write(p []byte) (int, error) {
+	h.writes.Add(1)
+	h.writing <- struct{}{}
+	<-h.release
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.buf.Write(p)
+}
+
+// queued is how many records wait in the current batch.
+func (l *Logger) queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.cur.ends)
+}
+
+// TestCommitsReleasedByOneWrite: the Commits that gather while the
+// writer is busy are all released, with nil, by the one write of their
+// batch, and only after it returned.
+func TestCommitsReleasedByOneWrite(t *testing.T) {
+	h := newHeldWriter()
+	l := New(h, WithRequired(true))
+	defer l.Close()
+	first := make(chan error, 1)
+	go func() { first <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: "first"}) }()
+	<-h.writing // the writer is in the first write
+
+	const n = 50
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: fmt.Sprint("r", i)})
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d Commits queued", l.queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a Commit returned (%v) before its record was written", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	h.release <- struct{}{} // the first write returns
+	if err := <-first; err != nil {
+		t.Fatalf("first Commit = %v", err)
+	}
+	<-h.writing // the second write, of the 50, has started
+	select {
+	case err := <-errs:
+		t.Fatalf("a Commit returned (%v) before its record was written", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	h.release <- struct{}{}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("Commit = %v", err)
+		}
+	}
+	if w := h.writes.Load(); w != 2 {
+		t.Errorf("%d writes for 1+%d records; want 2 (one per batch)", w, n)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if got := len(readLines(t, h.buf.Bytes())); got != n+1 {
+		t.Errorf("%d records written; want %d", got, n+1)
+	}
+}
+
+// TestCommitGivesUp: a Commit on a stalled destination fails with
+// ErrUnavailable after the commit timeout or when its context ends, and
+// its timer, back in the pool, does not fail a later Commit.
+func TestCommitGivesUp(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		expect string
+	}{
+		{"timeout", func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }, "not written within"},
+		{"context_ends", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 20*time.Millisecond)
+		}, "before the request ended"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHeldWriter()
+			l := New(h, WithRequired(true), WithCommitTimeout(100*time.Millisecond))
+			l.Log(Record{Event: EventMint, RequestID: "stuck"})
+			<-h.writing
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			start := time.Now()
+			err := l.Commit(ctx, Record{Event: EventMint, RequestID: "late"})
+			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tc.expect) {
+				t.Errorf("Commit on a stalled writer = %v; want ErrUnavailable, %q", err, tc.expect)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Commit took %v", d)
+			}
+			close(h.release) // the destination catches up
+			for range 3 {
+				if err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "after"}); err != nil {
+					t.Errorf("Commit after the stall = %v", err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The record of the Commit that gave up is written late.
+			if got := len(readLines(t, h.buf.Bytes())); got != 5 {
+				t.Errorf("%d records written; want 5", got)
+			}
+		})
+	}
+}
+
+// TestAllocations: in steady state a Log allocates nothing, and a Commit
+// no more than the signal of its batch (a struct and its channel), which
+// many Commits share under load.
+func TestAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts mean nothing under the race detector")
+	}
+	l := New(&countingWriter{}, WithRequired(true))
+	defer l.Close()
+	r := fullRecord()
+	r.Time = time.Time{} // Log sets it
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		f    func()
+		max  float64
+	}{
+		{"Log", func() { l.Log(r) }, 0},
+		{"Commit", func() {
+			if err := l.Commit(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}, 2},
+		{"GrantsSummary", func() {
+			GrantsSummary(&tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}, Video: &tokenv1.VideoGrant{}})
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.f() // warm the pools
+			if got := testing.AllocsPerRun(1000, tc.f); got > tc.max {
+				t.Errorf("%s allocates %v times per call; want at most %v", tc.name, got, tc.max)
+			}
+		})
+	}
+}
+
+// halfWriter writes half of its first write and fails it.
+type halfWriter struct {
+	n   int
+	buf bytes.Buffer
+}
+
+func (h *halfWriter) Write(p []byte) (int, error) {
+	h.n++
+	if h.n == 1 {
+		h.buf.Write(p[:len(p)/2])
+		return len(p) / 2, syscall.ENOSPC
+	}
+	return h.buf.Write(p)
+}
+
+// TestPartialWriteStartsANewLine: after a write that wrote part of its
+// batch, the Commit of that batch fails, and the next record starts on a
+// line of its own, whole.
+func TestPartialWriteStartsANewLine(t *testing.T) {
+	h := &halfWriter{}
+	l := New(h, WithRequired(true))
+	if err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "torn"}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Commit of a partly written record = %v; want ErrUnavailable", err)
+	}
+	if err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "whole"}); err != nil {
+		t.Errorf("Commit after = %v", err)
+	}
+	l.Close()
+	lines := strings.Split(strings.TrimSuffix(h.buf.String(), "\n"), "\n")
+	if len(lines) != 2 || strings.Contains(lines[0], "whole") {
+		t.Fatalf("lines = %q; want the torn fragment, then the next record on its own line", lines)
+	}
+	var r Record
+	if err := json.Unmarshal([]byte(lines[1]), &r); err != nil || r.RequestID != "whole" {
+		t.Errorf("second line %q = %+v, %v; want the whole record", lines[1], r, err)
+	}
+	if l.Failed() != 1 || l.Written() != 1 {
+		t.Errorf("failed %d, written %d; want 1, 1", l.Failed(), l.Written())
 	}
 }
