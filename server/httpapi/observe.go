@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -36,13 +38,45 @@ type reqInfo struct{ route string }
 func recordRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
 		if info, ok := r.Context().Value(routeKey{}).(*reqInfo); ok {
-			if pat, ok := runtime.HTTPPattern(r.Context()); ok {
-				info.route = pat.String()
-			}
+			info.route = routeOf(r, pathParams)
 		}
 		next(w, r, pathParams)
 	}
 }
+
+// routeOf returns the pattern the gateway matched for r as text (its
+// String builds it anew each time). A pattern without path parameters
+// matched a path of its own literal text, so its text is kept by method
+// and path: the same method and path always match the same such pattern,
+// and there are as many of them as such patterns (routeCacheMax bounds
+// it all the same).
+func routeOf(r *http.Request, pathParams map[string]string) string {
+	pat, ok := runtime.HTTPPattern(r.Context())
+	if !ok {
+		return ""
+	}
+	if len(pathParams) > 0 {
+		return pat.String()
+	}
+	k := routeCacheKey{r.Method, r.URL.Path}
+	if v, ok := routeCache.Load(k); ok {
+		return v.(string)
+	}
+	route := pat.String()
+	if routeCacheLen.Add(1) <= routeCacheMax {
+		routeCache.Store(k, route)
+	}
+	return route
+}
+
+type routeCacheKey struct{ method, path string }
+
+var (
+	routeCache    sync.Map // routeCacheKey -> string
+	routeCacheLen atomic.Int64
+)
+
+const routeCacheMax = 256
 
 // notePattern is the middleware of the route matcher New builds: it notes
 // the matched gateway pattern and serves nothing.
@@ -88,7 +122,8 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 		st.Context = r.Context()
 		st.sw.ResponseWriter = w
 		// The key is canonical: no Header.Set (it would canonicalise).
-		w.Header()[requestid.Header] = []string{st.id}
+		st.hdr[0] = st.id
+		w.Header()[requestid.Header] = st.hdr[:]
 		r = r.WithContext(st)
 		if isMintPath(r) {
 			// GET and POST /token, the hot route, go straight to the
@@ -151,6 +186,7 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 type reqState struct {
 	context.Context
 	id   string
+	hdr  [1]string // the X-Request-Id header's value slice
 	info reqInfo
 	sw   statusWriter
 }
