@@ -480,7 +480,7 @@ func (p *parser) identities(n *yaml.Node, path string, ir *identityRule) {
 	if v, ok := f["pattern"]; ok {
 		set = true
 		if re, src, ok := p.pattern(v, child(path, "pattern")); ok {
-			ir.pattern, ir.source = re, src
+			ir.pattern, ir.source, ir.fast = re, src, newClassRun(re)
 		}
 	}
 	if !set {

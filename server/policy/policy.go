@@ -215,7 +215,8 @@ type identityRule struct {
 	self    bool
 	list    map[string]bool
 	pattern *regexp.Regexp
-	source  string // the pattern as written
+	fast    *classRun // decides as pattern when the pattern is a class run
+	source  string    // the pattern as written
 	// Anonymous rules only: the one identity, or the prefix of generated
 	// ones.
 	fixed, generate string
@@ -460,7 +461,11 @@ func (ir *identityRule) check(c Caller, identity string) string {
 	if ir.list[identity] {
 		return ""
 	}
-	if ir.pattern != nil && ir.pattern.MatchString(identity) {
+	if ir.fast != nil {
+		if ir.fast.match(identity) {
+			return ""
+		}
+	} else if ir.pattern != nil && ir.pattern.MatchString(identity) {
 		return ""
 	}
 	var parts []string
