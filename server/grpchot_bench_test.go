@@ -4,17 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -30,9 +25,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
-	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/server/gctune"
-	"github.com/tokend/tokend/server/tokenapi"
 )
 
 // BenchmarkGRPCMint drives Mint through tokend's real grpc.Server (every
@@ -66,42 +59,14 @@ func BenchmarkGRPCMint(b *testing.B) {
 		runGRPCClient(b, lis.Addr().String(), "health", "")
 	})
 	b.Run("mint", func(b *testing.B) {
-		dir := b.TempDir()
-		policyFile := filepath.Join(dir, "policy.yaml")
-		if err := os.WriteFile(policyFile, []byte(testPolicy), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		srv, err := server.New(context.Background(), server.Config{
-			DataDir:         dir,
-			MasterKey:       base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
-			Logger:          slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			PolicyFile:      policyFile,
-			AuditLog:        filepath.Join(dir, "audit.log"),
-			AuditRequired:   true,
-			AdminToken:      adminToken,
-			DefaultIdentity: tokenapi.DefaultIdentity,
-			Seed:            server.Seed{AccountSID: testAccount, APIKey: testKey, APISecret: testSecret, TwiMLAppSID: testApp},
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer srv.Close()
-		req := httptest.NewRequest("POST", "http://127.0.0.1:8080/v1/credentials", strings.NewReader(`{"name":"backend"}`))
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		srv.HTTPHandler().ServeHTTP(rec, req)
-		var cred struct{ Token string }
-		if err := json.Unmarshal(rec.Body.Bytes(), &cred); err != nil || cred.Token == "" {
-			b.Fatalf("create credential: %d %s", rec.Code, rec.Body)
-		}
+		srv, credential := benchServer(b)
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)
 		}
 		go srv.GRPCServer().Serve(lis)
 		defer srv.GRPCServer().Stop()
-		runGRPCClient(b, lis.Addr().String(), "mint", cred.Token)
+		runGRPCClient(b, lis.Addr().String(), "mint", credential)
 	})
 }
 

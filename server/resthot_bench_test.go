@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/tokenapi"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing but the status.
@@ -36,35 +37,8 @@ func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 func BenchmarkRESTHandler(b *testing.B) {
 	for _, method := range []string{"GET", "POST"} {
 		b.Run(method, func(b *testing.B) {
-			dir := b.TempDir()
-			policyFile := filepath.Join(dir, "policy.yaml")
-			if err := os.WriteFile(policyFile, []byte(testPolicy), 0o600); err != nil {
-				b.Fatal(err)
-			}
-			srv, err := server.New(context.Background(), server.Config{
-				DataDir:       dir,
-				MasterKey:     base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
-				Logger:        slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
-				PolicyFile:    policyFile,
-				AuditLog:      filepath.Join(dir, "audit.log"),
-				AuditRequired: true,
-				AdminToken:    adminToken,
-				Seed:          server.Seed{AccountSID: testAccount, APIKey: testKey, APISecret: testSecret, TwiMLAppSID: testApp},
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Close()
+			srv, credential := benchServer(b)
 			h := srv.HTTPHandler()
-			req := httptest.NewRequest("POST", "http://127.0.0.1:8080/v1/credentials", strings.NewReader(`{"name":"backend"}`))
-			req.Header.Set("Authorization", "Bearer "+adminToken)
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			var cred struct{ Token string }
-			if err := json.Unmarshal(rec.Body.Bytes(), &cred); err != nil || cred.Token == "" {
-				b.Fatalf("create credential: %d %s", rec.Code, rec.Body)
-			}
 			body := `{"identity":"agent_7"}`
 			b.ReportAllocs()
 			b.SetParallelism(16)
@@ -81,7 +55,7 @@ func BenchmarkRESTHandler(b *testing.B) {
 						r.Header.Set("Content-Type", "application/json")
 					}
 					r.RemoteAddr = "127.0.0.1:40000"
-					r.Header.Set("Authorization", "Bearer "+cred.Token)
+					r.Header.Set("Authorization", "Bearer "+credential)
 					clear(w.h)
 					w.code = 0
 					h.ServeHTTP(w, r)
@@ -92,4 +66,42 @@ func BenchmarkRESTHandler(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchServer starts tokend as make load does (the policy, a service
+// credential, the fail-closed audit log, warnings only, the default
+// identity) in process, without listeners, and returns it with the
+// credential's token. The server is closed when the benchmark ends.
+func benchServer(b *testing.B) (*server.Server, string) {
+	b.Helper()
+	dir := b.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(testPolicy), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), server.Config{
+		DataDir:         dir,
+		MasterKey:       base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		PolicyFile:      policyFile,
+		AuditLog:        filepath.Join(dir, "audit.log"),
+		AuditRequired:   true,
+		AdminToken:      adminToken,
+		DefaultIdentity: tokenapi.DefaultIdentity,
+		Seed:            server.Seed{AccountSID: testAccount, APIKey: testKey, APISecret: testSecret, TwiMLAppSID: testApp},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	req := httptest.NewRequest("POST", "http://127.0.0.1:8080/v1/credentials", strings.NewReader(`{"name":"backend"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	srv.HTTPHandler().ServeHTTP(rec, req)
+	var cred struct{ Token string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &cred); err != nil || cred.Token == "" {
+		b.Fatalf("create credential: %d %s", rec.Code, rec.Body)
+	}
+	return srv, cred.Token
 }

@@ -215,31 +215,7 @@ func appendField(b []byte, v string) []byte {
 
 // plain reports whether s is printable ASCII without '"' or '\\': valid
 // UTF-8 with no format character, written in JSON as it is.
-func plain(s string) bool {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		ctl := (w - 0x20*ones) &^ w & highs // a byte < 0x20
-		q := w ^ ('"' * ones)
-		q = (q - ones) &^ q & highs // a '"'
-		bs := w ^ ('\\' * ones)
-		bs = (bs - ones) &^ bs & highs // a '\\'
-		if ctl|q|bs|(w&highs) != 0 {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
+func plain(s string) bool { return mint.PlainPrefix(s) == len(s) }
 
 // clean puts the record's times in UTC (appendRecord clips its strings).
 func clean(r *Record) {

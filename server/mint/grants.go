@@ -181,12 +181,12 @@ func appendNumber(dst []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// plainPrefix returns the length of s's longest prefix of bytes that
+// PlainPrefix returns the length of s's longest prefix of bytes that
 // AppendString copies as they are: ASCII from 0x20 up, but '"' and '\\'.
 // It tests eight bytes at a time (the "has a byte less than n" and "has a
 // zero byte" word tricks); a word it flags is finished byte by byte, so a
 // false alarm only costs speed.
-func plainPrefix(s string) int {
+func PlainPrefix(s string) int {
 	const (
 		ones  = 0x0101010101010101
 		highs = 0x8080808080808080
@@ -221,7 +221,7 @@ func AppendString(dst []byte, s string) []byte {
 	// Most strings (a token, a SID, an identity) need no escaping at all:
 	// find the plain prefix eight bytes at a time, then go byte by byte.
 	start := 0 // s[start:i] is plain and not yet appended
-	for i := plainPrefix(s); i < len(s); {
+	for i := PlainPrefix(s); i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
