@@ -33,6 +33,24 @@ func (s *Service) provisioner() (*provision.Provisioner, error) {
 	return s.prov, nil
 }
 
+// provisionCall is the start of every provisioning call that names an
+// application, and keys (none, or the one key a revoke names): the
+// caller is authorized, the SIDs are valid, and provisioning is on.
+func (s *Service) provisionCall(ctx context.Context, appSID string, keySIDs ...string) (*provision.Provisioner, error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	var v tokenapi.Violations
+	checkAppSID(&v, appSID)
+	for _, k := range keySIDs {
+		checkKeySID(&v, k)
+	}
+	if err := v.Err("request"); err != nil {
+		return nil, err
+	}
+	return s.provisioner()
+}
+
 // provErr maps a provisioning error to a status; it never carries a
 // secret (twilioapi.Error holds none).
 func (s *Service) provErr(ctx context.Context, op string, err error) error {
@@ -129,15 +147,7 @@ func (s *Service) SetTwilioCredential(ctx context.Context, req *tokenv1.SetTwili
 
 // DeleteTwilioCredential removes an application's provisioning credential.
 func (s *Service) DeleteTwilioCredential(ctx context.Context, req *tokenv1.DeleteTwilioCredentialRequest) (*tokenv1.DeleteTwilioCredentialResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	if err := v.Err("request"); err != nil {
-		return nil, err
-	}
-	p, err := s.provisioner()
+	p, err := s.provisionCall(ctx, req.GetApplicationSid())
 	if err != nil {
 		return nil, err
 	}
@@ -153,15 +163,7 @@ func (s *Service) DeleteTwilioCredential(ctx context.Context, req *tokenv1.Delet
 
 // ProvisionKey creates a key at Twilio for the application.
 func (s *Service) ProvisionKey(ctx context.Context, req *tokenv1.ProvisionKeyRequest) (*tokenv1.ProvisionKeyResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	if err := v.Err("request"); err != nil {
-		return nil, err
-	}
-	p, err := s.provisioner()
+	p, err := s.provisionCall(ctx, req.GetApplicationSid())
 	if err != nil {
 		return nil, err
 	}
@@ -175,16 +177,7 @@ func (s *Service) ProvisionKey(ctx context.Context, req *tokenv1.ProvisionKeyReq
 
 // RevokeKey replaces and deletes a compromised key.
 func (s *Service) RevokeKey(ctx context.Context, req *tokenv1.RevokeKeyRequest) (*tokenv1.RevokeKeyResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	checkKeySID(&v, req.GetApiKeySid())
-	if err := v.Err("request"); err != nil {
-		return nil, err
-	}
-	p, err := s.provisioner()
+	p, err := s.provisionCall(ctx, req.GetApplicationSid(), req.GetApiKeySid())
 	if err != nil {
 		return nil, err
 	}
@@ -202,15 +195,7 @@ func (s *Service) RevokeKey(ctx context.Context, req *tokenv1.RevokeKeyRequest) 
 
 // ReconcileKeys compares tokend's keys with Twilio's.
 func (s *Service) ReconcileKeys(ctx context.Context, req *tokenv1.ReconcileKeysRequest) (*tokenv1.ReconcileKeysResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	if err := v.Err("request"); err != nil {
-		return nil, err
-	}
-	p, err := s.provisioner()
+	p, err := s.provisionCall(ctx, req.GetApplicationSid())
 	if err != nil {
 		return nil, err
 	}
