@@ -91,6 +91,7 @@ type options struct {
 	keep, enforce    bool
 	tokendArgs       string
 	httpGen          string
+	serverProcs      int
 }
 
 func main() {
@@ -113,6 +114,7 @@ func main() {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (tokend's data, policy, audit log)")
 	fs.BoolVar(&o.enforce, "enforce", false, "exit 1 when a target is missed")
 	fs.StringVar(&o.httpGen, "http-generator", "auto", "what drives the HTTP targets: wrk, go (this program's own workers), or auto (wrk when it is on $PATH, else go)")
+	fs.IntVar(&o.serverProcs, "server-gomaxprocs", 0, "GOMAXPROCS for the servers measured, tokend and the bare servers alike (not the generators); 0: each server's Go default (the CPU count, or its cgroup's limit). See BENCHMARKS.md: on two CPUs shared with the generator, 1 costs tokend far fewer preemptions")
 	fs.StringVar(&o.tokendArgs, "tokend-args", "", "more flags for tokend, space-separated (e.g. '--gc-headroom-mib 0' to measure with Go's default collector pacing)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./load [flags]   (from bench/; or make load ARGS='...')\n\n"+
@@ -136,6 +138,8 @@ func main() {
 		fatalf("-warmup must be 0 to 1m")
 	case o.grpcConns < 1 || o.grpcConns > 64:
 		fatalf("-grpc-conns must be 1 to 64")
+	case o.serverProcs < 0 || o.serverProcs > 1024:
+		fatalf("-server-gomaxprocs must be 0 to 1024")
 	case o.rounds < 1 || o.rounds > 20:
 		fatalf("-rounds must be 1 to 20")
 	case o.httpGen != "auto" && o.httpGen != "wrk" && o.httpGen != "go":
@@ -192,17 +196,17 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 			c.stop(5 * time.Second)
 		}
 	}()
-	httpCeil, httpAddr, err := startCeiling("http ceiling", serveHTTPFlag)
+	httpCeil, httpAddr, err := startCeiling("http ceiling", serveHTTPFlag, o.serverProcs)
 	if err != nil {
 		return false, err
 	}
 	children = append(children, httpCeil)
-	grpcCeilProc, grpcAddr, err := startCeiling("grpc ceiling", serveGRPCFlag)
+	grpcCeilProc, grpcAddr, err := startCeiling("grpc ceiling", serveGRPCFlag, o.serverProcs)
 	if err != nil {
 		return false, err
 	}
 	children = append(children, grpcCeilProc)
-	tk, err := startTokend(ctx, bin, dir, strings.Fields(o.tokendArgs))
+	tk, err := startTokend(ctx, bin, dir, strings.Fields(o.tokendArgs), o.serverProcs)
 	if err != nil {
 		return false, err
 	}
@@ -408,6 +412,9 @@ func printHeader(w io.Writer, o options, rest, ceil *result) {
 	extra := ""
 	if o.tokendArgs != "" {
 		extra = "; extra flags: " + o.tokendArgs
+	}
+	if o.serverProcs > 0 {
+		fmt.Fprintf(w, "servers: GOMAXPROCS=%d for tokend and the bare servers alike (-server-gomaxprocs)\n", o.serverProcs)
 	}
 	fmt.Fprintf(w, "tokend: credential auth + policy file + audit log on, --log-level warn%s; REST /token answers %d bytes, the HTTP ceiling %d\n\n", extra, rest.size, ceil.size)
 }

@@ -165,13 +165,14 @@ func (c *child) stop(grace time.Duration) {
 }
 
 // startCeiling re-executes this binary as a ceiling server and returns it
-// with the address it listens on.
-func startCeiling(name, flagName string) (*child, string, error) {
+// with the address it listens on; procs > 0 sets its GOMAXPROCS.
+func startCeiling(name, flagName string, procs int) (*child, string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
 	cmd := exec.Command(exe, "-"+flagName)
+	cmd.Env = withGOMAXPROCS(os.Environ(), procs)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -228,4 +229,19 @@ func (t *tailBuffer) Lines() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.lines
+}
+
+// withGOMAXPROCS returns env with GOMAXPROCS set to procs, or env as it is
+// for procs 0 (the server's Go default, or the caller's GOMAXPROCS).
+func withGOMAXPROCS(env []string, procs int) []string {
+	if procs <= 0 {
+		return env
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "GOMAXPROCS="+strconv.Itoa(procs))
 }

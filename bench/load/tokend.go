@@ -85,8 +85,9 @@ func freeAddr() (string, error) { return freeport.Addr() }
 // startTokend runs bin with authentication, policy and audit on: a fresh
 // data dir under dir, the seed, a master key and admin token of its own,
 // the policy above, the audit log in dir. It waits until tokend is ready,
-// then creates the load credential through the admin API.
-func startTokend(ctx context.Context, bin, dir string, extra []string) (*tokendProc, error) {
+// then creates the load credential through the admin API. procs > 0 sets
+// its GOMAXPROCS.
+func startTokend(ctx context.Context, bin, dir string, extra []string, procs int) (*tokendProc, error) {
 	dataDir := filepath.Join(dir, "data")
 	policyFile := filepath.Join(dir, "policy.yaml")
 	auditLog := filepath.Join(dir, "audit.log")
@@ -130,7 +131,7 @@ func startTokend(ctx context.Context, bin, dir string, extra []string) (*tokendP
 		"--log-level", "warn",
 	)
 	cmd.Args = append(cmd.Args, extra...)
-	cmd.Env = env
+	cmd.Env = withGOMAXPROCS(env, procs)
 	c, err := start("tokend", cmd)
 	if err != nil {
 		return nil, err
