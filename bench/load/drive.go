@@ -48,20 +48,21 @@ func (t target) generator() string {
 
 // result is what one run of a target measured.
 type result struct {
-	name      string
-	ok        hist   // latency of the calls (the Go generator: the successful ones; wrk: all it completed)
-	okCount   uint64 // successful calls in the measured windows
-	generator string // "wrk" or "go"
-	errs      uint64
-	errKinds  map[string]uint64
-	window    time.Duration // measured window
-	srvCPU    time.Duration // the server process's CPU time in the window
-	genCPU    time.Duration // the load generator's CPU time in the window
-	otherCPU  time.Duration // the rest of the machine's busy CPU time in the window
-	peakRSSKB int64         // the server's VmHWM at the end of the window
-	size      int           // bytes of one answer (preflight)
-	answered  uint64        // successful calls in all, warm-up and preflight too
-	perRound  []float64     // calls/s of each measured slice
+	name       string
+	ok         hist   // latency of the calls (the Go generator: the successful ones; wrk: all it completed)
+	okCount    uint64 // successful calls in the measured windows
+	generator  string // "wrk" or "go"
+	errs       uint64
+	errKinds   map[string]uint64
+	window     time.Duration // measured window
+	srvCPU     time.Duration // the server process's CPU time in the window
+	srvPreempt uint64        // the server's threads' involuntary context switches in the window
+	genCPU     time.Duration // the load generator's CPU time in the window
+	otherCPU   time.Duration // the rest of the machine's busy CPU time in the window
+	peakRSSKB  int64         // the server's VmHWM at the end of the window
+	size       int           // bytes of one answer (preflight)
+	answered   uint64        // successful calls in all, warm-up and preflight too
+	perRound   []float64     // calls/s of each measured slice
 }
 
 func (r *result) rate() float64 { return float64(r.okCount) / r.window.Seconds() }
@@ -72,6 +73,15 @@ func (r *result) cpuPerReq() time.Duration {
 		return 0
 	}
 	return r.srvCPU / time.Duration(r.okCount)
+}
+
+// preemptPerReq is the server's involuntary context switches per
+// successful call.
+func (r *result) preemptPerReq() float64 {
+	if r.okCount == 0 {
+		return 0
+	}
+	return float64(r.srvPreempt) / float64(r.okCount)
 }
 
 // worker is what one load goroutine keeps: its own histogram, so that
@@ -162,6 +172,12 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 		wg.Wait()
 		return fmt.Errorf("%s: %w", t.name, err)
 	}
+	pre0, err := preemptions(pid)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("%s: %w", t.name, err)
+	}
 	gen0 := selfCPU()
 	busy0, err := machineBusy()
 	if err != nil {
@@ -174,6 +190,10 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 	cpu1, err := cpuTime(pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
+	}
+	pre1, err := preemptions(pid)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.name, err)
 	}
 	busy1, err := machineBusy()
 	if err != nil {
@@ -197,6 +217,7 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 	res.perRound = append(res.perRound, float64(n)/duration.Seconds())
 	res.okCount += n
 	res.srvCPU += cpu1 - cpu0
+	res.srvPreempt += pre1 - pre0
 	res.genCPU += gen1 - gen0
 	res.otherCPU += max(0, (busy1-busy0)-(cpu1-cpu0)-(gen1-gen0))
 	res.peakRSSKB = max(res.peakRSSKB, mem[0])

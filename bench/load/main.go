@@ -420,18 +420,20 @@ func printHeader(w io.Writer, o options, rest, ceil *result) {
 }
 
 func printTable(w io.Writer, rs []*result) {
-	fmt.Fprintf(w, "%-19s %4s %9s %9s %9s %9s %7s %7s %9s %8s %7s %7s\n",
-		"target", "gen", "req/s", "p50", "p99", "p99.9", "errors", "CPU s", "CPU/req", "RSS MiB", "gen CPU", "other")
+	fmt.Fprintf(w, "%-19s %4s %9s %9s %9s %9s %7s %7s %9s %7s %8s %7s %7s\n",
+		"target", "gen", "req/s", "p50", "p99", "p99.9", "errors", "CPU s", "CPU/req", "pre/req", "RSS MiB", "gen CPU", "other")
 	for _, r := range rs {
-		perReq := "-"
+		perReq, preempt := "-", "-"
 		if r.okCount > 0 {
 			perReq = fmtDur(r.cpuPerReq())
+			preempt = fmt.Sprintf("%.2f", r.preemptPerReq())
 		}
-		fmt.Fprintf(w, "%-19s %4s %9.0f %9s %9s %9s %7d %7.2f %9s %8.1f %7.2f %7.2f\n",
+		fmt.Fprintf(w, "%-19s %4s %9.0f %9s %9s %9s %7d %7.2f %9s %7s %8.1f %7.2f %7.2f\n",
 			r.name, r.generator, r.rate(), fmtDur(r.ok.quantile(0.5)), fmtDur(r.ok.quantile(0.99)), fmtDur(r.ok.quantile(0.999)),
-			r.errs, r.srvCPU.Seconds(), perReq, float64(r.peakRSSKB)/1024, r.genCPU.Seconds(), r.otherCPU.Seconds())
+			r.errs, r.srvCPU.Seconds(), perReq, preempt, float64(r.peakRSSKB)/1024, r.genCPU.Seconds(), r.otherCPU.Seconds())
 	}
 	fmt.Fprintf(w, "(gen: what drove the target; CPU s: the server process's user+system time in the measured window; CPU/req: that per answered request;\n"+
+		" pre/req: the server's threads' involuntary context switches (preemptions, /proc/<pid>/task/*/status) per answered request;\n"+
 		" RSS MiB: the server's peak RSS (VmHWM), tokend's covering both its APIs; gen CPU: the load generator's own CPU s;\n"+
 		" other: CPU s the rest of the machine kept busy in the window, other processes and steal)\n")
 	var other, avail float64

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,37 @@ func cpuTime(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// preemptions counts the times a process's threads were switched out
+// while they could still run (nonvoluntary_ctxt_switches in
+// /proc/<pid>/task/*/status, summed over the threads there now): the
+// kernel gave their CPU to another task, the load generator on a shared
+// machine. Each costs the process a switch and cold caches after it.
+func preemptions(pid int) (uint64, error) { return preemptionsIn("/proc", pid) }
+
+func preemptionsIn(proc string, pid int) (uint64, error) {
+	statuses, err := filepath.Glob(filepath.Join(proc, strconv.Itoa(pid), "task", "*", "status"))
+	if err != nil || len(statuses) == 0 {
+		return 0, fmt.Errorf("%s/%d/task: no threads (%v)", proc, pid, err)
+	}
+	var n uint64
+	for _, path := range statuses {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread has exited
+		}
+		for line := range strings.Lines(string(b)) {
+			if rest, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+				v, err := strconv.ParseUint(strings.TrimSpace(rest), 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("%s: %w", path, err)
+				}
+				n += v
+			}
+		}
+	}
+	return n, nil
 }
 
 // machineBusy is the CPU time all the machine's CPUs have spent busy

@@ -209,6 +209,10 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.name, err)
 	}
+	pre0, err := preemptions(pid)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.name, err)
+	}
 	busy0, err := machineBusy()
 	if err != nil {
 		return err
@@ -220,6 +224,10 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	cpu1, err := cpuTime(pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
+	}
+	pre1, err := preemptions(pid)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.name, err)
 	}
 	busy1, err := machineBusy()
 	if err != nil {
@@ -242,6 +250,7 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	res.window += w.duration
 	res.perRound = append(res.perRound, float64(w.answered())/w.duration.Seconds())
 	res.srvCPU += cpu1 - cpu0
+	res.srvPreempt += pre1 - pre0
 	res.genCPU += w.cpu
 	res.otherCPU += max(0, (busy1-busy0)-(cpu1-cpu0)-w.cpu)
 	res.peakRSSKB = max(res.peakRSSKB, mem[0])
