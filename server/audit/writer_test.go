@@ -606,13 +606,18 @@ func TestOpenFIFOWithoutReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var buf bytes.Buffer
-	read := make(chan struct{})
-	go func() { io.Copy(&buf, r); close(read) }()
 	l, err := Open(path)
 	if err != nil {
 		t.Fatalf("Open(FIFO with a reader) = %v", err)
 	}
+	// Read only once the Logger holds the write end: a FIFO that no
+	// writer has opened yet reads as at its end, and the copy would stop
+	// before the first record (seen under -race -shuffle in CI). The
+	// Logger keeps a write end open from here to Close, across Reopen
+	// (it opens the new one before closing the old).
+	var buf bytes.Buffer
+	read := make(chan struct{})
+	go func() { io.Copy(&buf, r); close(read) }()
 	l.Log(Record{Event: EventMint, RequestID: "before"})
 	l.Flush()
 	l.Reopen()
