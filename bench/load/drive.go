@@ -166,13 +166,7 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 
 	sleepUntil(wctx, measureAt)
 	pid := t.proc.pid()
-	cpu0, err := cpuTime(pid)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	pre0, err := preemptions(pid)
+	u0, err := serverUsage(pid)
 	if err != nil {
 		cancel()
 		wg.Wait()
@@ -187,13 +181,9 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 	}
 	wg.Wait()
 	gen1 := selfCPU()
-	cpu1, err := cpuTime(pid)
+	u1, err := serverUsage(pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
-	}
-	pre1, err := preemptions(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
 	}
 	busy1, err := machineBusy()
 	if err != nil {
@@ -216,10 +206,10 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 	}
 	res.perRound = append(res.perRound, float64(n)/duration.Seconds())
 	res.okCount += n
-	res.srvCPU += cpu1 - cpu0
-	res.srvPreempt += pre1 - pre0
+	res.srvCPU += u1.cpu - u0.cpu
+	res.srvPreempt += u1.preempt - u0.preempt
 	res.genCPU += gen1 - gen0
-	res.otherCPU += max(0, (busy1-busy0)-(cpu1-cpu0)-(gen1-gen0))
+	res.otherCPU += max(0, (busy1-busy0)-(u1.cpu-u0.cpu)-(gen1-gen0))
 	res.peakRSSKB = max(res.peakRSSKB, mem[0])
 	for i := range workers {
 		w := &workers[i]

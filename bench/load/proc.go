@@ -45,6 +45,25 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
+// usage is what a server process has used so far: its CPU time and its
+// threads' preemptions.
+type usage struct {
+	cpu     time.Duration
+	preempt uint64
+}
+
+func serverUsage(pid int) (usage, error) {
+	cpu, err := cpuTime(pid)
+	if err != nil {
+		return usage{}, err
+	}
+	n, err := preemptions(pid)
+	if err != nil {
+		return usage{}, err
+	}
+	return usage{cpu, n}, nil
+}
+
 // preemptions counts the times a process's threads were switched out
 // while they could still run (nonvoluntary_ctxt_switches in
 // /proc/<pid>/task/*/status, summed over the threads there now): the

@@ -205,11 +205,7 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 		}
 	}
 	pid := t.proc.pid()
-	cpu0, err := cpuTime(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	pre0, err := preemptions(pid)
+	u0, err := serverUsage(pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.name, err)
 	}
@@ -221,13 +217,9 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.name, err)
 	}
-	cpu1, err := cpuTime(pid)
+	u1, err := serverUsage(pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
-	}
-	pre1, err := preemptions(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
 	}
 	busy1, err := machineBusy()
 	if err != nil {
@@ -249,10 +241,10 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	res.okCount += w.answered()
 	res.window += w.duration
 	res.perRound = append(res.perRound, float64(w.answered())/w.duration.Seconds())
-	res.srvCPU += cpu1 - cpu0
-	res.srvPreempt += pre1 - pre0
+	res.srvCPU += u1.cpu - u0.cpu
+	res.srvPreempt += u1.preempt - u0.preempt
 	res.genCPU += w.cpu
-	res.otherCPU += max(0, (busy1-busy0)-(cpu1-cpu0)-w.cpu)
+	res.otherCPU += max(0, (busy1-busy0)-(u1.cpu-u0.cpu)-w.cpu)
 	res.peakRSSKB = max(res.peakRSSKB, mem[0])
 	res.errs += w.errs()
 	res.answered += w.answered()
