@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,15 +69,7 @@ func BenchmarkGRPCMintHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	req := httptest.NewRequest("POST", "http://127.0.0.1:8080/v1/credentials", strings.NewReader(`{"name":"backend"}`))
-	req.Header.Set("Authorization", "Bearer "+admin)
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	s.HTTPHandler().ServeHTTP(rec, req)
-	var cred struct{ Token string }
-	if err := json.Unmarshal(rec.Body.Bytes(), &cred); err != nil || cred.Token == "" {
-		b.Fatalf("create credential: %d %s", rec.Code, rec.Body)
-	}
+	credential := CreateCredential(b, s.HTTPHandler(), admin, "backend")
 	svc := s.metrics.TokenService(s.token, metrics.PathGRPC, s.token.ApplicationFor)
 	desc := tokenv1.TokenService_ServiceDesc.Methods[0]
 	if desc.MethodName != "Mint" {
@@ -88,7 +78,7 @@ func BenchmarkGRPCMintHandler(b *testing.B) {
 	base := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}})
 	base = metadata.NewIncomingContext(base, metadata.MD{
 		":authority": {"127.0.0.1:9090"}, "content-type": {"application/grpc"},
-		"user-agent": {"grpc-go/1.85.0"}, "authorization": {"Bearer " + cred.Token},
+		"user-agent": {"grpc-go/1.85.0"}, "authorization": {"Bearer " + credential},
 	})
 	dec := func(v any) error { return nil } // an empty MintRequest
 	for _, tt := range []struct {

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,14 +92,5 @@ func benchServer(b *testing.B) (*server.Server, string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { srv.Close() })
-	req := httptest.NewRequest("POST", "http://127.0.0.1:8080/v1/credentials", strings.NewReader(`{"name":"backend"}`))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	srv.HTTPHandler().ServeHTTP(rec, req)
-	var cred struct{ Token string }
-	if err := json.Unmarshal(rec.Body.Bytes(), &cred); err != nil || cred.Token == "" {
-		b.Fatalf("create credential: %d %s", rec.Code, rec.Body)
-	}
-	return srv, cred.Token
+	return srv, server.CreateCredential(b, srv.HTTPHandler(), adminToken, "backend")
 }
