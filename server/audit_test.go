@@ -36,17 +36,7 @@ func TestAuditRequired(t *testing.T) {
 		{"not_required", false, 700},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fifo := filepath.Join(t.TempDir(), "audit.fifo")
-			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-				t.Skipf("mkfifo: %v", err)
-			}
-			// A reader that reads nothing (until the end of the test):
-			// the pipe's buffer fills and writes block.
-			r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
+			fifo, r := stalledFIFO(t)
 			h := newHarness(t, server.Config{AuditLog: fifo, AuditRequired: tc.required, AuditCommitTimeout: 100 * time.Millisecond})
 
 			var (
@@ -165,17 +155,7 @@ func TestAuditRequiredRESTStatus(t *testing.T) {
 // server counts it DeadlineExceeded or Canceled, not Unavailable (the log
 // is not known to be down, the caller stopped waiting); no token.
 func TestAuditRequiredCallerGone(t *testing.T) {
-	fifo := filepath.Join(t.TempDir(), "audit.fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
-	}
-	// A reader that reads nothing: once the pipe's buffer is full,
-	// writes block.
-	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	fifo, _ := stalledFIFO(t)
 	h := newHarness(t, server.Config{AuditLog: fifo, AuditRequired: true, AuditCommitTimeout: time.Minute})
 	for i := range 2000 {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -206,4 +186,21 @@ func TestAuditRequiredCallerGone(t *testing.T) {
 		}
 	}
 	t.Fatal("2000 mints went through a FIFO nobody reads")
+}
+
+// stalledFIFO returns the path of a FIFO and its reader, open until the
+// test ends, which reads nothing unless the test reads it: once the pipe's
+// buffer is full, writes block.
+func stalledFIFO(t *testing.T) (string, *os.File) {
+	t.Helper()
+	fifo := filepath.Join(t.TempDir(), "audit.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return fifo, r
 }
