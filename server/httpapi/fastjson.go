@@ -52,11 +52,18 @@ func appendMintResponse(b []byte, r *tokenv1.MintResponse) (_ []byte, ok bool) {
 		if v == "" {
 			return true
 		}
-		if !utf8.ValidString(v) {
+		field(name)
+		if n := mint.PlainPrefix(v); n == len(v) {
+			// Printable ASCII with nothing to escape (a token, SIDs): one
+			// pass over it, not a UTF-8 check and an escaping pass.
+			b = append(b, '"')
+			b = append(b, v...)
+			b = append(b, '"')
+		} else if utf8.ValidString(v[n:]) {
+			b = mint.AppendString(b, v)
+		} else {
 			return false
 		}
-		field(name)
-		b = mint.AppendString(b, v)
 		return true
 	}
 	ts := func(name string, t *timestamppb.Timestamp) bool {
