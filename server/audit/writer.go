@@ -36,7 +36,10 @@ import (
 // fsynced) and returns an error when it was not, or was not within the
 // commit timeout, or could not even be queued. Every Commit of a batch
 // waits on the batch's one channel, closed after its write (group
-// commit): a notification per batch, not a channel send per record.
+// commit): a notification per batch, not a channel send per record. The
+// commit timeout is the batch's too: one timer, started by its first
+// Commit, fails the Commits of a batch not written in time, rather than a
+// timer per Commit.
 //
 // A write that fails loses the records of its batch; they are counted
 // (Failed), their Commits fail, and the Logger goes on with the next
@@ -102,11 +105,35 @@ type batch struct {
 }
 
 // signal tells the Commits of one batch how its write went: err is set
-// before done is closed, and read only after.
+// before done is closed, and read only after. It is finished once: by the
+// writer after the write, or by its timer (errExpired) when the write did
+// not end within the commit timeout, whichever comes first.
 type signal struct {
-	done chan struct{}
-	err  error
+	done     chan struct{}
+	err      error
+	finished atomic.Bool
+	// timer is the Commits' timeout, started by the first Commit that
+	// waits on the signal (nil while only a Flush waits); l.mu guards it.
+	timer *time.Timer
 }
+
+// finish sets err and closes done, unless the signal is finished already;
+// it reports whether it did.
+func (s *signal) finish(err error) bool {
+	if !s.finished.CompareAndSwap(false, true) {
+		return false
+	}
+	s.err = err
+	close(s.done)
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	return true
+}
+
+// errExpired is the err of a signal whose timer finished it: its batch
+// was not written within the commit timeout.
+var errExpired = errors.New("not written within the commit timeout")
 
 // maxQueueBytes bounds the bytes of the records waiting, whatever their
 // number (a record is a few hundred bytes; the queue size bounds them in
@@ -250,37 +277,18 @@ func (l *Logger) Commit(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
-	t := getTimer(l.timeout)
-	defer putTimer(t)
 	select {
 	case <-sig.done:
-		if sig.err != nil {
+		switch {
+		case sig.err == errExpired:
+			return fmt.Errorf("%w: record not written within %v", ErrUnavailable, l.timeout)
+		case sig.err != nil:
 			return fmt.Errorf("%w: %v", ErrUnavailable, sig.err)
 		}
 		return nil
-	case <-t.C:
-		return fmt.Errorf("%w: record not written within %v", ErrUnavailable, l.timeout)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: record not written before the request ended", ErrUnavailable)
 	}
-}
-
-// timers holds the timers Commits wait with: since Go 1.23 a stopped or
-// reset timer delivers no stale tick, so one is reused rather than three
-// allocations per Commit.
-var timers sync.Pool
-
-func getTimer(d time.Duration) *time.Timer {
-	if t, ok := timers.Get().(*time.Timer); ok {
-		t.Reset(d)
-		return t
-	}
-	return time.NewTimer(d)
-}
-
-func putTimer(t *time.Timer) {
-	t.Stop()
-	timers.Put(t)
 }
 
 // lines holds the buffers callers encode their record into before they
@@ -324,6 +332,9 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 	var sig *signal
 	if wait {
 		sig = b.waitOn()
+		if sig.timer == nil {
+			sig.timer = time.AfterFunc(l.timeout, func() { l.expire(b, sig) })
+		}
 	}
 	switch {
 	case l.state == idle:
@@ -333,6 +344,19 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 	}
 	l.mu.Unlock()
 	return sig, nil
+}
+
+// expire fails the Commits waiting on sig, the signal of b, whose write
+// has not ended within the commit timeout: sig is taken off b (if b still
+// has it), so that a later Commit of b waits on a signal of its own, with
+// a timeout of its own; b's records stay queued.
+func (l *Logger) expire(b *batch, sig *signal) {
+	l.mu.Lock()
+	if b.sig == sig {
+		b.sig = nil
+	}
+	l.mu.Unlock()
+	sig.finish(errExpired)
 }
 
 // The errors of a record that could not be queued, made once: under a
@@ -362,21 +386,33 @@ func (l *Logger) Flush() {
 		l.mu.Unlock()
 		return
 	}
-	// Batches are written in order: waiting on the last one with records
-	// waits for all.
-	var sig *signal
-	switch {
-	case len(l.cur.ends) > 0:
-		sig = l.cur.waitOn()
-		if l.state != busy {
-			l.wakeLocked()
+	for {
+		// Batches are written in order: waiting on the last one with
+		// records waits for all.
+		var sig *signal
+		switch {
+		case len(l.cur.ends) > 0:
+			sig = l.cur.waitOn()
+			if l.state != busy {
+				l.wakeLocked()
+			}
+		case l.inflight != nil:
+			sig = l.inflight.waitOn()
 		}
-	case l.inflight != nil:
-		sig = l.inflight.waitOn()
-	}
-	l.mu.Unlock()
-	if sig != nil {
+		l.mu.Unlock()
+		if sig == nil {
+			return
+		}
 		<-sig.done
+		if sig.err != errExpired {
+			return
+		}
+		// The Commits' timeout ended the wait, not the write: wait on.
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return
+		}
 	}
 }
 
@@ -511,9 +547,10 @@ func (l *Logger) run() {
 	gather := time.NewTimer(time.Hour)
 	gather.Stop()
 	var written *signal // the last batch's, to release once l.mu is let go
+	var writtenErr error
 	l.mu.Lock()
 	for {
-		b := l.next(gather, written)
+		b := l.next(gather, written, writtenErr)
 		if b == nil {
 			return
 		}
@@ -531,10 +568,7 @@ func (l *Logger) run() {
 		err := l.write(b)
 		l.mu.Lock()
 		l.inflight = nil
-		written = b.sig
-		if written != nil {
-			written.err = err
-		}
+		written, writtenErr = b.sig, err
 		b.reset()
 		l.spare = b
 	}
@@ -542,14 +576,14 @@ func (l *Logger) run() {
 
 // next waits until there is something to write (records, drops to
 // report, a reopen) and swaps the current batch out for the spare one. It
-// is called with l.mu held, and returns with it released, after closing
-// written's channel. It returns nil when the Logger is closed and
+// is called with l.mu held, and returns with it released, after
+// finishing written (the last batch's signal) with err, its write's error. It returns nil when the Logger is closed and
 // everything is written.
-func (l *Logger) next(gather *time.Timer, written *signal) *batch {
+func (l *Logger) next(gather *time.Timer, written *signal, err error) *batch {
 	release := func() {
 		l.mu.Unlock()
 		if written != nil {
-			close(written.done)
+			written.finish(err)
 			written = nil
 		}
 	}

@@ -770,7 +770,7 @@ func TestCommitsReleasedByOneWrite(t *testing.T) {
 
 // TestCommitGivesUp: a Commit on a stalled destination fails with
 // ErrUnavailable after the commit timeout or when its context ends, and
-// its timer, back in the pool, does not fail a later Commit.
+// its batch's timer does not fail a later Commit.
 func TestCommitGivesUp(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -814,9 +814,62 @@ func TestCommitGivesUp(t *testing.T) {
 	}
 }
 
+// TestCommitTimeoutOfTheBatch: the commit timeout is the batch's, started
+// by its first Commit. When it ends, the batch's Commits fail, but a Flush
+// waiting on the same batch waits on for the write, and a Commit queued
+// in the batch after that gets a timeout of its own, not an early
+// failure.
+func TestCommitTimeoutOfTheBatch(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	h := newHeldWriter()
+	l := New(h, WithRequired(true), WithCommitTimeout(timeout))
+	l.Log(Record{Event: EventMint, RequestID: "stuck"})
+	<-h.writing // the writer is stuck in its first write
+
+	first := make(chan error, 1)
+	go func() { first <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: "first"}) }()
+	for l.queued() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	flushed := make(chan struct{})
+	go func() { l.Flush(); close(flushed) }()
+
+	if err := <-first; !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "not written within") {
+		t.Fatalf("Commit on a stalled writer = %v; want ErrUnavailable, not written within", err)
+	}
+	start := time.Now()
+	err := l.Commit(context.Background(), Record{Event: EventMint, RequestID: "second"})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "not written within") {
+		t.Errorf("second Commit on a stalled writer = %v; want ErrUnavailable, not written within", err)
+	}
+	if d := time.Since(start); d < timeout*2/3 {
+		t.Errorf("second Commit of the batch gave up after %v; want its own timeout (%v)", d, timeout)
+	}
+	select {
+	case <-flushed:
+		t.Fatal("Flush returned before the batch it waits on was written")
+	default:
+	}
+
+	close(h.release) // the destination catches up
+	select {
+	case <-flushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Flush still waiting after the writes")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The records of the Commits that gave up are written late.
+	if got := len(readLines(t, h.buf.Bytes())); got != 3 {
+		t.Errorf("%d records written; want 3", got)
+	}
+}
+
 // TestAllocations: in steady state a Log allocates nothing, and a Commit
-// no more than the signal of its batch (a struct and its channel), which
-// many Commits share under load.
+// no more than the signal of its batch (a struct and its channel) and the
+// batch's commit timer (the timer and its function), which many Commits
+// share under load.
 func TestAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts mean nothing under the race detector")
@@ -836,7 +889,7 @@ func TestAllocations(t *testing.T) {
 			if err := l.Commit(ctx, r); err != nil {
 				t.Fatal(err)
 			}
-		}, 2},
+		}, 4},
 		{"GrantsSummary", func() {
 			GrantsSummary(&tokenv1.Grants{Voice: &tokenv1.VoiceGrant{Incoming: &tokenv1.VoiceGrant_Incoming{Allow: true}}, Video: &tokenv1.VideoGrant{}})
 		}, 0},
