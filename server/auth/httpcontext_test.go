@@ -11,7 +11,7 @@ import (
 func TestHTTPContext(t *testing.T) {
 	type k struct{}
 	parent := NewContext(context.WithValue(context.Background(), k{}, "parent"), Principal{Kind: KindCredential, Name: "outer"})
-	c := &httpContext{Context: parent, addr: "192.0.2.1:4000"}
+	c := &httpContext{Context: parent, HTTPSlot: HTTPSlot{addr: "192.0.2.1:4000"}}
 	if got := ClientAddr(c); got != "192.0.2.1:4000" {
 		t.Errorf("ClientAddr = %q", got)
 	}

@@ -207,13 +207,25 @@ func (a *Authenticator) principalGRPC(ctx context.Context, p *peer.Peer, method 
 // credentials from r.Header.
 func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// One copy of the request, with both context values, on the hot
-		// path (r.WithContext copies the whole request).
-		// One context carries the client address and, once known, the
-		// principal (see httpContext).
-		ctx := &httpContext{Context: r.Context(), addr: r.RemoteAddr}
+		// The client address and, once known, the principal go in the
+		// slot the request's context offers (HTTPSlot), and the request
+		// is handed on as it is; else in one context of their own
+		// (httpContext), in one copy of the request (r.WithContext copies
+		// the whole request).
+		var ctx context.Context
+		var slot *HTTPSlot
+		if h, ok := r.Context().(interface{ AuthSlot() *HTTPSlot }); ok {
+			slot = h.AuthSlot()
+			*slot = HTTPSlot{addr: r.RemoteAddr}
+			ctx = r.Context()
+		} else {
+			hc := &httpContext{Context: r.Context()}
+			hc.addr = r.RemoteAddr
+			slot, ctx = &hc.HTTPSlot, hc
+			r = r.WithContext(hc)
+		}
 		if a.publicHTTP(r) {
-			next.ServeHTTP(w, r.WithContext(ctx))
+			next.ServeHTTP(w, r)
 			return
 		}
 		req := Request{
@@ -247,30 +259,50 @@ func (a *Authenticator) HTTPMiddleware(next http.Handler) http.Handler {
 			writeError(w, err, len(authz) > 0)
 			return
 		}
-		ctx.p, ctx.hasP = p, true
-		next.ServeHTTP(w, r.WithContext(ctx))
+		slot.p, slot.hasP = p, true
+		next.ServeHTTP(w, r)
 	})
 }
 
-// httpContext is the context HTTPMiddleware hands on: the caller's
-// address (ClientAddr) and principal (FromContext) in one allocation,
-// where a value context each would take four (two contexts, two boxed
-// values). Value answers with pointers into it, which allocate nothing.
-type httpContext struct {
-	context.Context
+// HTTPSlot holds what HTTPMiddleware learns of a request: the caller's
+// address (ClientAddr) and principal (FromContext). A request context
+// that has room for it (a method AuthSlot() *HTTPSlot, and a Value that
+// asks the slot's Value first) saves the middleware a context and a copy
+// of the request: it fills the slot and hands the request on as it is.
+// The slot must be the request's own, zero or reset, and its context
+// must be the one that reaches the handlers.
+type HTTPSlot struct {
 	addr string
 	p    Principal
 	hasP bool
 }
 
-func (c *httpContext) Value(key any) any {
+// Value answers ClientAddr's and FromContext's keys from the slot, with
+// pointers into it (no allocation); ok is false for any other key, and
+// for the principal's before the caller is known.
+func (s *HTTPSlot) Value(key any) (v any, ok bool) {
 	switch key.(type) {
 	case clientAddrKey:
-		return &c.addr
+		return &s.addr, true
 	case principalKey:
-		if c.hasP {
-			return &c.p
+		if s.hasP {
+			return &s.p, true
 		}
+	}
+	return nil, false
+}
+
+// httpContext is the context HTTPMiddleware hands on when the request's
+// own has no slot: the slot and the parent in one allocation, where a
+// value context each would take four (two contexts, two boxed values).
+type httpContext struct {
+	context.Context
+	HTTPSlot
+}
+
+func (c *httpContext) Value(key any) any {
+	if v, ok := c.HTTPSlot.Value(key); ok {
+		return v
 	}
 	return c.Context.Value(key)
 }

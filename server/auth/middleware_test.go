@@ -85,51 +85,79 @@ func TestHTTPMiddleware(t *testing.T) {
 		{name: "plain OPTIONS is not", a: a, method: "OPTIONS", path: "/v1/token", wantCode: 401},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(tt.method, "http://tokend"+tt.path, nil)
-			r.URL.Path = tt.path // keep dot-dots
-			if tt.remote != "" {
-				r.RemoteAddr = tt.remote
+		// Each case twice: with a plain request, and with one whose
+		// context has room for the caller (an HTTPSlot, as tokend's REST
+		// handler gives each request), which the middleware fills and
+		// hands on as it is.
+		for _, slotted := range []bool{false, true} {
+			name := tt.name
+			if slotted {
+				name += " (slot)"
 			}
-			for k, v := range tt.header {
-				r.Header.Set(k, v)
-			}
-			for _, v := range tt.authz {
-				r.Header.Add("Authorization", v)
-			}
-			w := httptest.NewRecorder()
-			tt.a.HTTPMiddleware(next).ServeHTTP(w, r)
-			if w.Code != tt.wantCode {
-				t.Fatalf("status %d, want %d; body %s", w.Code, tt.wantCode, w.Body)
-			}
-			if tt.wantCode == 200 {
-				if tt.method != "HEAD" && w.Body.String() != tt.wantBody {
-					t.Fatalf("body %q, want %q", w.Body, tt.wantBody)
+			t.Run(name, func(t *testing.T) {
+				r := httptest.NewRequest(tt.method, "http://tokend"+tt.path, nil)
+				r.URL.Path = tt.path // keep dot-dots
+				if tt.remote != "" {
+					r.RemoteAddr = tt.remote
 				}
-				return
-			}
-			if ch := w.Header().Get("WWW-Authenticate"); !strings.HasPrefix(ch, "Bearer") {
-				t.Errorf("WWW-Authenticate %q", ch)
-			}
-			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
-				t.Errorf("Content-Type %q", ct)
-			}
-			var st struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-			}
-			if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
-				t.Fatalf("body %q: %v", w.Body, err)
-			}
-			if st.Code != int(codes.Unauthenticated) || (tt.wantMsg != "" && st.Message != tt.wantMsg) {
-				t.Fatalf("body %+v, want code 16 message %q", st, tt.wantMsg)
-			}
-			for _, v := range tt.authz {
-				if strings.Contains(w.Body.String(), strings.TrimPrefix(v, "Bearer ")) {
-					t.Fatalf("body %q quotes the token", w.Body)
+				for k, v := range tt.header {
+					r.Header.Set(k, v)
 				}
-			}
-		})
+				for _, v := range tt.authz {
+					r.Header.Add("Authorization", v)
+				}
+				var sc *slotContext
+				if slotted {
+					sc = &slotContext{Context: r.Context()}
+					r = r.WithContext(sc)
+				}
+				var handed *http.Request
+				w := httptest.NewRecorder()
+				tt.a.HTTPMiddleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					handed = r
+					if got := ClientAddr(r.Context()); got != r.RemoteAddr {
+						t.Errorf("ClientAddr = %q, want %q", got, r.RemoteAddr)
+					}
+					next.ServeHTTP(w, r)
+				})).ServeHTTP(w, r)
+				if w.Code != tt.wantCode {
+					t.Fatalf("status %d, want %d; body %s", w.Code, tt.wantCode, w.Body)
+				}
+				if slotted && handed != nil && handed != r {
+					t.Error("the request was copied though its context has a slot for the caller")
+				}
+				if slotted && tt.wantCode == 200 && tt.method != "HEAD" && tt.wantBody != "-" && !sc.slot.hasP {
+					t.Error("the slot holds no principal after the request was let through")
+				}
+				if tt.wantCode == 200 {
+					if tt.method != "HEAD" && w.Body.String() != tt.wantBody {
+						t.Fatalf("body %q, want %q", w.Body, tt.wantBody)
+					}
+					return
+				}
+				if ch := w.Header().Get("WWW-Authenticate"); !strings.HasPrefix(ch, "Bearer") {
+					t.Errorf("WWW-Authenticate %q", ch)
+				}
+				if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+					t.Errorf("Content-Type %q", ct)
+				}
+				var st struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				}
+				if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
+					t.Fatalf("body %q: %v", w.Body, err)
+				}
+				if st.Code != int(codes.Unauthenticated) || (tt.wantMsg != "" && st.Message != tt.wantMsg) {
+					t.Fatalf("body %+v, want code 16 message %q", st, tt.wantMsg)
+				}
+				for _, v := range tt.authz {
+					if strings.Contains(w.Body.String(), strings.TrimPrefix(v, "Bearer ")) {
+						t.Fatalf("body %q quotes the token", w.Body)
+					}
+				}
+			})
+		}
 	}
 	if l := logs.String(); !strings.Contains(l, "spoofing") || !strings.Contains(l, "peer=192.0.2.1") {
 		t.Errorf("spoofing attempt not logged:\n%s", l)
@@ -137,6 +165,22 @@ func TestHTTPMiddleware(t *testing.T) {
 	if l := logs.String(); strings.Contains(l, tokens["backend"]) || strings.Contains(l, bad) {
 		t.Errorf("a token was logged:\n%s", l)
 	}
+}
+
+// slotContext is a request context with room for the caller, as
+// tokend's REST handler gives each request.
+type slotContext struct {
+	context.Context
+	slot HTTPSlot
+}
+
+func (c *slotContext) AuthSlot() *HTTPSlot { return &c.slot }
+
+func (c *slotContext) Value(key any) any {
+	if v, ok := c.slot.Value(key); ok {
+		return v
+	}
+	return c.Context.Value(key)
 }
 
 func TestRemoteAddr(t *testing.T) {

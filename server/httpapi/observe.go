@@ -11,6 +11,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
+	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/requestid"
 )
 
@@ -189,10 +190,12 @@ type reqState struct {
 	hdr  [1]string // the X-Request-Id header's value slice
 	info reqInfo
 	sw   statusWriter
+	auth auth.HTTPSlot // the caller, filled by the authentication middleware
 }
 
-// Value answers the request id (requestid.FromContext) and the route note
-// (routeKey) from the state, anything else from the parent context.
+// Value answers the request id (requestid.FromContext), the route note
+// (routeKey) and the caller (auth.ClientAddr, auth.FromContext) from the
+// state, anything else from the parent context.
 func (s *reqState) Value(key any) any {
 	switch key.(type) {
 	case routeKey:
@@ -201,8 +204,16 @@ func (s *reqState) Value(key any) any {
 	if requestid.IsKey(key) {
 		return &s.id
 	}
+	if v, ok := s.auth.Value(key); ok {
+		return v
+	}
 	return s.Context.Value(key)
 }
+
+// AuthSlot is where the authentication middleware puts the caller
+// (auth.HTTPSlot), instead of a context and a copy of the request of its
+// own.
+func (s *reqState) AuthSlot() *auth.HTTPSlot { return &s.auth }
 
 // isMintPath reports whether r is a GET or POST of exactly /token, the
 // path ServeMux hands to its catch-all "/" unchanged.
