@@ -175,7 +175,10 @@ func TestReopenAfterRenameUnderLoadLosesNothing(t *testing.T) {
 	// What logrotate does (rename, then SIGHUP), five times.
 	for i := range rotations {
 		time.Sleep(20 * time.Millisecond)
-		waitFor(t, path)
+		// Renamed only once records reached it, so that every file
+		// holds some however slowly the writer runs (on a busy
+		// machine it may write nothing for 20 ms).
+		waitForRecords(t, path)
 		old := fmt.Sprintf("%s-%d", path, i)
 		if err := os.Rename(path, old); err != nil {
 			t.Fatal(err)
@@ -235,6 +238,22 @@ func TestReopenWhenIdle(t *testing.T) {
 	l.Flush()
 	if seen := countRecords(t, []string{path}); seen["after"] != 1 || len(seen) != 1 {
 		t.Errorf("new file holds %v; want the record after", seen)
+	}
+}
+
+// waitForRecords waits until the file at path exists and is not empty.
+func waitForRecords(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Error("no record reached the audit file")
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
