@@ -407,12 +407,9 @@ func (l *Logger) Flush() {
 		if sig.err != errExpired {
 			return
 		}
-		// The Commits' timeout ended the wait, not the write: wait on.
+		// The Commits' timeout ended the wait, not the write: wait on
+		// (Close drains the batches, so they are still there to wait on).
 		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			return
-		}
 	}
 }
 
