@@ -63,6 +63,19 @@ type result struct {
 	size       int           // bytes of one answer (preflight)
 	answered   uint64        // successful calls in all, warm-up and preflight too
 	perRound   []float64     // calls/s of each measured slice
+	// perRoundCPU is the server's CPU time per successful call in each
+	// measured slice (0 for a slice with none).
+	perRoundCPU []time.Duration
+}
+
+// addRoundCPU records a measured slice's server CPU time for n
+// successful calls.
+func (r *result) addRoundCPU(cpu time.Duration, n uint64) {
+	per := time.Duration(0)
+	if n > 0 {
+		per = cpu / time.Duration(n)
+	}
+	r.perRoundCPU = append(r.perRoundCPU, per)
 }
 
 func (r *result) rate() float64 { return float64(r.okCount) / r.window.Seconds() }
@@ -205,6 +218,7 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 		n += workers[i].h.n
 	}
 	res.perRound = append(res.perRound, float64(n)/duration.Seconds())
+	res.addRoundCPU(u1.cpu-u0.cpu, n)
 	res.okCount += n
 	res.srvCPU += u1.cpu - u0.cpu
 	res.srvPreempt += u1.preempt - u0.preempt

@@ -335,6 +335,9 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 		perRound(w, "REST GET /token / HTTP ceiling, each round", rg, cg)
 		perRound(w, "REST POST /token / ceiling, each round", rp, cp)
 		perRound(w, "gRPC Mint / gRPC ceiling, each round", gm, gc)
+		perRoundCPU(w, "REST GET /token CPU/req / ceiling's, each round", rg, cg)
+		perRoundCPU(w, "REST POST /token CPU/req / ceiling's, each round", rp, cp)
+		perRoundCPU(w, "gRPC Mint CPU/call / ceiling's, each round", gm, gc)
 	}
 
 	// What else the run saw: errors by kind, tokend's own log, the audit.
@@ -390,6 +393,21 @@ func perRound(w io.Writer, what string, r, ceil *result) {
 	fmt.Fprintf(w, "%-44s", what)
 	for i := range min(len(r.perRound), len(ceil.perRound)) {
 		fmt.Fprintf(w, " %5.1f%%", 100*r.perRound[i]/ceil.perRound[i])
+	}
+	fmt.Fprintln(w)
+}
+
+// perRoundCPU prints the ratio of r's server CPU per call to its
+// ceiling's, round by round: how much of a ratio's distance to its target
+// is the noise of one slice.
+func perRoundCPU(w io.Writer, what string, r, ceil *result) {
+	fmt.Fprintf(w, "%-44s", what)
+	for i := range min(len(r.perRoundCPU), len(ceil.perRoundCPU)) {
+		if ceil.perRoundCPU[i] == 0 {
+			fmt.Fprintf(w, " %6s", "-")
+			continue
+		}
+		fmt.Fprintf(w, " %5.2fx", float64(r.perRoundCPU[i])/float64(ceil.perRoundCPU[i]))
 	}
 	fmt.Fprintln(w)
 }

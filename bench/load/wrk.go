@@ -241,6 +241,7 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	res.okCount += w.answered()
 	res.window += w.duration
 	res.perRound = append(res.perRound, float64(w.answered())/w.duration.Seconds())
+	res.addRoundCPU(u1.cpu-u0.cpu, w.answered())
 	res.srvCPU += u1.cpu - u0.cpu
 	res.srvPreempt += u1.preempt - u0.preempt
 	res.genCPU += w.cpu
