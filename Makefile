@@ -3,7 +3,7 @@ GO ?= go
 GOTEST_FLAGS ?= -race -shuffle=on -count=1
 FUZZTIME ?= 5s
 
-.PHONY: run build test unit lint generate check-generate openapi-lint k8s-check fuzz fuzz-short clean bench
+.PHONY: run build test unit load-unit lint generate check-generate openapi-lint k8s-check fuzz fuzz-short clean bench
 
 ## run: start tokend on its embedded store in ./data (REST :8080, gRPC :9090 on loopback)
 run:
@@ -14,10 +14,14 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
 
 ## test: generated code up to date, lint, then the whole suite under -race
-test: check-generate lint openapi-lint k8s-check check-web web-test unit interop-test fuzz-short
+test: check-generate lint openapi-lint k8s-check check-web web-test unit load-unit interop-test fuzz-short
 
 unit:
 	$(GO) test $(GOTEST_FLAGS) ./...
+
+## load-unit: the tests of make load's harness (bench/load, in the bench module)
+load-unit:
+	cd bench && $(GO) vet ./load && $(GO) test $(GOTEST_FLAGS) ./load
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './gen/*')); \
