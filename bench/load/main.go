@@ -390,7 +390,7 @@ func rateCheck(what string, r, ceil *result, target float64) check {
 }
 
 func perRound(w io.Writer, what string, r, ceil *result) {
-	fmt.Fprintf(w, "%-44s", what)
+	fmt.Fprintf(w, "%-49s", what)
 	for i := range min(len(r.perRound), len(ceil.perRound)) {
 		fmt.Fprintf(w, " %5.1f%%", 100*r.perRound[i]/ceil.perRound[i])
 	}
@@ -401,7 +401,7 @@ func perRound(w io.Writer, what string, r, ceil *result) {
 // ceiling's, round by round: how much of a ratio's distance to its target
 // is the noise of one slice.
 func perRoundCPU(w io.Writer, what string, r, ceil *result) {
-	fmt.Fprintf(w, "%-44s", what)
+	fmt.Fprintf(w, "%-49s", what)
 	for i := range min(len(r.perRoundCPU), len(ceil.perRoundCPU)) {
 		if ceil.perRoundCPU[i] == 0 {
 			fmt.Fprintf(w, " %6s", "-")
