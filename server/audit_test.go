@@ -125,14 +125,7 @@ func TestAuditRequired(t *testing.T) {
 func TestAuditRequiredRESTStatus(t *testing.T) {
 	// A FIFO whose reader has gone: every write fails (EPIPE), as on a
 	// full disk.
-	fifo := filepath.Join(t.TempDir(), "audit.fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
-	}
-	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fifo, r := stalledFIFO(t)
 	h := newHarness(t, server.Config{AuditLog: fifo, AuditRequired: true})
 	r.Close() // no reader: every write fails (EPIPE; Go ignores SIGPIPE on non-stdio files)
 	resp, body := h.restCall(t, "POST", "/token", `{"identity":"agent_7"}`, nil)
