@@ -4,7 +4,6 @@ import (
 	"context"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
-	"github.com/tokend/tokend/server/tokenapi"
 )
 
 // GetDefaultApplication returns the stored default application and the
@@ -26,12 +25,7 @@ func (s *Service) GetDefaultApplication(ctx context.Context, _ *tokenv1.GetDefau
 
 // SetDefaultApplication makes an existing application the default.
 func (s *Service) SetDefaultApplication(ctx context.Context, req *tokenv1.SetDefaultApplicationRequest) (*tokenv1.SetDefaultApplicationResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	if err := v.Err("request"); err != nil {
+	if err := s.admit(ctx, req.GetApplicationSid()); err != nil {
 		return nil, err
 	}
 	prev, err := s.store.DefaultApplication(ctx)

@@ -35,17 +35,10 @@ func (s *Service) provisioner() (*provision.Provisioner, error) {
 
 // provisionCall is the start of every provisioning call that names an
 // application, and keys (none, or the one key a revoke names): the
-// caller is authorized, the SIDs are valid, and provisioning is on.
+// caller is authorized, the SIDs are valid (admit), and provisioning is
+// on.
 func (s *Service) provisionCall(ctx context.Context, appSID string, keySIDs ...string) (*provision.Provisioner, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, appSID)
-	for _, k := range keySIDs {
-		checkKeySID(&v, k)
-	}
-	if err := v.Err("request"); err != nil {
+	if err := s.admit(ctx, appSID, keySIDs...); err != nil {
 		return nil, err
 	}
 	return s.provisioner()

@@ -151,6 +151,22 @@ func (s *Service) authFailed(ctx context.Context, peer netip.Addr, err error, th
 	return err
 }
 
+// admit is the start of every admin call whose request is an
+// application's SID and keys' SIDs (none, or one) and nothing else to
+// check: the caller is authorized and the SIDs are valid; an error is the
+// call's answer.
+func (s *Service) admit(ctx context.Context, appSID string, keySIDs ...string) error {
+	if err := s.authorize(ctx); err != nil {
+		return err
+	}
+	var v tokenapi.Violations
+	checkAppSID(&v, appSID)
+	for _, k := range keySIDs {
+		checkKeySID(&v, k)
+	}
+	return v.Err("request")
+}
+
 // storeErr maps store errors to gRPC codes; unexpected errors are logged
 // and reported without detail.
 func (s *Service) storeErr(ctx context.Context, op string, err error) error {
@@ -297,12 +313,7 @@ func (s *Service) ListApplications(ctx context.Context, _ *tokenv1.ListApplicati
 
 // GetApplication returns one application.
 func (s *Service) GetApplication(ctx context.Context, req *tokenv1.GetApplicationRequest) (*tokenv1.GetApplicationResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	if err := v.Err("request"); err != nil {
+	if err := s.admit(ctx, req.GetApplicationSid()); err != nil {
 		return nil, err
 	}
 	a, err := s.store.GetApplication(ctx, req.GetApplicationSid())
@@ -362,12 +373,7 @@ func (s *Service) UpdateApplication(ctx context.Context, req *tokenv1.UpdateAppl
 
 // DeleteApplication removes an application and its keys.
 func (s *Service) DeleteApplication(ctx context.Context, req *tokenv1.DeleteApplicationRequest) (*tokenv1.DeleteApplicationResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	if err := v.Err("request"); err != nil {
+	if err := s.admit(ctx, req.GetApplicationSid()); err != nil {
 		return nil, err
 	}
 	keys, err := s.store.ListKeys(ctx, req.GetApplicationSid())
@@ -455,12 +461,7 @@ func (s *Service) AddKey(ctx context.Context, req *tokenv1.AddKeyRequest) (*toke
 
 // ListKeys lists the keys of an application.
 func (s *Service) ListKeys(ctx context.Context, req *tokenv1.ListKeysRequest) (*tokenv1.ListKeysResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	if err := v.Err("request"); err != nil {
+	if err := s.admit(ctx, req.GetApplicationSid()); err != nil {
 		return nil, err
 	}
 	keys, err := s.store.ListKeys(ctx, req.GetApplicationSid())
@@ -477,13 +478,7 @@ func (s *Service) ListKeys(ctx context.Context, req *tokenv1.ListKeysRequest) (*
 
 // ActivateKey makes a key the application's only active key.
 func (s *Service) ActivateKey(ctx context.Context, req *tokenv1.ActivateKeyRequest) (*tokenv1.ActivateKeyResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	checkKeySID(&v, req.GetApiKeySid())
-	if err := v.Err("request"); err != nil {
+	if err := s.admit(ctx, req.GetApplicationSid(), req.GetApiKeySid()); err != nil {
 		return nil, err
 	}
 	previous := ""
@@ -506,13 +501,7 @@ func (s *Service) ActivateKey(ctx context.Context, req *tokenv1.ActivateKeyReque
 
 // DeleteKey removes a retired key.
 func (s *Service) DeleteKey(ctx context.Context, req *tokenv1.DeleteKeyRequest) (*tokenv1.DeleteKeyResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		return nil, err
-	}
-	var v tokenapi.Violations
-	checkAppSID(&v, req.GetApplicationSid())
-	checkKeySID(&v, req.GetApiKeySid())
-	if err := v.Err("request"); err != nil {
+	if err := s.admit(ctx, req.GetApplicationSid(), req.GetApiKeySid()); err != nil {
 		return nil, err
 	}
 	k, err := s.store.GetKey(ctx, req.GetApplicationSid(), req.GetApiKeySid())
