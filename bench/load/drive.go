@@ -68,6 +68,23 @@ type result struct {
 	perRoundCPU []time.Duration
 }
 
+// addSlice accounts one measured slice of d, whichever generator drove
+// it: n successful calls, the server's usage before (u0) and after (u1),
+// the generator's CPU time gen, the machine's busy CPU time busy, and the
+// server's peak RSS at its end.
+func (r *result) addSlice(n uint64, d time.Duration, u0, u1 usage, gen, busy time.Duration, peakRSSKB int64) {
+	cpu := u1.cpu - u0.cpu
+	r.okCount += n
+	r.window += d
+	r.perRound = append(r.perRound, float64(n)/d.Seconds())
+	r.addRoundCPU(cpu, n)
+	r.srvCPU += cpu
+	r.srvPreempt += u1.preempt - u0.preempt
+	r.genCPU += gen
+	r.otherCPU += max(0, busy-cpu-gen)
+	r.peakRSSKB = max(r.peakRSSKB, peakRSSKB)
+}
+
 // addRoundCPU records a measured slice's server CPU time for n
 // successful calls.
 func (r *result) addRoundCPU(cpu time.Duration, n uint64) {
@@ -212,19 +229,11 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 	if t.proc.exited() {
 		return fmt.Errorf("%s: the server exited during the run: %v\n%s", t.name, t.proc.err, t.proc.stderr)
 	}
-	res.window += duration
 	var n uint64
 	for i := range workers {
 		n += workers[i].h.n
 	}
-	res.perRound = append(res.perRound, float64(n)/duration.Seconds())
-	res.addRoundCPU(u1.cpu-u0.cpu, n)
-	res.okCount += n
-	res.srvCPU += u1.cpu - u0.cpu
-	res.srvPreempt += u1.preempt - u0.preempt
-	res.genCPU += gen1 - gen0
-	res.otherCPU += max(0, (busy1-busy0)-(u1.cpu-u0.cpu)-(gen1-gen0))
-	res.peakRSSKB = max(res.peakRSSKB, mem[0])
+	res.addSlice(n, duration, u0, u1, gen1-gen0, busy1-busy0, mem[0])
 	for i := range workers {
 		w := &workers[i]
 		res.ok.merge(&w.h)

@@ -238,15 +238,7 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	// wrk's latency histogram holds every completed request, failed or
 	// not; with no failure (the target) it is the successful ones.
 	res.ok.merge(&w.lat)
-	res.okCount += w.answered()
-	res.window += w.duration
-	res.perRound = append(res.perRound, float64(w.answered())/w.duration.Seconds())
-	res.addRoundCPU(u1.cpu-u0.cpu, w.answered())
-	res.srvCPU += u1.cpu - u0.cpu
-	res.srvPreempt += u1.preempt - u0.preempt
-	res.genCPU += w.cpu
-	res.otherCPU += max(0, (busy1-busy0)-(u1.cpu-u0.cpu)-w.cpu)
-	res.peakRSSKB = max(res.peakRSSKB, mem[0])
+	res.addSlice(w.answered(), w.duration, u0, u1, w.cpu, busy1-busy0, mem[0])
 	res.errs += w.errs()
 	res.answered += w.answered()
 	for k, v := range w.errSummary() {
