@@ -113,7 +113,10 @@ type signal struct {
 	err      error
 	finished atomic.Bool
 	// timer is the Commits' timeout, started by the first Commit that
-	// waits on the signal (nil while only a Flush waits); l.mu guards it.
+	// waits on the signal (nil while only a Flush waits). It is set under
+	// l.mu, before whoever finishes the signal can reach it (the writer
+	// takes the batch under l.mu; the timer's own function locks l.mu
+	// first), so finish reads it without the lock.
 	timer *time.Timer
 }
 
