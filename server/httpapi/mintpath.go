@@ -100,10 +100,11 @@ func leanOK(r *http.Request) bool {
 func serveMint(mux *runtime.ServeMux, svc tokenv1.TokenServiceServer, unmarshal protojson.UnmarshalOptions, w http.ResponseWriter, r *http.Request) {
 	// The transport stream collects what the service sets with
 	// grpc.SetHeader (the retry-after of a rate-limit refusal). It is the
-	// context's value itself: one allocation for both.
+	// context's value itself, and holds the request: one allocation for
+	// the three.
 	ctx := &mintStream{Context: r.Context()}
 	inbound, outbound := marshalersFor(mux, r)
-	req := &tokenv1.MintRequest{}
+	req := &ctx.req
 	var err error
 	if r.Method == http.MethodPost {
 		err = decodeMintBody(inbound, unmarshal, r.Body, req)
@@ -176,6 +177,7 @@ var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 type mintStream struct {
 	context.Context
 	header, trailer metadata.MD
+	req             tokenv1.MintRequest // the request served (never copied)
 }
 
 // Value answers the transport stream's key (grpc's
