@@ -64,7 +64,7 @@ func TestAppendTime(t *testing.T) {
 	}
 	for _, tm := range times {
 		want := tm.Format(time.RFC3339Nano)
-		if got := string(appendTime(nil, tm)); got != want {
+		if got := string(appendTime(nil, tm, &timeText)); got != want {
 			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
 		}
 	}

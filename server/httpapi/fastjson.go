@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"time"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -66,7 +65,7 @@ func appendMintResponse(b []byte, r *tokenv1.MintResponse) (_ []byte, ok bool) {
 		}
 		return true
 	}
-	ts := func(name string, t *timestamppb.Timestamp) bool {
+	ts := func(name string, t *timestamppb.Timestamp, c *mint.SecondText) bool {
 		if t == nil {
 			return true
 		}
@@ -76,36 +75,28 @@ func appendMintResponse(b []byte, r *tokenv1.MintResponse) (_ []byte, ok bool) {
 		}
 		field(name)
 		b = append(b, '"')
-		b = appendTimestamp(b, t.Seconds, t.Nanos)
+		b = appendTimestamp(b, t.Seconds, t.Nanos, c)
 		b = append(b, '"')
 		return true
 	}
 	if !str("token", r.Token) || !str("identity", r.Identity) || !str("application_sid", r.ApplicationSid) ||
 		!str("account_sid", r.AccountSid) || !str("api_key_sid", r.ApiKeySid) || !str("jti", r.Jti) ||
-		!ts("issued_at", r.IssuedAt) || !ts("expires_at", r.ExpiresAt) || !str("region", r.Region) {
+		!ts("issued_at", r.IssuedAt, &issuedText) || !ts("expires_at", r.ExpiresAt, &expiresText) || !str("region", r.Region) {
 		return nil, false
 	}
 	return append(b, '}'), true
 }
 
+// issuedText and expiresText cache the seconds of the answers' issued_at
+// and expires_at.
+var issuedText, expiresText mint.SecondText
+
 // appendTimestamp appends seconds+nanos as protojson formats a
 // google.protobuf.Timestamp: RFC 3339 in UTC, "Z", and the fraction with
-// 0, 3, 6 or 9 digits, the fewest that hold it.
-func appendTimestamp(b []byte, secs int64, nanos int32) []byte {
-	t := time.Unix(secs, 0).UTC()
-	year, month, day := t.Date()
-	hour, minute, sec := t.Clock()
-	b = appendDigits(b, year, 4)
-	b = append(b, '-')
-	b = appendDigits(b, int(month), 2)
-	b = append(b, '-')
-	b = appendDigits(b, day, 2)
-	b = append(b, 'T')
-	b = appendDigits(b, hour, 2)
-	b = append(b, ':')
-	b = appendDigits(b, minute, 2)
-	b = append(b, ':')
-	b = appendDigits(b, sec, 2)
+// 0, 3, 6 or 9 digits, the fewest that hold it. secs is in protojson's
+// range (years 1 to 9999); c caches the text of the second.
+func appendTimestamp(b []byte, secs int64, nanos int32, c *mint.SecondText) []byte {
+	b = c.Append(b, secs)
 	if nanos != 0 {
 		var frac [10]byte
 		frac[0] = '.'
@@ -124,16 +115,6 @@ func appendTimestamp(b []byte, secs int64, nanos int32) []byte {
 		b = append(b, frac[:1+digits]...)
 	}
 	return append(b, 'Z')
-}
-
-// appendDigits appends v (0 <= v < 10^width) as width decimal digits.
-func appendDigits(b []byte, v, width int) []byte {
-	var d [4]byte
-	for i := width - 1; i >= 0; i-- {
-		d[i] = byte('0' + v%10)
-		v /= 10
-	}
-	return append(b, d[:width]...)
 }
 
 // appendMint appends r's JSON to b when the hand-written path covers it
