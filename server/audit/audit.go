@@ -173,13 +173,6 @@ func appendRecord(b []byte, r *Record) []byte {
 	return append(b, '}', '\n')
 }
 
-// minSecond and maxSecond are the Unix times of 0000-01-01T00:00:00Z and
-// 9999-12-31T23:59:59Z: the years appendTime writes digit by digit.
-const (
-	minSecond = -62167219200
-	maxSecond = 253402300799
-)
-
 // timeText and expText cache the seconds of the records' time and exp.
 var timeText, expText mint.SecondText
 
@@ -189,7 +182,7 @@ var timeText, expText mint.SecondText
 // second, and its fraction digit by digit.
 func appendTime(b []byte, t time.Time, c *mint.SecondText) []byte {
 	secs := t.Unix()
-	if t.Location() != time.UTC || secs < minSecond || secs > maxSecond {
+	if t.Location() != time.UTC || secs < mint.MinSecond || secs > mint.MaxSecond {
 		return t.AppendFormat(b, time.RFC3339Nano)
 	}
 	b = c.Append(b, secs)

@@ -19,8 +19,15 @@ type secondText struct {
 	text [19]byte
 }
 
-// Append appends the text of secs, a Unix time of years 0 to 9999 (the
-// caller checks the range).
+// MinSecond and MaxSecond are the Unix times of 0000-01-01T00:00:00Z and
+// 9999-12-31T23:59:59Z, the range of SecondText.Append.
+const (
+	MinSecond = -62167219200
+	MaxSecond = 253402300799
+)
+
+// Append appends the text of secs, a Unix time from MinSecond to
+// MaxSecond (the caller checks the range).
 func (c *SecondText) Append(b []byte, secs int64) []byte {
 	t := c.last.Load()
 	if t == nil || t.secs != secs {

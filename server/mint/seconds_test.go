@@ -11,11 +11,16 @@ import (
 // from one goroutine or many sharing the cache, repeated or not.
 func TestSecondText(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	secs := []int64{-62167219200, 0, 1796391606, 253402300799} // 0000-01-01, 1970, 2026, 9999-12-31
+	secs := []int64{MinSecond, 0, 1796391606, MaxSecond}
 	for range 2000 {
-		secs = append(secs, r.Int64N(253402300799+62167219200)-62167219200)
+		secs = append(secs, r.Int64N(MaxSecond-MinSecond+1)+MinSecond)
 	}
 	var c SecondText
+	for s, want := range map[int64]string{MinSecond: "0000-01-01T00:00:00", MaxSecond: "9999-12-31T23:59:59"} {
+		if got := string(c.Append(nil, s)); got != want {
+			t.Errorf("Append(%d) = %q, want %q: the range's bounds are wrong", s, got, want)
+		}
+	}
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
