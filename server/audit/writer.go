@@ -577,8 +577,9 @@ func (l *Logger) run() {
 // next waits until there is something to write (records, drops to
 // report, a reopen) and swaps the current batch out for the spare one. It
 // is called with l.mu held, and returns with it released, after
-// finishing written (the last batch's signal) with err, its write's error. It returns nil when the Logger is closed and
-// everything is written.
+// finishing written (the last batch's signal) with err, its write's
+// error. It returns nil when the Logger is closed and everything is
+// written.
 func (l *Logger) next(gather *time.Timer, written *signal, err error) *batch {
 	release := func() {
 		l.mu.Unlock()
