@@ -39,6 +39,7 @@ import (
 	"github.com/tokend/tokend/server/audit"
 	"github.com/tokend/tokend/server/auth"
 	"github.com/tokend/tokend/server/httpapi"
+	"github.com/tokend/tokend/server/httpconn"
 	"github.com/tokend/tokend/server/keystore"
 	"github.com/tokend/tokend/server/metrics"
 	"github.com/tokend/tokend/server/policy"
@@ -600,6 +601,9 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	go s.monitorStore(bg, StorePingInterval)
 	provDone := make(chan struct{})
 	go func() { s.prov.Run(bg, s.cfg.ProvisionInterval); close(provDone) }()
+	// Deadlines reach the socket only when a read or write can be held
+	// to them (see httpconn): net/http sets them about eight times a request.
+	httpLn = httpconn.Listener(httpLn)
 	if s.tls != nil {
 		httpLn = tls.NewListener(httpLn, s.tls)
 	}

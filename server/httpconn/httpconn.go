@@ -1,0 +1,297 @@
+// Package httpconn makes what net/http's HTTP/1 server does to a TCP
+// connection around each request cheaper, without changing what a client
+// sees or what the server's timeouts enforce.
+//
+// Deadlines. net/http sets a connection's deadlines about eight times a
+// request when its timeouts are on (the header, whole-request, write and
+// idle timeouts, and around the background read below), and each set
+// re-arms or stops a runtime timer. Most are replaced before any read or
+// write could be held to them. A deadline only matters to a read or a
+// write that waits, so a Conn notes a deadline when it is set and gives it
+// to the socket when a read or a write starts, or at once when one is
+// under way: every read and write is held to the last deadline set before
+// it or while it waits, as with the socket's own.
+//
+// The background read. While a handler runs, net/http reads one byte
+// from the connection in a goroutine of its own, to notice a client that
+// goes away (and cancel the request's context), and it aborts that read
+// by setting a deadline in the past when the handler ends. When the
+// handler waits (tokend's does, for its audit record), that read is a
+// system call that finds nothing, then a wait in the network poller, then
+// a deadline to wake it: a fifth of the system calls of a request. A Conn
+// holds back such a read (one byte, no deadline): the read waits without
+// touching the socket until a deadline is set (a deadline in the past, the
+// abort, ends it with the timeout error the socket would give, and it
+// never reads), the connection is closed, or it has waited between
+// HoldBack and twice that, when it goes on as the socket's read. So a
+// handler that runs longer than that still has its context cancelled when
+// the client goes away; a shorter one ends before it would matter.
+package httpconn
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// HoldBack is how long a Conn holds back net/http's background read (at
+// least, and at most twice as long) before it reads the socket.
+const HoldBack = 250 * time.Millisecond
+
+// Listener returns ln with its *net.TCPConn connections wrapped in Conns;
+// any other connection is returned as it is. Closing it stops the
+// goroutine that lets held-back reads go on after HoldBack.
+func Listener(ln net.Listener) net.Listener {
+	return newListener(ln, HoldBack)
+}
+
+func newListener(ln net.Listener, holdBack time.Duration) *listener {
+	l := &listener{Listener: ln, holdBack: holdBack, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+	go l.janitor()
+	return l
+}
+
+type listener struct {
+	net.Listener
+	holdBack  time.Duration
+	mu        sync.Mutex
+	conns     map[*Conn]struct{} // open connections
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	tc, ok := c.(*net.TCPConn)
+	if !ok || err != nil {
+		return c, err
+	}
+	conn := &Conn{TCPConn: tc, l: l, wake: make(chan struct{}, 1)}
+	l.mu.Lock()
+	l.conns[conn] = struct{}{}
+	l.mu.Unlock()
+	return conn, nil
+}
+
+func (l *listener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// janitor lets a read held back for a whole tick go on to the socket.
+func (l *listener) janitor() {
+	t := time.NewTicker(l.holdBack)
+	defer t.Stop()
+	var conns []*Conn
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		}
+		conns = conns[:0]
+		l.mu.Lock()
+		for c := range l.conns {
+			conns = append(conns, c)
+		}
+		l.mu.Unlock()
+		for _, c := range conns {
+			c.mu.Lock()
+			if c.held {
+				if c.seen {
+					c.release()
+				} else {
+					c.seen = true
+				}
+			}
+			c.mu.Unlock()
+		}
+		clear(conns)
+	}
+}
+
+// Conn is a TCP connection whose deadlines reach the socket only when a
+// read or a write can be held to them, and which holds back net/http's
+// background read (see the package doc).
+type Conn struct {
+	*net.TCPConn
+	l *listener
+
+	mu sync.Mutex
+	// rd and wd are the deadlines last set; rdSock and wdSock those the
+	// socket has; reading and writing count the reads and writes under
+	// way (a deadline set meanwhile goes to the socket at once).
+	rd, rdSock, wd, wdSock time.Time
+	reading, writing       int
+	// held: a read is held back, waiting on wake; seen: the janitor has
+	// seen it held at a tick already.
+	held, seen bool
+	closed     bool
+	wake       chan struct{}
+}
+
+// release lets a held-back read go on. c.mu is held.
+func (c *Conn) release() {
+	if c.held {
+		c.held = false
+		c.wake <- struct{}{}
+	}
+}
+
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline notes t; a read under way is held to it at once, and a
+// held-back read goes on under it.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rd = t
+	c.release()
+	if c.reading > 0 {
+		return c.syncRead()
+	}
+	return nil
+}
+
+// SetWriteDeadline notes t; a write under way is held to it at once.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wd = t
+	if c.writing > 0 {
+		return c.syncWrite()
+	}
+	return nil
+}
+
+// syncRead gives the socket the read deadline, if it does not have it.
+// c.mu is held.
+func (c *Conn) syncRead() error {
+	if c.rd.Equal(c.rdSock) {
+		return nil
+	}
+	if err := c.TCPConn.SetReadDeadline(c.rd); err != nil {
+		return err
+	}
+	c.rdSock = c.rd
+	return nil
+}
+
+func (c *Conn) syncWrite() error {
+	if c.wd.Equal(c.wdSock) {
+		return nil
+	}
+	if err := c.TCPConn.SetWriteDeadline(c.wd); err != nil {
+		return err
+	}
+	c.wdSock = c.wd
+	return nil
+}
+
+// Read reads under the read deadline last set. A read of one byte
+// without a deadline, while no other read is under way, is held back
+// (see the package doc).
+func (c *Conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(p) == 1 && c.rd.IsZero() && c.reading == 0 && !c.held && !c.closed {
+		c.held, c.seen = true, false
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+		if !c.rd.IsZero() && c.rd.Before(time.Now()) {
+			c.mu.Unlock()
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		}
+	}
+	if err := c.syncRead(); err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	c.reading++
+	c.mu.Unlock()
+	n, err := c.TCPConn.Read(p)
+	c.mu.Lock()
+	c.reading--
+	c.mu.Unlock()
+	return n, err
+}
+
+// opError is err as the socket's own read or write would return it.
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// Write writes under the write deadline last set.
+func (c *Conn) Write(p []byte) (int, error) {
+	if err := c.startWrite(); err != nil {
+		return 0, err
+	}
+	n, err := c.TCPConn.Write(p)
+	c.endWrite()
+	return n, err
+}
+
+// ReadFrom copies r to the connection (sendfile or splice where the
+// socket can) under the write deadline last set.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.startWrite(); err != nil {
+		return 0, err
+	}
+	n, err := c.TCPConn.ReadFrom(r)
+	c.endWrite()
+	return n, err
+}
+
+// WriteTo copies the connection to w (splice where it can) under the
+// read deadline last set.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	c.mu.Lock()
+	if err := c.syncRead(); err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	c.reading++
+	c.mu.Unlock()
+	n, err := c.TCPConn.WriteTo(w)
+	c.mu.Lock()
+	c.reading--
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *Conn) startWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.syncWrite(); err != nil {
+		return err
+	}
+	c.writing++
+	return nil
+}
+
+func (c *Conn) endWrite() {
+	c.mu.Lock()
+	c.writing--
+	c.mu.Unlock()
+}
+
+// Close closes the connection; a held-back read goes on, and fails as a
+// read of a closed connection does.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.release()
+	c.mu.Unlock()
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.TCPConn.Close()
+}
