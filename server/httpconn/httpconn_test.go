@@ -385,4 +385,3 @@ func TestListenerPassesOtherConns(t *testing.T) {
 		t.Fatal("a unix connection was wrapped")
 	}
 }
-
