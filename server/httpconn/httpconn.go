@@ -9,8 +9,12 @@
 // write could be held to them. A deadline only matters to a read or a
 // write that waits, so a Conn notes a deadline when it is set and gives it
 // to the socket when a read or a write starts, or at once when one is
-// under way: every read and write is held to the last deadline set before
-// it or while it waits, as with the socket's own.
+// under way. A socket that has a deadline keeps it while it is earlier
+// than the one set by no more than a sixteenth of the time left (net/http
+// sets a deadline of now plus a timeout for every request): every read and
+// write is held to the last deadline set before it or while it waits, or
+// to one at most that little earlier, never a later one. A timeout of
+// 30 s acts after 28.1 s at the earliest.
 //
 // The background read. While a handler runs, net/http reads one byte
 // from the connection in a goroutine of its own, to notice a client that
@@ -175,7 +179,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 // syncRead gives the socket the read deadline, if it does not have it.
 // c.mu is held.
 func (c *Conn) syncRead() error {
-	if c.rd.Equal(c.rdSock) {
+	if closeEnough(c.rd, c.rdSock) {
 		return nil
 	}
 	if err := c.TCPConn.SetReadDeadline(c.rd); err != nil {
@@ -186,7 +190,7 @@ func (c *Conn) syncRead() error {
 }
 
 func (c *Conn) syncWrite() error {
-	if c.wd.Equal(c.wdSock) {
+	if closeEnough(c.wd, c.wdSock) {
 		return nil
 	}
 	if err := c.TCPConn.SetWriteDeadline(c.wd); err != nil {
@@ -194,6 +198,24 @@ func (c *Conn) syncWrite() error {
 	}
 	c.wdSock = c.wd
 	return nil
+}
+
+// closeEnough reports whether a socket with deadline sock holds a read or
+// a write to the deadline want closely enough that it need not be given
+// want: the same deadline, or an earlier one by at most a sixteenth of
+// the time want leaves (never a later one, and never for no deadline or
+// a deadline past). net/http sets a deadline of now plus a timeout for
+// every request (the idle and the write timeouts); a socket keeps the
+// first of them for a while instead of a new timer each time, and a
+// timeout of 30 s is then at least 28.1 s.
+func closeEnough(want, sock time.Time) bool {
+	if want.Equal(sock) {
+		return true
+	}
+	if want.IsZero() || sock.IsZero() || sock.After(want) {
+		return false
+	}
+	return want.Sub(sock) <= time.Until(want)/16
 }
 
 // Read reads under the read deadline last set. A read of one byte

@@ -385,3 +385,51 @@ func TestListenerPassesOtherConns(t *testing.T) {
 		t.Fatal("a unix connection was wrapped")
 	}
 }
+
+func TestCloseEnough(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name       string
+		want, sock time.Time
+		ok         bool
+	}{
+		{"same", now.Add(time.Minute), now.Add(time.Minute), true},
+		{"both none", time.Time{}, time.Time{}, true},
+		{"a little earlier", now.Add(30 * time.Second), now.Add(29 * time.Second), true},
+		{"a sixteenth earlier", now.Add(32 * time.Second), now.Add(30*time.Second + 100*time.Millisecond), true},
+		{"more than a sixteenth earlier", now.Add(32 * time.Second), now.Add(29 * time.Second), false},
+		{"later", now.Add(30 * time.Second), now.Add(30*time.Second + time.Millisecond), false},
+		{"none wanted", time.Time{}, now.Add(time.Hour), false},
+		{"the socket has none", now.Add(time.Second), time.Time{}, false},
+		{"past wanted", time.Unix(1, 0), now.Add(-time.Second), false},
+		{"past wanted, socket later", time.Unix(1, 0), now.Add(time.Second), false},
+	} {
+		if got := closeEnough(tc.want, tc.sock); got != tc.ok {
+			t.Errorf("%s: closeEnough = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
+
+// TestDeadlineNeverLater: a socket keeping an earlier deadline for a
+// while still holds a read to the new one when it is earlier, or further
+// off by more than a sixteenth.
+func TestDeadlineNeverLater(t *testing.T) {
+	c, client := pair(t, time.Hour)
+	buf := make([]byte, 4)
+	client.Write([]byte("a"))
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	if n, err := c.Read(buf); n != 1 || err != nil {
+		t.Fatalf("first Read = %d, %v", n, err)
+	}
+	// The socket has the hour's deadline now.
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	var err error
+	within(t, 5*time.Second, "a read after its deadline came nearer", func() { _, err = c.Read(buf) })
+	if !isTimeout(err) {
+		t.Fatalf("Read = %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Read timed out after %v, want about 50ms", d)
+	}
+}
