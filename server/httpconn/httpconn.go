@@ -73,6 +73,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		return c, err
 	}
 	conn := &Conn{TCPConn: tc, l: l, wake: make(chan struct{}, 1)}
+	conn.rd.read = true
 	l.mu.Lock()
 	l.conns[conn] = struct{}{}
 	l.mu.Unlock()
@@ -123,17 +124,22 @@ type Conn struct {
 	*net.TCPConn
 	l *listener
 
-	mu sync.Mutex
-	// rd and wd are the deadlines last set; rdSock and wdSock those the
-	// socket has; reading and writing count the reads and writes under
-	// way (a deadline set meanwhile goes to the socket at once).
-	rd, rdSock, wd, wdSock time.Time
-	reading, writing       int
+	mu     sync.Mutex
+	rd, wd deadline
 	// held: a read is held back, waiting on wake; seen: the janitor has
 	// seen it held at a tick already.
 	held, seen bool
 	closed     bool
 	wake       chan struct{}
+}
+
+// deadline is one direction's deadline: the one last set (want), the one
+// the socket has (sock), and how many reads or writes are under way (a
+// deadline set meanwhile goes to the socket at once).
+type deadline struct {
+	want, sock time.Time
+	busy       int
+	read       bool // the read deadline, else the write one
 }
 
 // release lets a held-back read go on. c.mu is held.
@@ -154,50 +160,57 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline notes t; a read under way is held to it at once, and a
 // held-back read goes on under it.
-func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rd = t
-	c.release()
-	if c.reading > 0 {
-		return c.syncRead()
-	}
-	return nil
-}
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.set(&c.rd, t) }
 
 // SetWriteDeadline notes t; a write under way is held to it at once.
-func (c *Conn) SetWriteDeadline(t time.Time) error {
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.set(&c.wd, t) }
+
+func (c *Conn) set(d *deadline, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.wd = t
-	if c.writing > 0 {
-		return c.syncWrite()
+	d.want = t
+	if d.read {
+		c.release()
+	}
+	if d.busy > 0 {
+		return c.sync(d)
 	}
 	return nil
 }
 
-// syncRead gives the socket the read deadline, if it does not have it.
+// sync gives the socket the deadline d, unless it has one close enough.
 // c.mu is held.
-func (c *Conn) syncRead() error {
-	if closeEnough(c.rd, c.rdSock) {
+func (c *Conn) sync(d *deadline) error {
+	if closeEnough(d.want, d.sock) {
 		return nil
 	}
-	if err := c.TCPConn.SetReadDeadline(c.rd); err != nil {
+	var err error
+	if d.read {
+		err = c.TCPConn.SetReadDeadline(d.want)
+	} else {
+		err = c.TCPConn.SetWriteDeadline(d.want)
+	}
+	if err != nil {
 		return err
 	}
-	c.rdSock = c.rd
+	d.sock = d.want
 	return nil
 }
 
-func (c *Conn) syncWrite() error {
-	if closeEnough(c.wd, c.wdSock) {
-		return nil
-	}
-	if err := c.TCPConn.SetWriteDeadline(c.wd); err != nil {
+// begin syncs d and counts a read or a write under way, until end.
+// c.mu is held.
+func (c *Conn) begin(d *deadline) error {
+	if err := c.sync(d); err != nil {
 		return err
 	}
-	c.wdSock = c.wd
+	d.busy++
 	return nil
+}
+
+func (c *Conn) end(d *deadline) {
+	c.mu.Lock()
+	d.busy--
+	c.mu.Unlock()
 }
 
 // closeEnough reports whether a socket with deadline sock holds a read or
@@ -223,26 +236,23 @@ func closeEnough(want, sock time.Time) bool {
 // (see the package doc).
 func (c *Conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
-	if len(p) == 1 && c.rd.IsZero() && c.reading == 0 && !c.held && !c.closed {
+	if len(p) == 1 && c.rd.want.IsZero() && c.rd.busy == 0 && !c.held && !c.closed {
 		c.held, c.seen = true, false
 		c.mu.Unlock()
 		<-c.wake
 		c.mu.Lock()
-		if !c.rd.IsZero() && c.rd.Before(time.Now()) {
+		if !c.rd.want.IsZero() && c.rd.want.Before(time.Now()) {
 			c.mu.Unlock()
 			return 0, c.opError("read", os.ErrDeadlineExceeded)
 		}
 	}
-	if err := c.syncRead(); err != nil {
-		c.mu.Unlock()
+	err := c.begin(&c.rd)
+	c.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
-	c.reading++
-	c.mu.Unlock()
 	n, err := c.TCPConn.Read(p)
-	c.mu.Lock()
-	c.reading--
-	c.mu.Unlock()
+	c.end(&c.rd)
 	return n, err
 }
 
@@ -253,56 +263,41 @@ func (c *Conn) opError(op string, err error) error {
 
 // Write writes under the write deadline last set.
 func (c *Conn) Write(p []byte) (int, error) {
-	if err := c.startWrite(); err != nil {
+	if err := c.lockedBegin(&c.wd); err != nil {
 		return 0, err
 	}
 	n, err := c.TCPConn.Write(p)
-	c.endWrite()
+	c.end(&c.wd)
 	return n, err
 }
 
 // ReadFrom copies r to the connection (sendfile or splice where the
 // socket can) under the write deadline last set.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if err := c.startWrite(); err != nil {
+	if err := c.lockedBegin(&c.wd); err != nil {
 		return 0, err
 	}
 	n, err := c.TCPConn.ReadFrom(r)
-	c.endWrite()
+	c.end(&c.wd)
 	return n, err
 }
 
 // WriteTo copies the connection to w (splice where it can) under the
 // read deadline last set.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	c.mu.Lock()
-	if err := c.syncRead(); err != nil {
-		c.mu.Unlock()
+	if err := c.lockedBegin(&c.rd); err != nil {
 		return 0, err
 	}
-	c.reading++
-	c.mu.Unlock()
 	n, err := c.TCPConn.WriteTo(w)
-	c.mu.Lock()
-	c.reading--
-	c.mu.Unlock()
+	c.end(&c.rd)
 	return n, err
 }
 
-func (c *Conn) startWrite() error {
+// lockedBegin is begin, taking c.mu.
+func (c *Conn) lockedBegin(d *deadline) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.syncWrite(); err != nil {
-		return err
-	}
-	c.writing++
-	return nil
-}
-
-func (c *Conn) endWrite() {
-	c.mu.Lock()
-	c.writing--
-	c.mu.Unlock()
+	return c.begin(d)
 }
 
 // Close closes the connection; a held-back read goes on, and fails as a

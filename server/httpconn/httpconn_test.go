@@ -209,6 +209,17 @@ func serve(t *testing.T, holdBack time.Duration, srv *http.Server) string {
 	return ln.Addr().String()
 }
 
+// dial connects to addr, until the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // waiting answers after the handler waited on another goroutine, as
 // tokend's mint waits for its audit record.
 func waiting(w http.ResponseWriter, r *http.Request) {
@@ -223,11 +234,7 @@ func waiting(w http.ResponseWriter, r *http.Request) {
 // POST, and pipelined requests, all answered in order.
 func TestKeepAliveAndPipelining(t *testing.T) {
 	addr := serve(t, time.Hour, &http.Server{Handler: http.HandlerFunc(waiting), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	br := bufio.NewReader(c)
 	read := func(want string) {
 		t.Helper()
@@ -285,11 +292,7 @@ func TestServerTimeouts(t *testing.T) {
 	}
 
 	// A header that never ends.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	start := time.Now()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
 	closedWithin(c, "an unfinished header")
@@ -298,11 +301,7 @@ func TestServerTimeouts(t *testing.T) {
 	}
 
 	// An idle keep-alive connection.
-	c2, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2 := dial(t, addr)
 	io.WriteString(c2, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, err := http.ReadResponse(bufio.NewReader(c2), nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("request before idling: %v", err)
@@ -314,11 +313,7 @@ func TestServerTimeouts(t *testing.T) {
 	}
 
 	// An answer the client does not read.
-	c3, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c3.Close()
+	c3 := dial(t, addr)
 	io.WriteString(c3, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
 	select {
 	case err := <-writeErr:
@@ -341,10 +336,7 @@ func TestDisconnectCancelsLongHandler(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dial(t, addr)
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
 	gone := time.Now()
