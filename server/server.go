@@ -602,7 +602,9 @@ func (s *Server) Serve(ctx context.Context, grpcLn, httpLn net.Listener) error {
 	provDone := make(chan struct{})
 	go func() { s.prov.Run(bg, s.cfg.ProvisionInterval); close(provDone) }()
 	// Deadlines reach the socket only when a read or write can be held
-	// to them (see httpconn): net/http sets them about eight times a request.
+	// to them (net/http sets them about eight times a request), and
+	// net/http's background read waits without a system call while a
+	// short handler runs: see httpconn.
 	httpLn = httpconn.Listener(httpLn)
 	if s.tls != nil {
 		httpLn = tls.NewListener(httpLn, s.tls)
