@@ -73,7 +73,6 @@ func (l *listener) Accept() (net.Conn, error) {
 		return c, err
 	}
 	conn := &Conn{TCPConn: tc, l: l, wake: make(chan struct{}, 1)}
-	conn.rd.read = true
 	l.mu.Lock()
 	l.conns[conn] = struct{}{}
 	l.mu.Unlock()
@@ -133,13 +132,12 @@ type Conn struct {
 	wake       chan struct{}
 }
 
-// deadline is one direction's deadline: the one last set (want), the one
-// the socket has (sock), and how many reads or writes are under way (a
-// deadline set meanwhile goes to the socket at once).
+// deadline is one direction's deadline (c.rd or c.wd): the one last set
+// (want), the one the socket has (sock), and how many reads or writes are
+// under way (a deadline set meanwhile goes to the socket at once).
 type deadline struct {
 	want, sock time.Time
 	busy       int
-	read       bool // the read deadline, else the write one
 }
 
 // release lets a held-back read go on. c.mu is held.
@@ -169,7 +167,7 @@ func (c *Conn) set(d *deadline, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d.want = t
-	if d.read {
+	if d == &c.rd {
 		c.release()
 	}
 	if d.busy > 0 {
@@ -185,7 +183,7 @@ func (c *Conn) sync(d *deadline) error {
 		return nil
 	}
 	var err error
-	if d.read {
+	if d == &c.rd {
 		err = c.TCPConn.SetReadDeadline(d.want)
 	} else {
 		err = c.TCPConn.SetWriteDeadline(d.want)
