@@ -174,3 +174,98 @@ func plainInt32(b []byte, i int) (int32, int, bool) {
 	}
 	return int32(n), j, true
 }
+
+// flatObject reports whether b is one flat JSON object and nothing else
+// but whitespace: string keys and values that are plain strings (as
+// plainString reads them), integers (as plainInt32 reads them, any
+// length), true, false or null. It is limitBody's quick answer for the
+// common body; false only means "not that shape", and the body is then
+// checked the general way (json.Valid, then a decoder).
+func flatObject(b []byte) bool {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipWS(b, i+1) == len(b)
+	}
+	for {
+		j, ok := skipPlainString(b, i)
+		if !ok {
+			return false
+		}
+		i = skipWS(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipWS(b, i+1)
+		if i >= len(b) {
+			return false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			if i, ok = skipPlainString(b, i); !ok {
+				return false
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if i, ok = skipInteger(b, i); !ok {
+				return false
+			}
+		case hasAt(b, i, "true"), hasAt(b, i, "null"):
+			i += 4
+		case hasAt(b, i, "false"):
+			i += 5
+		default:
+			return false
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case '}':
+			return skipWS(b, i+1) == len(b)
+		case ',':
+			i = skipWS(b, i+1)
+		default:
+			return false
+		}
+	}
+}
+
+// skipPlainString is plainString without the string: the index after
+// the closing quote of the plain string at b[i].
+func skipPlainString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, true
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// skipInteger returns the index after the JSON integer literal at b[i]
+// (-?(0|[1-9][0-9]*)), which must not go on as a fraction or exponent.
+func skipInteger(b []byte, i int) (int, bool) {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	start := i
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	switch {
+	case i == start, b[start] == '0' && i-start > 1:
+		return 0, false
+	case i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E'):
+		return 0, false
+	}
+	return i, true
+}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -98,5 +99,79 @@ func checkFastMintRequest(t *testing.T, b []byte, mustBeFast bool) {
 		t.Errorf("%q: fast path refused it but changed the request to %v", b, got)
 	case !ok && mustBeFast:
 		t.Errorf("%q: fast path refused it (protojson: %v, err %v)", b, want, wantErr)
+	}
+}
+
+// flatObjectCases: flat says whether flatObject must take the body
+// itself; every case is also checked against json.Valid.
+var flatObjectCases = []struct {
+	body string
+	flat bool
+}{
+	{`{}`, true},
+	{" {\t}\r\n", true},
+	{`{"identity":"load_user"}`, true},
+	{`{"a":1,"b":-2,"c":0,"d":true,"e":false,"f":null,"g":""}`, true},
+	{`{"a":123456789012345678901234567890}`, true},
+	{`{"a":"b","a":"c"}`, true}, // duplicates are valid JSON; the decoder names them
+	{`{"nope":"x"}`, true},
+	// json.Valid's to answer:
+	{`{"a":1.5}`, false},
+	{`{"a":1e3}`, false},
+	{`{"a":01}`, false},
+	{`{"a":-}`, false},
+	{`{"a":{}}`, false},
+	{`{"a":[]}`, false},
+	{`{"a":"\n"}`, false},
+	{`{"a":"é"}`, false},
+	{"{\"a\":\"\t\"}", false},
+	{`{"a":tru}`, false},
+	{`{"a":nul}`, false},
+	{`{"a":truex}`, false},
+	{`{"a":1,}`, false},
+	{`{,}`, false},
+	{`{"a"}`, false},
+	{`{"a":}`, false},
+	{`{"a":1`, false},
+	{`{"a":1}}`, false},
+	{`{"a":1} {"a":2}`, false},
+	{`{"a":1}x`, false},
+	{`{a:1}`, false},
+	{`[]`, false},
+	{`"a"`, false},
+	{`1`, false},
+	{``, false},
+	{` `, false},
+}
+
+// TestFlatObject holds flatObject to json.Valid: whatever it takes is
+// one valid JSON value, and it takes the flat bodies.
+func TestFlatObject(t *testing.T) {
+	for _, c := range flatObjectCases {
+		checkFlatObject(t, []byte(c.body), c.flat)
+	}
+}
+
+// FuzzFlatObject is TestFlatObject on any body.
+func FuzzFlatObject(f *testing.F) {
+	for _, c := range flatObjectCases {
+		f.Add([]byte(c.body))
+	}
+	for _, c := range fastDecodeCases {
+		f.Add([]byte(c.body))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkFlatObject(t, b, false) })
+}
+
+func checkFlatObject(t *testing.T, b []byte, mustBeFlat bool) {
+	t.Helper()
+	ok, valid := flatObject(b), json.Valid(b)
+	switch {
+	case ok && !valid:
+		t.Errorf("%q: flatObject took it; json.Valid refuses it", b)
+	case !ok && mustBeFlat:
+		t.Errorf("%q: flatObject refused it (json.Valid: %v)", b, valid)
+	case ok && trailingData(b):
+		t.Errorf("%q: flatObject took it; trailingData finds data after it", b)
 	}
 }

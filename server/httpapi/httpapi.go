@@ -289,9 +289,10 @@ func (*readBody) Close() error { return nil }
 // names the problem.
 func trailingData(body []byte) bool {
 	// One valid JSON value and nothing after it, the common case, is
-	// checked without allocating (json.Valid scans, json.Decoder
-	// copies).
-	if json.Valid(body) {
+	// checked without allocating: a flat object of plain values (a
+	// POST /token body) by a quick scan, anything else by json.Valid
+	// (json.Decoder copies).
+	if flatObject(body) || json.Valid(body) {
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
