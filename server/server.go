@@ -566,8 +566,20 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 const freeAfterLoadApps = 1000
 
 // streamWorkers is the size of the gRPC server's stream worker pool.
+//
+// A call holds its worker until it is answered, which with the fail-closed
+// audit log includes the wait for its record: under load the calls in
+// flight are about as many as the clients keep open (ghz's default is
+// 50), and every call over the pool's size gets a goroutine of its own
+// whose stack grows on every call (2 µs a call at 50 in flight with a
+// pool of 32). A larger pool has a price of its own: workers take calls
+// in turn (grpc-go's channel queues them first in, first out), the
+// collector shrinks the stacks of the idle ones, and each regrows its
+// stack on its next call (0.4 µs a call with a pool of 64 at 32 in
+// flight, 0.7 µs with 128). 32 per CPU, at least 64, covers ghz's default
+// at the smallest price (see BENCHMARKS.md).
 func streamWorkers() uint32 {
-	return uint32(max(32, 16*runtime.GOMAXPROCS(0)))
+	return uint32(max(64, 32*runtime.GOMAXPROCS(0)))
 }
 
 // Serve serves gRPC on grpcLn and REST on httpLn until ctx ends, then
