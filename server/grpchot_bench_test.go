@@ -33,8 +33,9 @@ import (
 // the fail-closed audit log) over real loopback TCP, next to a bare
 // grpc.Server serving only the health service with no options, as
 // make load's gRPC ceiling does. The client is a child process (this test
-// binary again, TestGRPCLoadClient), 32 workers over 2 connections as
-// make load drives them, so that the figures are the servers' own:
+// binary again, TestGRPCLoadClient), in two shapes: 32 workers over 2
+// connections as make load drives them (c32x2), and 50 workers over 1
+// connection, ghz's defaults (c50x1), so that the figures are the servers' own:
 // cpu-ns/op is this process's user+system CPU per call (getrusage),
 // allocs/op and B/op its allocations per call; ns/op is wall time. The
 // ratio of the two cpu-ns/op is the one make load's target is on (both
@@ -46,37 +47,44 @@ func BenchmarkGRPCMint(b *testing.B) {
 	gcCtx, stopGC := context.WithCancel(context.Background())
 	defer stopGC()
 	go gctune.Run(gcCtx, 16<<20)
-	b.Run("health", func(b *testing.B) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		gs := grpc.NewServer()
-		hs := health.NewServer()
-		healthpb.RegisterHealthServer(gs, hs)
-		go gs.Serve(lis)
-		defer gs.Stop()
-		runGRPCClient(b, lis.Addr().String(), "health", "")
-	})
-	b.Run("mint", func(b *testing.B) {
-		srv, credential := benchServer(b)
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		go srv.GRPCServer().Serve(lis)
-		defer srv.GRPCServer().Stop()
-		runGRPCClient(b, lis.Addr().String(), "mint", credential)
-	})
+	for _, shape := range []loadShape{{32, 2}, {50, 1}} {
+		b.Run(fmt.Sprintf("health/c%dx%d", shape.workers, shape.conns), func(b *testing.B) {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			gs := grpc.NewServer()
+			hs := health.NewServer()
+			healthpb.RegisterHealthServer(gs, hs)
+			go gs.Serve(lis)
+			defer gs.Stop()
+			runGRPCClient(b, lis.Addr().String(), "health", "", shape)
+		})
+		b.Run(fmt.Sprintf("mint/c%dx%d", shape.workers, shape.conns), func(b *testing.B) {
+			srv, credential := benchServer(b)
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go srv.GRPCServer().Serve(lis)
+			defer srv.GRPCServer().Stop()
+			runGRPCClient(b, lis.Addr().String(), "mint", credential, shape)
+		})
+	}
 }
+
+// loadShape is how BenchmarkGRPCMint's client calls: workers calls in
+// flight at once, over conns connections.
+type loadShape struct{ workers, conns int }
 
 // runGRPCClient runs b.N calls of kind against addr from a child process
 // and reports this process's CPU per call.
-func runGRPCClient(b *testing.B, addr, kind, credential string) {
+func runGRPCClient(b *testing.B, addr, kind, credential string, shape loadShape) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestGRPCLoadClient$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "TOKEND_LOAD_ADDR="+addr, "TOKEND_LOAD_KIND="+kind,
-		"TOKEND_LOAD_CALLS="+strconv.Itoa(b.N), "TOKEND_LOAD_CREDENTIAL="+credential)
+		"TOKEND_LOAD_CALLS="+strconv.Itoa(b.N), "TOKEND_LOAD_CREDENTIAL="+credential,
+		"TOKEND_LOAD_WORKERS="+strconv.Itoa(shape.workers), "TOKEND_LOAD_CONNS="+strconv.Itoa(shape.conns))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -118,8 +126,8 @@ func runGRPCClient(b *testing.B, addr, kind, credential string) {
 
 // TestGRPCLoadClient is BenchmarkGRPCMint's client (it does nothing unless
 // the benchmark runs it): it warms up, says "warm", waits for a line on
-// stdin, makes TOKEND_LOAD_CALLS calls from 32 workers over 2 connections
-// and says "done".
+// stdin, makes TOKEND_LOAD_CALLS calls from TOKEND_LOAD_WORKERS workers
+// over TOKEND_LOAD_CONNS connections and says "done".
 func TestGRPCLoadClient(t *testing.T) {
 	addr := os.Getenv("TOKEND_LOAD_ADDR")
 	if addr == "" {
@@ -129,8 +137,16 @@ func TestGRPCLoadClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	workers, err := strconv.Atoi(os.Getenv("TOKEND_LOAD_WORKERS"))
+	if err != nil || workers < 1 {
+		t.Fatalf("TOKEND_LOAD_WORKERS: want a count, got %q", os.Getenv("TOKEND_LOAD_WORKERS"))
+	}
+	nconns, err := strconv.Atoi(os.Getenv("TOKEND_LOAD_CONNS"))
+	if err != nil || nconns < 1 {
+		t.Fatalf("TOKEND_LOAD_CONNS: want a count, got %q", os.Getenv("TOKEND_LOAD_CONNS"))
+	}
 	var conns []*grpc.ClientConn
-	for range 2 {
+	for range nconns {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
@@ -167,7 +183,6 @@ func TestGRPCLoadClient(t *testing.T) {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	const workers = 32
 	var next atomic.Int64
 	var failed atomic.Pointer[error]
 	done := make(chan struct{})
