@@ -29,17 +29,13 @@ func fastMintRequest(b []byte, req *tokenv1.MintRequest) bool {
 		i++
 	} else {
 		for {
-			key, j, ok := plainString(b, i)
+			key, j, ok := memberKey(b, i)
 			if !ok {
 				return false
 			}
-			i = skipWS(b, j)
-			if i >= len(b) || b[i] != ':' {
-				return false
-			}
-			i = skipWS(b, i+1)
+			i = j
 			var field int
-			switch key {
+			switch string(key) {
 			case "identity":
 				field = 1
 			case "application_sid", "applicationSid":
@@ -128,18 +124,27 @@ func hasAt(b []byte, i int, lit string) bool {
 // plainString reads a JSON string at b[i] made only of printable ASCII
 // without escapes, and returns it and the index after its closing quote.
 func plainString(b []byte, i int) (string, int, bool) {
-	if i >= len(b) || b[i] != '"' {
+	j, ok := skipPlainString(b, i)
+	if !ok {
 		return "", 0, false
 	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
-		case c == '\\' || c < 0x20 || c > 0x7e:
-			return "", 0, false
-		}
+	return string(b[i+1 : j-1]), j, true
+}
+
+// memberKey reads an object member's key at b[i] (a plain string, as
+// plainString reads it) and the colon after it, and returns the key's
+// bytes and the index of the member's value, whitespace skipped.
+func memberKey(b []byte, i int) ([]byte, int, bool) {
+	j, ok := skipPlainString(b, i)
+	if !ok {
+		return nil, 0, false
 	}
-	return "", 0, false
+	key := b[i+1 : j-1]
+	j = skipWS(b, j)
+	if j >= len(b) || b[j] != ':' {
+		return nil, 0, false
+	}
+	return key, skipWS(b, j+1), true
 }
 
 // plainInt32 reads a JSON integer literal in int32's range at b[i]
@@ -191,18 +196,11 @@ func flatObject(b []byte) bool {
 		return skipWS(b, i+1) == len(b)
 	}
 	for {
-		j, ok := skipPlainString(b, i)
-		if !ok {
+		_, j, ok := memberKey(b, i)
+		if !ok || j >= len(b) {
 			return false
 		}
-		i = skipWS(b, j)
-		if i >= len(b) || b[i] != ':' {
-			return false
-		}
-		i = skipWS(b, i+1)
-		if i >= len(b) {
-			return false
-		}
+		i = j
 		switch c := b[i]; {
 		case c == '"':
 			if i, ok = skipPlainString(b, i); !ok {
