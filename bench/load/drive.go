@@ -36,12 +36,20 @@ type target struct {
 	// Go workers.
 	wrk               *wrkSpec
 	wrkBin, wrkScript string
+	// ghz, when set, is what ghz sends this gRPC target: run drives it
+	// with ghz (ghzBin) instead of the Go workers (which still make the
+	// first call, preflight, and check its answer in full).
+	ghz    *ghzSpec
+	ghzBin string
 }
 
 // generator names what drives t.
 func (t target) generator() string {
-	if t.wrk != nil && t.wrkBin != "" {
+	switch {
+	case t.wrk != nil && t.wrkBin != "":
 		return "wrk"
+	case t.ghz != nil && t.ghzBin != "":
+		return "ghz"
 	}
 	return "go"
 }
@@ -51,7 +59,7 @@ type result struct {
 	name       string
 	ok         hist   // latency of the calls (the Go generator: the successful ones; wrk: all it completed)
 	okCount    uint64 // successful calls in the measured windows
-	generator  string // "wrk" or "go"
+	generator  string // "wrk", "ghz" or "go"
 	errs       uint64
 	errKinds   map[string]uint64
 	window     time.Duration // measured window
@@ -158,8 +166,11 @@ func prepare(ctx context.Context, t target, concurrency int) (*result, error) {
 // measured) then duration (each call that starts in it measured). Calls
 // still unanswered 10 s after the end are cancelled.
 func run(ctx context.Context, t target, res *result, concurrency int, warmup, duration time.Duration) error {
-	if t.generator() == "wrk" {
+	switch t.generator() {
+	case "wrk":
 		return runWrkTarget(ctx, t, res, concurrency, warmup, duration)
+	case "ghz":
+		return runGhzTarget(ctx, t, res, concurrency, warmup, duration)
 	}
 	startAt := time.Now()
 	measureAt := startAt.Add(warmup)
@@ -368,7 +379,7 @@ func grpcTarget(name string, proc *child, addr, bearer string, conns int, newCal
 	withAuth := func(ctx context.Context) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bearer)
 	}
-	t := target{name: name, proc: proc}
+	t := target{name: name, proc: proc, ghz: &ghzSpec{addr: addr, bearer: bearer, conns: conns}}
 	t.open = func(int) error {
 		for range conns {
 			cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

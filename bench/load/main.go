@@ -25,7 +25,8 @@
 //
 // HTTP targets are driven by wrk (written in C) when it is on $PATH, else
 // by this program's own Go workers (-http-generator chooses); gRPC
-// targets by the Go workers. The report says which drove each target. CPU
+// targets by ghz when it is on $PATH, else by the Go workers
+// (-grpc-generator chooses). The report says which drove each target. CPU
 // per request does not depend on the generator's speed; throughput does,
 // since the generator shares the machine's cores with the server: the
 // slower the generator, the more both servers wait on it and the closer
@@ -91,6 +92,7 @@ type options struct {
 	keep, enforce    bool
 	tokendArgs       string
 	httpGen          string
+	grpcGen          string
 	serverProcs      int
 }
 
@@ -114,6 +116,7 @@ func main() {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (tokend's data, policy, audit log)")
 	fs.BoolVar(&o.enforce, "enforce", false, "exit 1 when a target is missed")
 	fs.StringVar(&o.httpGen, "http-generator", "auto", "what drives the HTTP targets: wrk, go (this program's own workers), or auto (wrk when it is on $PATH, else go)")
+	fs.StringVar(&o.grpcGen, "grpc-generator", "auto", "what drives the gRPC targets: ghz, go (this program's own workers), or auto (ghz when it is on $PATH, else go)")
 	fs.IntVar(&o.serverProcs, "server-gomaxprocs", 0, "GOMAXPROCS for the servers measured, tokend and the bare servers alike (not the generators); 0: each server's Go default (the CPU count, or its cgroup's limit). See BENCHMARKS.md: on two CPUs shared with the generator, 1 costs tokend far fewer preemptions")
 	fs.StringVar(&o.tokendArgs, "tokend-args", "", "more flags for tokend, space-separated (e.g. '--gc-headroom-mib 0' to measure with Go's default collector pacing)")
 	fs.Usage = func() {
@@ -144,6 +147,8 @@ func main() {
 		fatalf("-rounds must be 1 to 20")
 	case o.httpGen != "auto" && o.httpGen != "wrk" && o.httpGen != "go":
 		fatalf("-http-generator must be auto, wrk or go")
+	case o.grpcGen != "auto" && o.grpcGen != "ghz" && o.grpcGen != "go":
+		fatalf("-grpc-generator must be auto, ghz or go")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	missed, err := loadAll(ctx, o)
@@ -222,6 +227,21 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 			wrkBin = ""
 		}
 	}
+	ghzBin := ""
+	if o.grpcGen != "go" {
+		if ghzBin, err = exec.LookPath("ghz"); err != nil {
+			if o.grpcGen == "ghz" {
+				return false, fmt.Errorf("-grpc-generator ghz: %w (go install github.com/bojand/ghz/cmd/ghz@v0.93.0)", err)
+			}
+			ghzBin = ""
+		}
+	}
+	healthProto := ""
+	if ghzBin != "" {
+		if healthProto, err = writeHealthProto(dir); err != nil {
+			return false, err
+		}
+	}
 	cred := tk.credential
 	targets := []target{
 		httpTarget(httpCeilGET, httpCeil, http.MethodGet, "http://"+httpAddr+"/token", "", cred, nil),
@@ -230,6 +250,19 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 		httpTarget(restPOST, tk.child, http.MethodPost, "http://"+tk.httpAddr+"/token", postBody, cred, checkTokenJSON),
 		grpcTarget(grpcCeil, grpcCeilProc, grpcAddr, cred, o.grpcConns, grpcCeilingCheck),
 		grpcTarget(grpcMint, tk.child, tk.grpcAddr, cred, o.grpcConns, tokendMint),
+	}
+	for i := range targets {
+		t := &targets[i]
+		if t.ghz == nil || ghzBin == "" {
+			continue
+		}
+		t.ghzBin = ghzBin
+		switch t.name {
+		case grpcCeil:
+			t.ghz.call, t.ghz.protoFile = "grpc.health.v1.Health.Check", healthProto
+		case grpcMint:
+			t.ghz.call = "token.v1.TokenService.Mint" // described by tokend's reflection
+		}
 	}
 	for i := range targets {
 		if targets[i].wrk != nil && wrkBin != "" {
@@ -281,7 +314,7 @@ func loadAll(ctx context.Context, o options) (missed bool, err error) {
 	w := os.Stdout
 	rg, rp, cg, cp := results[restGET], results[restPOST], results[httpCeilGET], results[httpCeilPOST]
 	gm, gc := results[grpcMint], results[grpcCeil]
-	printHeader(w, o, rg, cg)
+	printHeader(w, o, rg, cg, gm)
 	printTable(w, order)
 	fmt.Fprintln(w)
 	checks := []check{
@@ -417,7 +450,7 @@ func p99Check(what string, r, ceil *result) check {
 	return check{what: what, got: fmt.Sprintf("%.2fx", ratio), want: fmt.Sprintf("≤ %.0fx", p99Target), ok: ratio <= p99Target}
 }
 
-func printHeader(w io.Writer, o options, rest, ceil *result) {
+func printHeader(w io.Writer, o options, rest, ceil, mint *result) {
 	fmt.Fprintf(w, "\nmachine: %d CPUs (%s), GOMAXPROCS %d, %s %s/%s\n",
 		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	httpGen := "the Go generator (net/http client, closed loop, one worker per connection)"
@@ -426,7 +459,11 @@ func printHeader(w io.Writer, o options, rest, ceil *result) {
 	}
 	fmt.Fprintf(w, "load: %d connections (HTTP/1.1 keep-alive) or workers (gRPC, over %d connection(s)) per target, %v warm-up + %v measured per target in %d interleaved round(s); generator and servers share the CPUs\n",
 		o.concurrency, o.grpcConns, o.warmup, o.duration, o.rounds)
-	fmt.Fprintf(w, "generators: HTTP: %s; gRPC: the Go generator (grpc-go client, closed loop)\n", httpGen)
+	grpcGen := "the Go generator (grpc-go client, closed loop)"
+	if mint.generator == "ghz" {
+		grpcGen = "ghz (a fixed count of calls per window, as many in flight as workers)"
+	}
+	fmt.Fprintf(w, "generators: HTTP: %s; gRPC: %s\n", httpGen, grpcGen)
 	extra := ""
 	if o.tokendArgs != "" {
 		extra = "; extra flags: " + o.tokendArgs
