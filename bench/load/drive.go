@@ -206,45 +206,23 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 	}
 
 	sleepUntil(wctx, measureAt)
-	pid := t.proc.pid()
-	u0, err := serverUsage(pid)
-	if err != nil {
-		cancel()
+	var gen time.Duration
+	m, err := measure(t, func() error {
+		gen0 := selfCPU()
 		wg.Wait()
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	gen0 := selfCPU()
-	busy0, err := machineBusy()
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return err
-	}
-	wg.Wait()
-	gen1 := selfCPU()
-	u1, err := serverUsage(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
-	}
-	busy1, err := machineBusy()
-	if err != nil {
-		return err
-	}
-	mem, err := memKB(pid, "VmHWM")
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	if ctx.Err() != nil {
+		gen = selfCPU() - gen0
 		return ctx.Err()
-	}
-	if t.proc.exited() {
-		return fmt.Errorf("%s: the server exited during the run: %v\n%s", t.name, t.proc.err, t.proc.stderr)
+	})
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
 	}
 	var n uint64
 	for i := range workers {
 		n += workers[i].h.n
 	}
-	res.addSlice(n, duration, u0, u1, gen1-gen0, busy1-busy0, mem[0])
+	res.addSlice(n, duration, m.u0, m.u1, gen, m.busy, m.peakRSSKB)
 	for i := range workers {
 		w := &workers[i]
 		res.ok.merge(&w.h)
@@ -255,6 +233,52 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 		}
 	}
 	return nil
+}
+
+// window is what the harness reads around a measured window: the server
+// process's usage (CPU time, preemptions) before and after, the
+// machine's busy CPU time in it, and the server's peak RSS at its end.
+type window struct {
+	u0, u1    usage
+	busy      time.Duration
+	peakRSSKB int64
+}
+
+// measure runs load, the measured window of t, between two readings of
+// its server's usage and of the machine's busy time, then reads the
+// server's peak RSS and checks that the server still runs. An error of
+// load is returned as it is.
+func measure(t target, load func() error) (window, error) {
+	var m window
+	pid := t.proc.pid()
+	var err error
+	if m.u0, err = serverUsage(pid); err != nil {
+		return m, fmt.Errorf("%s: %w", t.name, err)
+	}
+	busy0, err := machineBusy()
+	if err != nil {
+		return m, err
+	}
+	if err := load(); err != nil {
+		return m, err
+	}
+	if m.u1, err = serverUsage(pid); err != nil {
+		return m, fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
+	}
+	busy1, err := machineBusy()
+	if err != nil {
+		return m, err
+	}
+	m.busy = busy1 - busy0
+	mem, err := memKB(pid, "VmHWM")
+	if err != nil {
+		return m, fmt.Errorf("%s: %w", t.name, err)
+	}
+	m.peakRSSKB = mem[0]
+	if t.proc.exited() {
+		return m, fmt.Errorf("%s: the server exited during the run: %v\n%s", t.name, t.proc.err, t.proc.stderr)
+	}
+	return m, nil
 }
 
 func sleepUntil(ctx context.Context, t time.Time) {

@@ -218,38 +218,20 @@ func runGhzTarget(ctx context.Context, t target, res *result, concurrency int, w
 		}
 		res.addGhzCounts(g, " (warm-up)")
 	}
-	pid := t.proc.pid()
-	u0, err := serverUsage(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	busy0, err := machineBusy()
-	if err != nil {
-		return err
-	}
-	g, err := runGhz(ctx, t.ghzBin, s, concurrency, ghzCalls(s.rate, duration))
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	u1, err := serverUsage(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
-	}
-	busy1, err := machineBusy()
+	var g *ghzRun
+	m, err := measure(t, func() (err error) {
+		if g, err = runGhz(ctx, t.ghzBin, s, concurrency, ghzCalls(s.rate, duration)); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	mem, err := memKB(pid, "VmHWM")
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	if t.proc.exited() {
-		return fmt.Errorf("%s: the server exited during the run: %v\n%s", t.name, t.proc.err, t.proc.stderr)
 	}
 	// ghz's latency covers every call, failed or not; with no failure
 	// (the target) it is the successful ones.
 	res.ok.merge(&g.lat)
-	res.addSlice(g.ok, g.total, u0, u1, g.cpu, busy1-busy0, mem[0])
+	res.addSlice(g.ok, g.total, m.u0, m.u1, g.cpu, m.busy, m.peakRSSKB)
 	res.addGhzCounts(g, "")
 	return nil
 }

@@ -204,33 +204,15 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 			res.errKinds[k+" (warm-up)"] += v
 		}
 	}
-	pid := t.proc.pid()
-	u0, err := serverUsage(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	busy0, err := machineBusy()
-	if err != nil {
-		return err
-	}
-	w, err := runWrk(ctx, t.wrkBin, t.wrkScript, t.wrk.url, concurrency, wrkSeconds(duration))
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	u1, err := serverUsage(pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w (did it exit? %s)", t.name, err, t.proc.stderr)
-	}
-	busy1, err := machineBusy()
+	var w *wrkRun
+	m, err := measure(t, func() (err error) {
+		if w, err = runWrk(ctx, t.wrkBin, t.wrkScript, t.wrk.url, concurrency, wrkSeconds(duration)); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	mem, err := memKB(pid, "VmHWM")
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.name, err)
-	}
-	if t.proc.exited() {
-		return fmt.Errorf("%s: the server exited during the run: %v\n%s", t.name, t.proc.err, t.proc.stderr)
 	}
 	if w.duration <= 0 {
 		return fmt.Errorf("%s: wrk reported a run of %v", t.name, w.duration)
@@ -238,7 +220,7 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	// wrk's latency histogram holds every completed request, failed or
 	// not; with no failure (the target) it is the successful ones.
 	res.ok.merge(&w.lat)
-	res.addSlice(w.answered(), w.duration, u0, u1, w.cpu, busy1-busy0, mem[0])
+	res.addSlice(w.answered(), w.duration, m.u0, m.u1, w.cpu, m.busy, m.peakRSSKB)
 	res.errs += w.errs()
 	res.answered += w.answered()
 	for k, v := range w.errSummary() {
