@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -73,17 +71,15 @@ func ghzArgs(s *ghzSpec, workers int, n uint64) []string {
 
 // runGhz makes n calls of s with ghz, workers of them in flight.
 func runGhz(ctx context.Context, ghzBin string, s *ghzSpec, workers int, n uint64) (*ghzRun, error) {
-	cmd := exec.CommandContext(ctx, ghzBin, ghzArgs(s, workers, n)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("ghz: %w\n%.2000s%s", err, out.String(), errb.String())
-	}
-	r, err := parseGhzOutput(out.Bytes())
+	tr, err := runTool(ctx, "ghz", ghzBin, ghzArgs(s, workers, n)...)
 	if err != nil {
-		return nil, fmt.Errorf("%w\n%.2000s%s", err, out.String(), errb.String())
+		return nil, err
 	}
-	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	r, err := parseGhzOutput(tr.out)
+	if err != nil {
+		return nil, tr.with(err)
+	}
+	r.cpu = tr.cpu
 	if r.count != n {
 		return nil, fmt.Errorf("ghz: made %d calls, asked for %d", r.count, n)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +190,23 @@ func TestRunGhzAgainstHealth(t *testing.T) {
 	}
 	if r.count != 200 || r.ok != 200 || r.lat.n != 200 || s.rate <= 0 {
 		t.Errorf("run = %d calls, %d OK, %d latencies, rate %v; want 200, 200, 200, > 0", r.count, r.ok, r.lat.n, s.rate)
+	}
+}
+
+// TestRunTool: a generator's failure names it and carries what it
+// printed; a success gives its output and its CPU time.
+func TestRunTool(t *testing.T) {
+	_, err := runTool(context.Background(), "gen", "sh", "-c", "echo said-out; echo said-err >&2; exit 3")
+	if err == nil {
+		t.Fatal("runTool of a command that exits 3: no error")
+	}
+	for _, want := range []string{"gen: exit status 3", "said-out", "said-err"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	r, err := runTool(context.Background(), "gen", "sh", "-c", "echo fine")
+	if err != nil || string(r.out) != "fine\n" {
+		t.Errorf("runTool = %q, %v; want \"fine\\n\", no error", r.out, err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -295,4 +296,32 @@ func withGOMAXPROCS(env []string, procs int) []string {
 		}
 	}
 	return append(out, "GOMAXPROCS="+strconv.Itoa(procs))
+}
+
+// toolRun is what a load generator run by runTool printed, and the CPU
+// time it used.
+type toolRun struct {
+	out, stderr []byte
+	cpu         time.Duration
+}
+
+// with returns err with what the tool printed (its output cut to 2,000
+// bytes), for an error about the run.
+func (r toolRun) with(err error) error {
+	return fmt.Errorf("%w\n%.2000s%s", err, r.out, r.stderr)
+}
+
+// runTool runs a load generator, bin with args, to its end. An error
+// names the tool (name) and carries what it printed.
+func runTool(ctx context.Context, name, bin string, args ...string) (toolRun, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := toolRun{out: out.Bytes(), stderr: errb.Bytes()}
+	if err != nil {
+		return r, r.with(fmt.Errorf("%s: %w", name, err))
+	}
+	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return r, nil
 }

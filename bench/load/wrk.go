@@ -2,13 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -94,19 +92,17 @@ func wrkSeconds(d time.Duration) int {
 // runWrk runs wrk once against s for secs seconds with conns connections.
 func runWrk(ctx context.Context, wrkBin, scriptPath, url string, conns, secs int) (*wrkRun, error) {
 	threads := max(1, min(runtime.NumCPU(), conns))
-	cmd := exec.CommandContext(ctx, wrkBin,
+	tr, err := runTool(ctx, "wrk", wrkBin,
 		"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs)+"s",
 		"--timeout", "10s", "-s", scriptPath, url)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("wrk: %w\n%s%s", err, out.String(), errb.String())
-	}
-	r, err := parseWrkOutput(out.String())
 	if err != nil {
-		return nil, fmt.Errorf("%w\n%s%s", err, out.String(), errb.String())
+		return nil, err
 	}
-	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	r, err := parseWrkOutput(string(tr.out))
+	if err != nil {
+		return nil, tr.with(err)
+	}
+	r.cpu = tr.cpu
 	return r, nil
 }
 
