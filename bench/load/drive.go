@@ -57,7 +57,7 @@ func (t target) generator() string {
 // result is what one run of a target measured.
 type result struct {
 	name       string
-	ok         hist   // latency of the calls (the Go generator: the successful ones; wrk: all it completed)
+	ok         hist   // latency of the calls (the Go generator: the successful ones; wrk and ghz: all they completed)
 	okCount    uint64 // successful calls in the measured windows
 	generator  string // "wrk", "ghz" or "go"
 	errs       uint64
