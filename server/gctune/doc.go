@@ -15,8 +15,9 @@
 // than the default's 100%: GOGC = max(100, 100·headroom/live). A small
 // heap gets room enough to collect rarely; a large heap is left at the
 // default. This is what a "heap ballast" did, without the ballast. The
-// live heap is re-read every Interval (runtime/metrics), and GOGC is only
-// changed when it moves by more than a tenth.
+// live heap is re-read after every collection and every Interval
+// (runtime/metrics), and GOGC is only changed when it moves by more than
+// a tenth.
 //
 // An operator's own GOGC (the environment variable) wins: Run does
 // nothing when it is set. GOMEMLIMIT keeps working, as it bounds the heap

@@ -3,13 +3,19 @@ package gctune
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
 )
 
-// Interval is how often Run re-reads the live heap.
+// Interval is how often Run re-reads the live heap, besides after every
+// collection.
 const Interval = time.Second
+
+// interval is Interval; tests lengthen it, to see the reads that follow
+// collections alone.
+var interval = Interval
 
 const liveHeapMetric = "/gc/heap/live:bytes"
 
@@ -54,7 +60,8 @@ func Run(ctx context.Context, headroom uint64) {
 		}
 	}
 	apply()
-	t := time.NewTicker(Interval)
+	cycles := afterEachGC(ctx)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -62,6 +69,39 @@ func Run(ctx context.Context, headroom uint64) {
 			return
 		case <-t.C:
 			apply()
+		case <-cycles:
+			apply()
 		}
 	}
 }
+
+// afterEachGC returns a channel that receives soon after each collection
+// ends, until ctx ends. A load that grows the live heap is then met at
+// the next collection with the GOGC for the new heap: GOGC is a multiple
+// of the live heap, and one kept for a small heap for up to an Interval
+// let the heap of a burst (400 new connections) grow to five times its
+// live size, 50 MB, where it needed 16 MiB of room.
+func afterEachGC(ctx context.Context) <-chan struct{} {
+	c := make(chan struct{}, 1)
+	var arm func()
+	arm = func() {
+		// A sentinel the next collection finds unreachable: its cleanup
+		// runs after that collection, tells Run, and arms the next one.
+		runtime.AddCleanup(new(sentinel), func(struct{}) {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+			if ctx.Err() == nil {
+				arm()
+			}
+		}, struct{}{})
+	}
+	arm()
+	return c
+}
+
+// sentinel holds a pointer so that it is allocated on its own (the tiny
+// allocator packs pointer-free objects together, and one of them lives
+// as long as its neighbours).
+type sentinel struct{ _ *byte }

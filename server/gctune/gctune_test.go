@@ -2,6 +2,7 @@ package gctune
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"testing"
@@ -66,4 +67,39 @@ func gogc() int {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
+}
+
+// TestRunFollowsEachCollection: when the live heap grows, the collection
+// that finds it is followed by the GOGC for it, without waiting for an
+// Interval.
+func TestRunFollowsEachCollection(t *testing.T) {
+	t.Setenv("GOGC", "")
+	defer func(i time.Duration) { interval = i }(interval)
+	interval = time.Hour // only the collections
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	const mib = 1 << 20
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { Run(ctx, 256*mib); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitGOGC := func(ok func(int) bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok(gogc()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("GOGC %d, want %s", gogc(), what)
+			}
+			runtime.GC()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitGOGC(func(p int) bool { return p >= 2000 }, "at least 2000 for a small heap and 256 MiB of room")
+	live := make([]byte, 128*mib) // pointer-free: counted live, not scanned
+	for i := range live {
+		live[i] = 1
+	}
+	// 256 MiB of room over about 128 MiB live: about 200.
+	waitGOGC(func(p int) bool { return p >= 150 && p <= 220 }, "about 200 once 128 MiB are live")
+	runtime.KeepAlive(live)
 }
