@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,13 +112,13 @@ func newRequestCodec() encoding.CodecV2 {
 // application/grpc and application/grpc+proto.
 func (c requestCodec) Name() string { return "proto" }
 
-// Marshal encodes as the default codec does, but into a buffer of grpc's
-// pool whatever the message's size: the default codec pools only messages
-// over mem.BufferPoolingThreshold (1 KiB) and allocates a new slice for
-// smaller ones. A Mint's answer (about 700 bytes) is one of those, on
-// every call, and on this kind of machine an allocation costs about in
-// proportion to its size. grpc-go gives the buffer back to the pool once
-// the message is written, as it does for the large ones.
+// Marshal encodes as the default codec does, but into a pooled buffer
+// whatever the message's size: the default codec pools only messages over
+// mem.BufferPoolingThreshold (1 KiB) and allocates a new slice for smaller
+// ones. A Mint's answer (about 700 bytes) is one of those, on every call,
+// and on this kind of machine an allocation costs about in proportion to
+// its size. The buffer comes from answerBuffers, which does not clear it
+// (see there); grpc-go gives it back once the message is written.
 func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	m := messageOf(v)
 	if m == nil {
@@ -127,7 +128,10 @@ func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if size == 0 {
 		return c.base.Marshal(v)
 	}
-	pool := mem.DefaultBufferPool()
+	var pool mem.BufferPool = answerBuffers
+	if size > maxAnswerBuffer {
+		pool = mem.DefaultBufferPool()
+	}
 	buf := pool.Get(size)
 	// UseCachedSize: the size was just computed (as the default codec does).
 	out, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], m)
@@ -137,6 +141,55 @@ func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	}
 	*buf = out
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+}
+
+// maxAnswerBuffer is the largest answer answerBuffers holds a buffer for;
+// larger ones (a token with many grants) use grpc-go's pool.
+const maxAnswerBuffer = 16 << 10
+
+// answerBuffers is a mem.BufferPool for Marshal that does not clear the
+// buffers it hands out. grpc-go's default pool clears every buffer over
+// its whole capacity when it is taken (4 KiB for a Mint's answer, about
+// 0.2 µs a call under load), so that a reader never sees old bytes; but
+// Marshal appends to buf[:0] and grpc-go writes only what it appended, so
+// the old bytes past it are never read. One sync.Pool per power of two
+// from 2 KiB to maxAnswerBuffer: grpc-go pools (gives back on Free) only
+// a buffer whose capacity is over mem.BufferPoolingThreshold (1 KiB).
+var answerBuffers = &dirtyPool{}
+
+type dirtyPool struct {
+	tiers [dirtyTiers]sync.Pool
+}
+
+const (
+	dirtyMinShift = 11 // 2 KiB: over mem.BufferPoolingThreshold
+	dirtyTiers    = 14 - dirtyMinShift + 1
+)
+
+// tier is the index of the smallest tier whose buffers hold size bytes
+// (size <= maxAnswerBuffer).
+func (p *dirtyPool) tier(size int) int {
+	return max(bits.Len(uint(size-1)), dirtyMinShift) - dirtyMinShift
+}
+
+// Get returns a buffer of length size whose bytes are not cleared.
+func (p *dirtyPool) Get(size int) *[]byte {
+	t := p.tier(size)
+	if b, ok := p.tiers[t].Get().(*[]byte); ok {
+		*b = (*b)[:size]
+		return b
+	}
+	b := make([]byte, size, 1<<(t+dirtyMinShift))
+	return &b
+}
+
+// Put takes back a buffer of Get's; one of another capacity is dropped.
+func (p *dirtyPool) Put(b *[]byte) {
+	c := cap(*b)
+	if c < 1<<dirtyMinShift || c > maxAnswerBuffer || c&(c-1) != 0 {
+		return
+	}
+	p.tiers[p.tier(c)].Put(b)
 }
 
 func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
