@@ -22,6 +22,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	tokenv1 "github.com/tokend/tokend/gen/token/v1"
 )
 
 // Why this file exists
@@ -117,9 +119,17 @@ func (c requestCodec) Name() string { return "proto" }
 // mem.BufferPoolingThreshold (1 KiB) and allocates a new slice for smaller
 // ones. A Mint's answer (about 700 bytes) is one of those, on every call,
 // and on this kind of machine an allocation costs about in proportion to
-// its size. The buffer comes from answerBuffers, which does not clear it
+// its size. A Mint's usual answer is encoded by hand (mintanswer.go).
+// The buffer comes from answerBuffers, which does not clear it
 // (see there); grpc-go gives it back once the message is written.
 func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if a, ok := v.(*tokenv1.MintResponse); ok {
+		if size, ok := mintAnswerSize(a); ok && size > 0 && size <= maxAnswerBuffer {
+			buf := answerBuffers.Get(size)
+			*buf = appendMintAnswer((*buf)[:0], a)
+			return mem.BufferSlice{mem.NewBuffer(buf, answerBuffers)}, nil
+		}
+	}
 	m := messageOf(v)
 	if m == nil {
 		return c.base.Marshal(v)
