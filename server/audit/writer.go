@@ -39,7 +39,11 @@ import (
 // commit): a notification per batch, not a channel send per record. The
 // commit timeout is the batch's too: one timer, started by its first
 // Commit, fails the Commits of a batch not written in time, rather than a
-// timer per Commit.
+// timer per Commit. A Commit watches its context only once its batch is
+// slow (not written within ctxWatchDelay; the same timer tells it): a
+// write takes microseconds, and watching a request's context on every
+// Commit (a wait on two channels, and for net/http the request context's
+// channel made on first use) cost about a microsecond a mint.
 //
 // A write that fails loses the records of its batch; they are counted
 // (Failed), their Commits fail, and the Logger goes on with the next
@@ -106,12 +110,21 @@ type batch struct {
 
 // signal tells the Commits of one batch how its write went: err is set
 // before done is closed, and read only after. It is finished once: by the
-// writer after the write, or by its timer (errExpired) when the write did
-// not end within the commit timeout, whichever comes first.
+// writer after the write, or by its timer when the write did not end in
+// time, whichever comes first. The timer of a batch's first signal fires
+// after ctxWatchDelay (see slow): it finishes the signal with errSlow and
+// next, a signal with watch set, takes its place on the batch, for the
+// rest of the commit timeout (errExpired). A commit timeout no longer than
+// ctxWatchDelay skips that step.
 type signal struct {
 	done     chan struct{}
 	err      error
 	finished atomic.Bool
+	// watch: the batch is slow; its Commits watch their context too.
+	watch bool
+	// next is the signal that took this one's place on its batch when
+	// this one was finished with errSlow (set before done is closed).
+	next *signal
 	// timer is the Commits' timeout, started by the first Commit that
 	// waits on the signal (nil while only a Flush waits). It is set under
 	// l.mu, before whoever finishes the signal can reach it (the writer
@@ -137,6 +150,16 @@ func (s *signal) finish(err error) bool {
 // errExpired is the err of a signal whose timer finished it: its batch
 // was not written within the commit timeout.
 var errExpired = errors.New("not written within the commit timeout")
+
+// errSlow is the err of a signal finished because its batch was not
+// written within ctxWatchDelay: its waiters wait on next, and Commits
+// watch their context from then on.
+var errSlow = errors.New("not written within the context watch delay")
+
+// ctxWatchDelay is how long a Commit waits for its batch before it
+// watches its context as well: a context that ends is noticed this much
+// later at most, and only while the destination is slow.
+const ctxWatchDelay = 20 * time.Millisecond
 
 // maxQueueBytes bounds the bytes of the records waiting, whatever their
 // number (a record is a few hundred bytes; the queue size bounds them in
@@ -262,8 +285,11 @@ func (l *Logger) Log(r Record) {
 // Commit writes r. With WithRequired it waits until r has been written and
 // returns an error wrapping ErrUnavailable when r could not be queued (the
 // queue is full or the Logger closed), its write failed, or it was not
-// written within the commit timeout or before ctx ended. Without
-// WithRequired it is Log and returns nil.
+// written within the commit timeout or before ctx ended. ctx is watched
+// once the wait has lasted ctxWatchDelay (a record written sooner is
+// committed whatever ctx did meanwhile), so a context that ends is
+// noticed at most that much later. Without WithRequired it is Log and
+// returns nil.
 //
 // A Commit that gave up waiting leaves its record queued: it may still be
 // written later, so the log can hold a record of a mint that was refused,
@@ -280,18 +306,31 @@ func (l *Logger) Commit(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
+	if !sig.watch {
+		<-sig.done
+		if sig.err != errSlow {
+			return l.commitErr(sig.err)
+		}
+		sig = sig.next
+	}
 	select {
 	case <-sig.done:
-		switch {
-		case sig.err == errExpired:
-			return fmt.Errorf("%w: record not written within %v", ErrUnavailable, l.timeout)
-		case sig.err != nil:
-			return fmt.Errorf("%w: %v", ErrUnavailable, sig.err)
-		}
-		return nil
+		return l.commitErr(sig.err)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: record not written before the request ended", ErrUnavailable)
 	}
+}
+
+// commitErr is what Commit returns for err, the err of the signal it
+// waited on to the end.
+func (l *Logger) commitErr(err error) error {
+	switch {
+	case err == errExpired:
+		return fmt.Errorf("%w: record not written within %v", ErrUnavailable, l.timeout)
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
 }
 
 // lines holds the buffers callers encode their record into before they
@@ -336,7 +375,11 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 	if wait {
 		sig = b.waitOn()
 		if sig.timer == nil {
-			sig.timer = time.AfterFunc(l.timeout, func() { l.expire(b, sig) })
+			if l.timeout <= ctxWatchDelay {
+				sig.timer = time.AfterFunc(l.timeout, func() { l.expire(b, sig) })
+			} else {
+				sig.timer = time.AfterFunc(ctxWatchDelay, func() { l.slow(b, sig) })
+			}
 		}
 	}
 	switch {
@@ -347,6 +390,25 @@ func (l *Logger) add(r *Record, wait bool) (*signal, error) {
 	}
 	l.mu.Unlock()
 	return sig, nil
+}
+
+// slow hands the Commits waiting on sig, the signal of b, on to a new
+// signal with watch set, when b has not been written within
+// ctxWatchDelay: the new one takes sig's place on b (a later Commit of b
+// waits on it), with a timer for the rest of the commit timeout, and sig
+// is finished with errSlow. Nothing is done when b no longer has sig (it
+// was written, or expired).
+func (l *Logger) slow(b *batch, sig *signal) {
+	l.mu.Lock()
+	if b.sig != sig {
+		l.mu.Unlock()
+		return
+	}
+	next := &signal{done: make(chan struct{}), watch: true}
+	next.timer = time.AfterFunc(l.timeout-ctxWatchDelay, func() { l.expire(b, next) })
+	b.sig, sig.next = next, next
+	l.mu.Unlock()
+	sig.finish(errSlow)
 }
 
 // expire fails the Commits waiting on sig, the signal of b, whose write
@@ -407,10 +469,10 @@ func (l *Logger) Flush() {
 			return
 		}
 		<-sig.done
-		if sig.err != errExpired {
+		if sig.err != errExpired && sig.err != errSlow {
 			return
 		}
-		// The Commits' timeout ended the wait, not the write: wait on
+		// The Commits' timers ended the wait, not the write: wait on
 		// (Close drains the batches, so they are still there to wait on).
 		l.mu.Lock()
 	}

@@ -833,6 +833,66 @@ func TestCommitGivesUp(t *testing.T) {
 	}
 }
 
+// TestCommitWatchesContextOnceSlow: a Commit watches its context only
+// once its batch has waited ctxWatchDelay. A Commit that joins a batch
+// already slow watches it at once and gives up when its context ends,
+// long before the commit timeout, while the other Commits of the batch
+// wait on and succeed once the destination catches up.
+func TestCommitWatchesContextOnceSlow(t *testing.T) {
+	h := newHeldWriter()
+	l := New(h, WithRequired(true), WithCommitTimeout(30*time.Second))
+	l.Log(Record{Event: EventMint, RequestID: "stuck"})
+	<-h.writing // the writer is stuck in its first write
+
+	first := make(chan error, 1)
+	go func() { first <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: "first"}) }()
+	for l.queued() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	// The batch turns slow after ctxWatchDelay: wait until its signal is
+	// the one with watch set.
+	for {
+		l.mu.Lock()
+		watching := l.cur.sig != nil && l.cur.sig.watch
+		l.mu.Unlock()
+		if watching {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	late := make(chan error, 1)
+	go func() { late <- l.Commit(ctx, Record{Event: EventMint, RequestID: "late"}) }()
+	for l.queued() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-late:
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "before the request ended") {
+			t.Errorf("Commit whose context ended = %v; want ErrUnavailable, before the request ended", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Commit joining a slow batch did not give up when its context ended")
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the first Commit returned (%v) before its record was written", err)
+	default:
+	}
+	close(h.release) // the destination catches up
+	if err := <-first; err != nil {
+		t.Errorf("first Commit = %v, want nil", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// stuck, first, and late (written after its Commit gave up).
+	if got := len(readLines(t, h.buf.Bytes())); got != 3 {
+		t.Errorf("%d records written; want 3", got)
+	}
+}
+
 // TestCommitTimeoutOfTheBatch: the commit timeout is the batch's, started
 // by its first Commit. When it ends, the batch's Commits fail, but a Flush
 // waiting on the same batch waits on for the write, and a Commit queued
@@ -961,4 +1021,29 @@ func TestPartialWriteStartsANewLine(t *testing.T) {
 	if l.Failed() != 1 || l.Written() != 1 {
 		t.Errorf("failed %d, written %d; want 1, 1", l.Failed(), l.Written())
 	}
+}
+
+// BenchmarkCommitRequestContext is BenchmarkCommit with a context of its
+// own per Commit, cancelled after it, as net/http gives every request.
+func BenchmarkCommitRequestContext(b *testing.B) {
+	w := &countingWriter{}
+	l := New(w, WithRequired(true))
+	defer l.Close()
+	r := fullRecord()
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ctx, cancel := context.WithCancel(parent)
+			err := l.Commit(ctx, r)
+			cancel()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(w.writes.Load())/float64(b.N), "writes/op")
 }
