@@ -123,7 +123,7 @@ func (c requestCodec) Name() string { return "proto" }
 // The buffer comes from answerBuffers, which does not clear it
 // (see there); grpc-go gives it back once the message is written.
 func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if a, ok := v.(*tokenv1.MintResponse); ok {
+	if a, ok := v.(*tokenv1.MintResponse); ok && a != nil {
 		if size, ok := mintAnswerSize(a); ok && size > 0 && size <= maxAnswerBuffer {
 			buf := answerBuffers.Get(size)
 			*buf = appendMintAnswer((*buf)[:0], a)
