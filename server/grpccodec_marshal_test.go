@@ -108,22 +108,3 @@ func TestDirtyPool(t *testing.T) {
 		}
 	}
 }
-
-// BenchmarkRequestCodecMarshal: a Mint-sized answer (about 700 bytes)
-// encoded and its buffer given back, as grpc-go does once it is written.
-func BenchmarkRequestCodecMarshal(b *testing.B) {
-	c := newRequestCodec().(requestCodec)
-	msg := &tokenv1.MintResponse{
-		Token: strings.Repeat("eyJ", 180), Identity: "load_user", ApplicationSid: "AP" + strings.Repeat("a", 32),
-		AccountSid: "AC" + strings.Repeat("b", 32), ApiKeySid: "SK" + strings.Repeat("c", 32), Jti: "SKx-123",
-		IssuedAt: timestamppb.Now(), ExpiresAt: timestamppb.Now(), Region: "ie1",
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := c.Marshal(msg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		out.Free()
-	}
-}

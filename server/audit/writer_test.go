@@ -833,22 +833,30 @@ func TestCommitGivesUp(t *testing.T) {
 	}
 }
 
+// stalledCommit returns a fail-closed Logger (commit timeout timeout)
+// whose writer is stuck in the write of a first record ("stuck") on h,
+// and a Commit of a second ("first") queued behind it, whose result
+// arrives on first.
+func stalledCommit(timeout time.Duration) (*heldWriter, *Logger, chan error) {
+	h := newHeldWriter()
+	l := New(h, WithRequired(true), WithCommitTimeout(timeout))
+	l.Log(Record{Event: EventMint, RequestID: "stuck"})
+	<-h.writing // the writer is stuck in its first write
+	first := make(chan error, 1)
+	go func() { first <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: "first"}) }()
+	for l.queued() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	return h, l, first
+}
+
 // TestCommitWatchesContextOnceSlow: a Commit watches its context only
 // once its batch has waited ctxWatchDelay. A Commit that joins a batch
 // already slow watches it at once and gives up when its context ends,
 // long before the commit timeout, while the other Commits of the batch
 // wait on and succeed once the destination catches up.
 func TestCommitWatchesContextOnceSlow(t *testing.T) {
-	h := newHeldWriter()
-	l := New(h, WithRequired(true), WithCommitTimeout(30*time.Second))
-	l.Log(Record{Event: EventMint, RequestID: "stuck"})
-	<-h.writing // the writer is stuck in its first write
-
-	first := make(chan error, 1)
-	go func() { first <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: "first"}) }()
-	for l.queued() < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	h, l, first := stalledCommit(30 * time.Second)
 	// The batch turns slow after ctxWatchDelay: wait until its signal is
 	// the one with watch set.
 	for {
@@ -900,16 +908,7 @@ func TestCommitWatchesContextOnceSlow(t *testing.T) {
 // failure.
 func TestCommitTimeoutOfTheBatch(t *testing.T) {
 	const timeout = 150 * time.Millisecond
-	h := newHeldWriter()
-	l := New(h, WithRequired(true), WithCommitTimeout(timeout))
-	l.Log(Record{Event: EventMint, RequestID: "stuck"})
-	<-h.writing // the writer is stuck in its first write
-
-	first := make(chan error, 1)
-	go func() { first <- l.Commit(context.Background(), Record{Event: EventMint, RequestID: "first"}) }()
-	for l.queued() < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	h, l, first := stalledCommit(timeout)
 	flushed := make(chan struct{})
 	go func() { l.Flush(); close(flushed) }()
 
