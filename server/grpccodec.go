@@ -153,9 +153,9 @@ func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
-// maxAnswerBuffer is the largest answer answerBuffers holds a buffer for;
-// larger ones (a token with many grants) use grpc-go's pool.
-const maxAnswerBuffer = 16 << 10
+// maxAnswerBuffer is the largest answer answerBuffers holds a buffer for
+// (16 KiB); larger ones (a token with many grants) use grpc-go's pool.
+const maxAnswerBuffer = 1 << dirtyMaxShift
 
 // answerBuffers is a mem.BufferPool for Marshal that does not clear the
 // buffers it hands out. grpc-go's default pool clears every buffer over
@@ -173,7 +173,8 @@ type dirtyPool struct {
 
 const (
 	dirtyMinShift = 11 // 2 KiB: over mem.BufferPoolingThreshold
-	dirtyTiers    = 14 - dirtyMinShift + 1
+	dirtyMaxShift = 14
+	dirtyTiers    = dirtyMaxShift - dirtyMinShift + 1
 )
 
 // tier is the index of the smallest tier whose buffers hold size bytes

@@ -11,7 +11,7 @@ import (
 
 // A Mint's answer is encoded by hand on the gRPC hot path: protobuf-go's
 // Size and Marshal walk the message's field table through reflection-made
-// coders, about 0.25 µs for a 700-byte answer, where appending nine
+// coders, about 0.25 µs for a 700-byte answer, where appending seven
 // strings and two timestamps takes a fraction of it. The bytes are the
 // ones proto.Marshal gives (fields in number order, proto3 defaults left
 // out); TestMintAnswerWire and FuzzMintAnswerWire hold it to that, and
