@@ -226,13 +226,19 @@ func run(ctx context.Context, t target, res *result, concurrency int, warmup, du
 	for i := range workers {
 		w := &workers[i]
 		res.ok.merge(&w.h)
-		res.errs += w.errs
-		res.answered += w.answered
-		for k, v := range w.errKinds {
-			res.errKinds[k] += v
-		}
+		res.addCounts(w.answered, w.errs, w.errKinds, "")
 	}
 	return nil
+}
+
+// addCounts adds a run's answered calls and errors to r, its error kinds
+// marked with suffix (" (warm-up)" for an unmeasured run).
+func (r *result) addCounts(answered, errs uint64, kinds map[string]uint64, suffix string) {
+	r.answered += answered
+	r.errs += errs
+	for k, v := range kinds {
+		r.errKinds[k+suffix] += v
+	}
 }
 
 // window is what the harness reads around a measured window: the server

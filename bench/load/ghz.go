@@ -205,14 +205,14 @@ func runGhzTarget(ctx context.Context, t target, res *result, concurrency int, w
 		if err != nil {
 			return fmt.Errorf("%s: first ghz run: %w", t.name, err)
 		}
-		res.addGhzCounts(g, " (warm-up)")
+		res.addCounts(g.ok, g.errs(), g.errKinds, " (warm-up)")
 	}
 	if warmup > 0 {
 		g, err := runGhz(ctx, t.ghzBin, s, concurrency, ghzCalls(s.rate, warmup))
 		if err != nil {
 			return fmt.Errorf("%s: warm-up: %w", t.name, err)
 		}
-		res.addGhzCounts(g, " (warm-up)")
+		res.addCounts(g.ok, g.errs(), g.errKinds, " (warm-up)")
 	}
 	var g *ghzRun
 	m, err := measure(t, func() (err error) {
@@ -228,16 +228,6 @@ func runGhzTarget(ctx context.Context, t target, res *result, concurrency int, w
 	// (the target) it is the successful ones.
 	res.ok.merge(&g.lat)
 	res.addSlice(g.ok, g.total, m.u0, m.u1, g.cpu, m.busy, m.peakRSSKB)
-	res.addGhzCounts(g, "")
+	res.addCounts(g.ok, g.errs(), g.errKinds, "")
 	return nil
-}
-
-// addGhzCounts adds a ghz run's answered calls and errors to res, its
-// error kinds marked with suffix.
-func (r *result) addGhzCounts(g *ghzRun, suffix string) {
-	r.answered += g.ok
-	r.errs += g.errs()
-	for k, v := range g.errKinds {
-		r.errKinds[k+suffix] += v
-	}
 }

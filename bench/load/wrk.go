@@ -194,11 +194,7 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 		if err != nil {
 			return fmt.Errorf("%s: warm-up: %w", t.name, err)
 		}
-		res.answered += w.answered()
-		res.errs += w.errs()
-		for k, v := range w.errSummary() {
-			res.errKinds[k+" (warm-up)"] += v
-		}
+		res.addCounts(w.answered(), w.errs(), w.errSummary(), " (warm-up)")
 	}
 	var w *wrkRun
 	m, err := measure(t, func() (err error) {
@@ -217,10 +213,6 @@ func runWrkTarget(ctx context.Context, t target, res *result, concurrency int, w
 	// not; with no failure (the target) it is the successful ones.
 	res.ok.merge(&w.lat)
 	res.addSlice(w.answered(), w.duration, m.u0, m.u1, w.cpu, m.busy, m.peakRSSKB)
-	res.errs += w.errs()
-	res.answered += w.answered()
-	for k, v := range w.errSummary() {
-		res.errKinds[k] += v
-	}
+	res.addCounts(w.answered(), w.errs(), w.errSummary(), "")
 	return nil
 }
