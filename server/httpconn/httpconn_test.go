@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -423,5 +424,73 @@ func TestDeadlineNeverLater(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Read timed out after %v, want about 50ms", d)
+	}
+}
+
+// TestReadAfterWriteYields: the first read after a write yields once
+// before it reads; other reads (the first of a connection, one after a
+// read, a held-back one) do not, and what is read is the same.
+func TestReadAfterWriteYields(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newListener(ln, time.Hour)
+	t.Cleanup(func() { l.Close() })
+	var yields atomic.Int32
+	l.yield = func() { yields.Add(1) }
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	c := sc.(*Conn)
+
+	buf := make([]byte, 64)
+	readWant := func(want string, wantYields int32) {
+		t.Helper()
+		n, err := io.ReadAtLeast(c, buf, len(want))
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("read %q, %v; want %q", buf[:n], err, want)
+		}
+		if got := yields.Load(); got != wantYields {
+			t.Fatalf("after reading %q: %d yields, want %d", want, got, wantYields)
+		}
+	}
+	client.Write([]byte("one"))
+	readWant("one", 0) // the connection's first read
+	client.Write([]byte("two"))
+	readWant("two", 0) // a read after a read
+	if _, err := c.Write([]byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	client.Write([]byte("three"))
+	readWant("three", 1) // the first read after a write
+	client.Write([]byte("four"))
+	readWant("four", 1) // and only the first
+	c.Write([]byte("answer"))
+	c.Write([]byte("answer"))
+	client.Write([]byte("five"))
+	readWant("five", 2) // one yield however many writes
+
+	// A held-back read (one byte, no deadline) after a write does not
+	// yield: it waits for a deadline instead, as before.
+	c.Write([]byte("answer"))
+	done := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	c.SetReadDeadline(time.Unix(1, 0))
+	within(t, 5*time.Second, "held-back read", func() {
+		if err := <-done; !isTimeout(err) {
+			t.Errorf("held-back read: %v, want a timeout", err)
+		}
+	})
+	if got := yields.Load(); got != 2 {
+		t.Fatalf("held-back read: %d yields, want 2", got)
 	}
 }
