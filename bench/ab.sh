@@ -34,37 +34,15 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user+system, clock ticks
 hz=$(getconf CLK_TCK)
-cat >"$work/policy.yaml" <<'P'
-rules:
-  - name: load
-    principals: ["credential:load"]
-    applications: ["*"]
-    identities: {pattern: "^[a-z0-9_]+$"}
-    grants:
-      voice: {incoming: false, outgoing: true}
-P
+# shellcheck source=bench/tokend.sh
+. "$(cd "$(dirname "$0")" && pwd)/tokend.sh"
 
 pids=() https=() grpcs=() creds=()
 # start I SPEC: tokend I (0 or 1) from SPEC, BINARY[=FLAGS].
 start() {
-	local i=$1 bin=${2%%=*} extra="" d="$work/t$1" admin port
-	[[ $2 == *=* ]] && extra=${2#*=}
-	mkdir -p "$d"
-	port=$((20000 + RANDOM % 6000))
-	admin=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	# shellcheck disable=SC2086
-	env -i PATH="$PATH" HOME="$HOME" \
-		ACCOUNT_SID=ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa API_KEY=SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb \
-		API_SECRET=cccccccccccccccccccccccccccccccc TWIML_APP_SID=APdddddddddddddddddddddddddddddddd \
-		TOKEND_MASTER_KEY="load:$(head -c 32 /dev/urandom | base64)" TOKEND_ADMIN_TOKEN="$admin" \
-		"$bin" --data-dir "$d/data" --http-addr "127.0.0.1:$port" --grpc-addr "127.0.0.1:$((port + 6000))" \
-		--policy-file "$work/policy.yaml" --audit-log "$d/audit.log" --log-level warn $extra 2>"$d/log" &
-	pids[i]=$!
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-	creds[i]=$(curl -sf -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
-		-d '{"name":"load"}' "http://127.0.0.1:$port/v1/credentials" | sed 's/.*"token":"\([^"]*\)".*/\1/')
-	[ -n "${creds[i]}" ] || { echo "ab: $2 did not start (log: $(tail -3 "$d/log"))" >&2; exit 1; }
-	https[i]="http://127.0.0.1:$port/token" grpcs[i]="127.0.0.1:$((port + 6000))"
+	local i=$1 d="$work/t$1"
+	start_tokend "$d" "$2" || exit 1
+	pids[i]=$TOKEND_PID https[i]="$TOKEND_HTTP/token" grpcs[i]=$TOKEND_GRPC creds[i]=$TOKEND_CRED
 	if [ "$target" = post ]; then
 		printf 'wrk.method = "POST"\nwrk.body = "{\\"identity\\":\\"load_user\\"}"\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer %s"\n' "${creds[i]}" >"$d/req.lua"
 	else

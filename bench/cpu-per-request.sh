@@ -18,6 +18,8 @@ shift $((OPTIND - 1))
 [ $# -gt 0 ] || { sed -n 2,14p "$0"; exit 2; }
 command -v wrk >/dev/null || { echo "cpu-per-request: wrk is not installed (scripts/wrk-install.sh)" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/tokend.sh
+. "$here/tokend.sh"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 (cd "$here" && go build -o "$work/loadbench" ./load)
@@ -52,37 +54,15 @@ ceiling() {
 }
 
 tokend() {
-	local bin=${1%%=*} extra=""
-	[[ $1 == *=* ]] && extra=${1#*=}
 	local d="$work/tokend"
-	rm -rf "$d" && mkdir -p "$d"
-	cat >"$d/policy.yaml" <<'P'
-rules:
-  - name: load
-    principals: ["credential:load"]
-    applications: ["*"]
-    identities: {pattern: "^[a-z0-9_]+$"}
-    grants:
-      voice: {incoming: false, outgoing: true}
-P
-	local admin port=$((20000 + RANDOM % 6000))
-	admin=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	# shellcheck disable=SC2086
-	env -i PATH="$PATH" HOME="$HOME" \
-		ACCOUNT_SID=ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa API_KEY=SKbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb \
-		API_SECRET=cccccccccccccccccccccccccccccccc TWIML_APP_SID=APdddddddddddddddddddddddddddddddd \
-		TOKEND_MASTER_KEY="load:$(head -c 32 /dev/urandom | base64)" TOKEND_ADMIN_TOKEN="$admin" \
-		"$bin" --data-dir "$d/data" --http-addr "127.0.0.1:$port" --grpc-addr "127.0.0.1:$((port + 6000))" \
-		--policy-file "$d/policy.yaml" --audit-log "$d/audit.log" --log-level warn $extra 2>"$d/log" &
-	local pid=$!
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-	local cred
-	cred=$(curl -sf -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
-		-d '{"name":"load"}' "http://127.0.0.1:$port/v1/credentials" | sed 's/.*"token":"\([^"]*\)".*/\1/')
-	printf 'wrk.method = "GET"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$cred" >"$d/get.lua"
-	measure "$(basename "$bin")${extra:+ $extra}" "$pid" "http://127.0.0.1:$port/token" "$d/get.lua"
-	kill "$pid"
-	wait "$pid" 2>/dev/null || true
+	rm -rf "$d"
+	start_tokend "$d" "$1"
+	printf 'wrk.method = "GET"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$TOKEND_CRED" >"$d/get.lua"
+	local extra=""
+	[[ $1 == *=* ]] && extra=${1#*=}
+	measure "$(basename "${1%%=*}")${extra:+ $extra}" "$TOKEND_PID" "$TOKEND_HTTP/token" "$d/get.lua"
+	kill "$TOKEND_PID"
+	wait "$TOKEND_PID" 2>/dev/null || true
 }
 
 for r in $(seq "$rounds"); do

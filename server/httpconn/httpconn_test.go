@@ -17,13 +17,26 @@ import (
 // client's end of its connection.
 func pair(t *testing.T, holdBack time.Duration) (*Conn, net.Conn) {
 	t.Helper()
+	return connect(t, listen(t, holdBack))
+}
+
+// listen returns a listener on a loopback port with the given hold-back,
+// closed when the test ends.
+func listen(t *testing.T, holdBack time.Duration) *listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := newListener(ln, holdBack)
 	t.Cleanup(func() { l.Close() })
-	client, err := net.Dial("tcp", ln.Addr().String())
+	return l
+}
+
+// connect dials l and returns the Conn it accepts, and the client's end.
+func connect(t *testing.T, l *listener) (*Conn, net.Conn) {
+	t.Helper()
+	client, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,25 +444,10 @@ func TestDeadlineNeverLater(t *testing.T) {
 // before it reads; other reads (the first of a connection, one after a
 // read, a held-back one) do not, and what is read is the same.
 func TestReadAfterWriteYields(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newListener(ln, time.Hour)
-	t.Cleanup(func() { l.Close() })
+	l := listen(t, time.Hour)
 	var yields atomic.Int32
 	l.yield = func() { yields.Add(1) }
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	c := sc.(*Conn)
+	c, client := connect(t, l)
 
 	buf := make([]byte, 64)
 	readWant := func(want string, wantYields int32) {
