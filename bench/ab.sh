@@ -50,7 +50,7 @@ start() {
 	fi
 }
 
-# window I [WARM]: one window of tokend I; prints its CPU per request (µs).
+# window I: one window of tokend I; prints its CPU per request (µs).
 window() {
 	local i=$1 c0 c1 n
 	c0=$(cpu "${pids[i]}")
