@@ -112,7 +112,14 @@ func newChainServer(t *testing.T, merged bool, credential string) *chainServer {
 			s.auth.UnaryServerInterceptor(),
 		)
 	}
-	gs := grpc.NewServer(grpc.ForceServerCodecV2(newRequestCodec()), opt)
+	opts := []grpc.ServerOption{grpc.ForceServerCodecV2(newRequestCodec()), opt}
+	if merged {
+		// As server.go has it: the request id is taken from the header
+		// before the interceptors run (the chained server finds it in
+		// the metadata instead, and must answer the same).
+		opts = append(opts, grpc.InTapHandle(requestid.TapHandle))
+	}
+	gs := grpc.NewServer(opts...)
 	gs.RegisterService(&probeDesc, struct{}{})
 	healthpb.RegisterHealthServer(gs, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

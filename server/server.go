@@ -382,6 +382,9 @@ func (s *Server) init(ctx context.Context, keyring *secrets.Keyring) error {
 		// interceptor doing the same (grpcchain.go): it is on the mint
 		// path.
 		grpc.UnaryInterceptor(s.unaryInterceptor()),
+		// The call's request id is taken from its header before the
+		// interceptors run (requestid.TapHandle).
+		grpc.InTapHandle(requestid.TapHandle),
 		grpc.ChainStreamInterceptor(
 			streamDecodeInterceptor(),
 			requestid.StreamServerInterceptor(),

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
+
 	"github.com/tokend/tokend/server/requestid"
 )
 
@@ -100,5 +103,42 @@ func TestContext(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = requestid.FromContext(requestid.NewContext(parent, "x")) }); n > 1 {
 		t.Errorf("NewContext + FromContext: %v allocations, want 1", n)
+	}
+}
+
+// TestTapHandle: the tap gives a call the caller's well-formed id, or a
+// new one when there is none or it is malformed, and StartUnary keeps
+// the id the tap gave rather than making another.
+func TestTapHandle(t *testing.T) {
+	generated := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	for _, tc := range []struct {
+		name string
+		md   metadata.MD
+		want string // "" for a generated id
+	}{
+		{"caller's id", metadata.MD{"x-request-id": {"caller-1"}, "authorization": {"Bearer x"}}, "caller-1"},
+		{"first of two", metadata.MD{"x-request-id": {"first", "second"}}, "first"},
+		{"none", metadata.MD{"authorization": {"Bearer x"}}, ""},
+		{"no header at all", nil, ""},
+		{"malformed", metadata.MD{"x-request-id": {"bad id\n{"}}, ""},
+		{"too long", metadata.MD{"x-request-id": {strings.Repeat("a", requestid.MaxLen+1)}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, err := requestid.TapHandle(context.Background(), &tap.Info{FullMethodName: "/token.v1.TokenService/Mint", Header: tc.md})
+			if err != nil {
+				t.Fatalf("TapHandle: %v", err)
+			}
+			got := requestid.FromContext(ctx)
+			switch {
+			case tc.want != "" && got != tc.want:
+				t.Errorf("id = %q, want %q", got, tc.want)
+			case tc.want == "" && !generated.MatchString(got):
+				t.Errorf("id = %q, want a generated one (32 hex digits)", got)
+			}
+			// StartUnary (outside a gRPC call it sets no header) keeps it.
+			if again := requestid.FromContext(requestid.StartUnary(ctx)); again != got {
+				t.Errorf("StartUnary changed the id from %q to %q", got, again)
+			}
+		})
 	}
 }
