@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokend/tokend/server"
 )
@@ -59,6 +60,13 @@ func TestNoStoreHeaders(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tt.wantCode {
 				t.Fatalf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.wantCode)
+			}
+			// One Date, the time of the answer (tokend sets it, not
+			// net/http: see dateOf).
+			if d := resp.Header.Values("Date"); len(d) != 1 {
+				t.Errorf("%s %s: Date %q, want one", tt.method, tt.path, d)
+			} else if at, err := http.ParseTime(d[0]); err != nil || time.Since(at) > 5*time.Second || time.Until(at) > time.Second {
+				t.Errorf("%s %s: Date %q (%v), want now", tt.method, tt.path, d[0], err)
 			}
 			cc, pragma := resp.Header.Values("Cache-Control"), resp.Header.Values("Pragma")
 			if tt.wantNoStore {

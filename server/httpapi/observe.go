@@ -104,9 +104,35 @@ func (w *discardWriter) Header() http.Header {
 func (*discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (*discardWriter) WriteHeader(int)             {}
 
+// hdrDate is the Date header's (canonical) key.
+const hdrDate = "Date"
+
+// date is the Date header of the answers started in one second.
+type date struct {
+	sec int64
+	v   []string
+}
+
+var lastDate atomic.Pointer[date]
+
+// dateOf returns the Date header of an answer to a request started at t:
+// the one made for t's second, shared by all of its answers (read only),
+// or a new one when the second has changed. net/http would format the
+// time on every answer that has no Date (about 1% of a REST mint's CPU).
+func dateOf(t time.Time) []string {
+	sec := t.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return d.v
+	}
+	d := &date{sec: sec, v: []string{t.UTC().Format(http.TimeFormat)}}
+	lastDate.Store(d)
+	return d.v
+}
+
 // observe gives each request an id (the caller's X-Request-Id when well
 // formed, else a new one), returns it in the X-Request-Id response header,
 // puts it in the context (so every log line of the request carries it),
+// sets the Date header (dateOf),
 // and when the request ends records its latency and logs it: method,
 // route, status, duration, request_id; 2xx and 3xx at Debug, 4xx at Info,
 // 5xx at Error, as gRPC calls are logged. mux must be the handler that
@@ -124,7 +150,9 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 		st.sw.ResponseWriter = w
 		// The key is canonical: no Header.Set (it would canonicalise).
 		st.hdr[0] = st.id
-		w.Header()[requestid.Header] = st.hdr[:]
+		h := w.Header()
+		h[requestid.Header] = st.hdr[:]
+		h[hdrDate] = dateOf(start)
 		r = r.WithContext(st)
 		if isMintPath(r) {
 			// GET and POST /token, the hot route, go straight to the
