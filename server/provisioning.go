@@ -46,9 +46,11 @@ func (s *Server) initProvisioning() error {
 		// takes over (a lease that lapses between two passes only lets
 		// another replica run the next one).
 		LeaseTTL: min(3*s.cfg.ProvisionInterval, time.Minute),
-		// Other replicas reload within a watch interval: let them switch
-		// to the fresh key before a revoke deletes the old one.
-		Settle: 4 * WatchInterval,
+		// A revoke waits for every replica to serve the fresh key before
+		// it deletes the old one (they reload within a watch interval
+		// and say so in their next heartbeat, at once), for this long at
+		// most.
+		Settle: RevokeSettle,
 		Holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
 		Logger: s.log, Audit: s.audit,
 		OnStep: func(action, result string) { pm.Steps.WithLabelValues(action, result).Inc() },

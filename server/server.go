@@ -181,6 +181,10 @@ func checkMasterKeys(ctx context.Context, store storage.Store, keyring *secrets.
 
 // Intervals of the background work of a serving tokend.
 var (
+	// RevokeSettle is how long a revoke waits at most for every replica
+	// to serve the fresh key before it deletes the revoked one at Twilio
+	// (see provision.Config.Settle).
+	RevokeSettle = 10 * time.Second
 	// WatchInterval is how often the store's revision is checked for
 	// changes made by other replicas or processes.
 	WatchInterval = 250 * time.Millisecond
@@ -497,7 +501,12 @@ func (s *Server) initReplicas() {
 			},
 			OnError: func(err error) { s.metrics.StoreError("heartbeat", err) },
 			Logger:  s.log,
+			// Beats acknowledge the revision the keystore serves, at once
+			// after a reload: a revoke waits for every replica to serve
+			// the replacement key before it deletes the revoked one.
+			Revision: s.keys.Revision,
 		})
+		s.keys.SetReloadHook(s.replicas.Poke)
 		live = s.replicas.Live
 	}
 	s.metrics.ObserveReplicas(live)

@@ -179,6 +179,9 @@ type Keystore struct {
 
 	// onStoreError, if set, is told of each store error (for metrics).
 	onStoreError func(op string, err error)
+	// onReload, if set, is called after each reload that loaded a view
+	// (see SetReloadHook).
+	onReload func()
 	// lastReload is when the view was last loaded (unix nanoseconds).
 	lastReload atomic.Int64
 
@@ -204,6 +207,13 @@ func (ks *Keystore) SetDefaultGrants(template *tokenv1.Grants) { ks.template = t
 func (ks *Keystore) SetStoreErrorHook(hook func(op string, err error)) {
 	ks.onStoreError = hook
 }
+
+// SetReloadHook sets a function called after every reload that loaded a
+// view (the view's revision is then Revision): the replica's heartbeat
+// acknowledges the revision at once (replicas.Membership.Poke). It runs
+// with the reload lock held: it must not block nor reload. Set it before
+// Watch starts.
+func (ks *Keystore) SetReloadHook(hook func()) { ks.onReload = hook }
 
 func (ks *Keystore) storeError(op string, err error) {
 	if ks.onStoreError != nil && err != nil {
@@ -416,6 +426,9 @@ func (ks *Keystore) reload(ctx context.Context) error {
 	v.def = v.apps[snap.DefaultApplication]
 	ks.cur.Store(v)
 	ks.lastReload.Store(time.Now().UnixNano())
+	if ks.onReload != nil {
+		ks.onReload()
+	}
 	return nil
 }
 

@@ -77,10 +77,15 @@ type Config struct {
 	OnStep func(action, result string)
 	// Now returns the current time; nil: time.Now.
 	Now func() time.Time
-	// Settle is how long a revoke waits between activating the fresh key
-	// and deleting the revoked one at Twilio, so that other replicas
-	// (which reload within a watch interval) stop signing with it first;
-	// 0: none.
+	// Settle is how long a revoke waits at most, between activating the
+	// fresh key and deleting the revoked one at Twilio, for every live
+	// replica to serve the fresh key (storage.Store.ReplicasBehind: their
+	// heartbeats acknowledge the revision they serve), so that none signs
+	// with the revoked key once Twilio no longer has it. A replica still
+	// behind after Settle (stalled, cut off from the store, or of a
+	// version that does not acknowledge) is named in a warning and the
+	// key is deleted all the same: a compromised key is not kept for a
+	// replica that cannot be reached. 0: no wait.
 	Settle time.Duration
 }
 
@@ -554,13 +559,12 @@ func (p *Provisioner) revoke(ctx context.Context, op storage.KeyOp) (storage.Key
 		if _, err := p.provision(ctx, op.ApplicationSID, true, "provision"); err != nil {
 			return storage.Key{}, fmt.Errorf("provision the replacement key (the compromised key %s still signs): %w", op.APIKeySID, err)
 		}
-		if p.cfg.Settle > 0 {
-			select {
-			case <-time.After(p.cfg.Settle):
-			case <-ctx.Done():
-				return storage.Key{}, ctx.Err()
-			}
-		}
+	}
+	// Whether the key was active here or not: another replica may still
+	// sign with it (a rotation a moment ago retired it, and that replica
+	// has not reloaded since).
+	if err := p.settle(ctx, op.APIKeySID); err != nil {
+		return storage.Key{}, err
 	}
 	if err := p.deleteKey(ctx, op, "revoke"); err != nil {
 		return storage.Key{}, fmt.Errorf("delete the revoked key %s (a new key signs already): %w", op.APIKeySID, err)
@@ -575,6 +579,46 @@ func (p *Provisioner) revoke(ctx context.Context, op storage.KeyOp) (storage.Key
 		}
 	}
 	return storage.Key{}, nil
+}
+
+// settlePoll is how often settle asks the store which replicas are
+// behind.
+const settlePoll = 25 * time.Millisecond
+
+// settle waits, for Settle at most, until every live replica serves the
+// keys as the store has them now (the revoked keySID not active, a fresh
+// key active), so that keySID can be deleted at Twilio without breaking
+// their tokens.
+func (p *Provisioner) settle(ctx context.Context, keySID string) error {
+	if p.cfg.Settle <= 0 {
+		return nil
+	}
+	rev, err := p.store.Revision(ctx)
+	if err != nil {
+		rev = p.ks.Revision()
+	}
+	deadline := time.Now().Add(p.cfg.Settle)
+	for {
+		behind, err := p.store.ReplicasBehind(ctx, rev)
+		if err == nil && len(behind) == 0 {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			if err != nil {
+				p.log.Warn("revoke: could not learn which replicas serve the fresh key: deleting the revoked key at Twilio all the same",
+					"api_key_sid", keySID, "waited", p.cfg.Settle, "error", err)
+			} else {
+				p.log.Warn("revoke: replicas still serve the revoked key: deleting it at Twilio all the same; their tokens signed with it will be refused",
+					"api_key_sid", keySID, "waited", p.cfg.Settle, "replicas", strings.Join(behind, ", "), "revision", rev)
+			}
+			return nil
+		}
+		select {
+		case <-time.After(settlePoll):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Recover finishes or undoes every recorded intent. Intents it cannot

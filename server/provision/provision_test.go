@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/tokend/tokend/server/secrets"
 	"github.com/tokend/tokend/server/storage"
 	"github.com/tokend/tokend/server/storage/postgres"
+	"github.com/tokend/tokend/server/storage/sqlite"
 	"github.com/tokend/tokend/server/twilioapi"
 	"github.com/tokend/tokend/server/twilioapi/twiliotest"
 )
@@ -553,5 +555,99 @@ func TestReconcileDeletingOrphansRacingAProvision(t *testing.T) {
 	}
 	if got := activeKey(t, store); got.SID != r.k.SID {
 		t.Fatalf("active key %s, want %s", got.SID, r.k.SID)
+	}
+}
+
+// TestRevokeWaitsForEveryReplica: an emergency revoke activates the fresh
+// key, then deletes the revoked one at Twilio only once every live
+// replica serves the fresh key (its heartbeat acknowledges the revision),
+// so that no replica signs with a key Twilio no longer has; a replica
+// that never catches up holds the deletion for Settle at most.
+func TestRevokeWaitsForEveryReplica(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		retired  bool          // a rotation retired the key just before the revoke (replica-b has not reloaded)
+		catchUp  time.Duration // when the lagging replica reloads and says so; 0: never
+		settle   time.Duration
+		minWait  time.Duration // the deletion comes this long after the revoke starts, at least
+		maxTotal time.Duration
+	}{
+		{"replica catches up", false, 400 * time.Millisecond, 20 * time.Second, 400 * time.Millisecond, 10 * time.Second},
+		{"replica never catches up", false, 0, 700 * time.Millisecond, 700 * time.Millisecond, 10 * time.Second},
+		{"key retired a moment ago", true, 400 * time.Millisecond, 20 * time.Second, 400 * time.Millisecond, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "tokend.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			f := twiliotest.New()
+			defer f.Close()
+			f.AddAccount(acct1, authToken)
+			rs := replicas(t, store, f, 2, provision.Config{LeaseTTL: 3 * time.Second, Settle: tc.settle})
+			a, b := rs[0], rs[1]
+			// b is a live replica serving the keys as they are now.
+			if _, err := store.Heartbeat(t.Context(), "replica-b", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.AckRevision(t.Context(), "replica-b", b.ks.Revision()); err != nil {
+				t.Fatal(err)
+			}
+			old := activeKey(t, store)
+			if tc.retired {
+				// Another key takes over; b still has old active.
+				if _, err := a.prov.Provision(t.Context(), app1, true); err != nil {
+					t.Fatal(err)
+				}
+				if activeKey(t, store).SID == old.SID {
+					t.Fatal("old is still active after the rotation")
+				}
+			}
+			start := time.Now()
+			var caughtUp atomic.Int64 // unix nanos
+			if tc.catchUp > 0 {
+				go func() {
+					time.Sleep(tc.catchUp)
+					if err := b.ks.Reload(context.Background()); err != nil {
+						t.Error(err)
+						return
+					}
+					if k := b.ks.Lookup(app1); k == nil || k.Active == nil || k.Active.SID() == old.SID {
+						t.Errorf("b reloaded and still signs with %s", old.SID)
+					}
+					caughtUp.Store(time.Now().UnixNano())
+					if err := store.AckRevision(context.Background(), "replica-b", b.ks.Revision()); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			active, err := a.prov.Revoke(t.Context(), app1, old.SID)
+			if err != nil {
+				t.Fatalf("Revoke(%s) = %v", old.SID, err)
+			}
+			took := time.Since(start)
+			if active.SID == old.SID || (active.SID == "" && !tc.retired) {
+				t.Fatalf("Revoke(%s) left %q active", old.SID, active.SID)
+			}
+			if atTwilio(f, old.SID) {
+				t.Fatalf("the revoked key %s is still at Twilio", old.SID)
+			}
+			var deletedAt time.Time
+			for _, d := range f.Deletions() {
+				if d.SID == old.SID {
+					deletedAt = d.At
+				}
+			}
+			if deletedAt.Sub(start) < tc.minWait {
+				t.Errorf("the revoked key was deleted %v after the revoke began, want at least %v (replica-b still signed with it)", deletedAt.Sub(start), tc.minWait)
+			}
+			if c := caughtUp.Load(); c != 0 && deletedAt.Before(time.Unix(0, c)) {
+				t.Errorf("the revoked key was deleted at %v, before replica-b served the fresh key (%v)", deletedAt, time.Unix(0, c))
+			}
+			if took > tc.maxTotal {
+				t.Errorf("Revoke took %v, want at most %v", took, tc.maxTotal)
+			}
+		})
 	}
 }

@@ -40,6 +40,7 @@ const (
 type Store interface {
 	Heartbeat(ctx context.Context, id string, ttl time.Duration) (live int, err error)
 	RemoveReplica(ctx context.Context, id string) error
+	AckRevision(ctx context.Context, id string, rev int64) error
 }
 
 var _ Store = storage.Store(nil)
@@ -59,6 +60,12 @@ type Config struct {
 	// beat that changed it, the first successful beat included (the
 	// count before any is 1). It runs on the beating goroutine.
 	OnChange func(live int)
+	// Revision, if set, returns the store revision the replica serves
+	// its keys at (the keystore's): every beat acknowledges it
+	// (storage.Store.AckRevision), so that a revoke on any replica can
+	// wait until all of them have stopped signing with the revoked key.
+	// Poke makes a beat at once, after a reload.
+	Revision func() int64
 	// OnError is called with every failed beat (for a metric).
 	OnError func(error)
 	// Logger receives a line when the count changes and when beats start
@@ -74,6 +81,8 @@ type Membership struct {
 	failing atomic.Bool
 	// started is set by the first successful beat.
 	started atomic.Bool
+	// poke asks Run for a beat now (see Poke).
+	poke chan struct{}
 }
 
 // New returns a Membership that has not beaten yet: Live is 1 until the
@@ -91,7 +100,7 @@ func New(cfg Config) *Membership {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Membership{cfg: cfg}
+	m := &Membership{cfg: cfg, poke: make(chan struct{}, 1)}
 	m.live.Store(1)
 	return m
 }
@@ -144,6 +153,19 @@ func (m *Membership) Beat(ctx context.Context) error {
 		}
 		return err
 	}
+	if m.cfg.Revision != nil {
+		// After the heartbeat, which makes the row when it is missing
+		// (a replica counted out and back).
+		if err := m.cfg.Store.AckRevision(ctx, m.cfg.ID, m.cfg.Revision()); err != nil {
+			if m.cfg.OnError != nil {
+				m.cfg.OnError(err)
+			}
+			if !m.failing.Swap(true) {
+				m.cfg.Logger.Warn("replica heartbeat failed: keeping the last count of replicas for the rate limits", "replica", m.cfg.ID, "replicas", m.Live(), "error", err)
+			}
+			return err
+		}
+	}
 	if m.failing.Swap(false) {
 		m.cfg.Logger.Info("replica heartbeat works again", "replica", m.cfg.ID)
 	}
@@ -159,7 +181,17 @@ func (m *Membership) Beat(ctx context.Context) error {
 	return nil
 }
 
-// Run beats every Interval until ctx ends, then removes the replica's
+// Poke asks Run to beat now rather than at the next Interval: the
+// keystore calls it after a reload, so that the revision it now serves is
+// acknowledged at once. It never blocks; pokes before a beat count once.
+func (m *Membership) Poke() {
+	select {
+	case m.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run beats every Interval, and when poked (Poke), until ctx ends, then removes the replica's
 // heartbeat (waiting at most Interval), so that the others count it out
 // at their next beat rather than after TTL.
 func (m *Membership) Run(ctx context.Context) {
@@ -175,6 +207,8 @@ func (m *Membership) Run(ctx context.Context) {
 			}
 			return
 		case <-t.C:
+			m.Beat(ctx)
+		case <-m.poke:
 			m.Beat(ctx)
 		}
 	}

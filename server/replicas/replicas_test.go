@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -177,5 +178,52 @@ func TestNewID(t *testing.T) {
 		if !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
 			t.Errorf("NewID() = %q, not valid text", id)
 		}
+	}
+}
+
+// TestBeatAcknowledgesRevision: every beat acknowledges the revision the
+// replica serves, and a poke makes a beat at once (well before the next
+// interval), so a revoke waiting on ReplicasBehind sees a reload within
+// moments.
+func TestBeatAcknowledgesRevision(t *testing.T) {
+	st := openStore(t)
+	var rev atomic.Int64
+	rev.Store(3)
+	m := New(Config{Store: st, ID: "a", Interval: time.Hour, TTL: 2 * time.Hour, Revision: rev.Load})
+	behind := func(r int64) []string {
+		t.Helper()
+		ids, err := st.ReplicasBehind(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	beat(t, m, 1)
+	if got := behind(3); len(got) != 0 {
+		t.Errorf("ReplicasBehind(3) after a beat at revision 3 = %q, want none", got)
+	}
+	if got := behind(4); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("ReplicasBehind(4) = %q, want [a]", got)
+	}
+	// A replica without Revision acknowledges nothing: it is behind any
+	// revision above 0.
+	old := New(Config{Store: st, ID: "b", Interval: time.Hour, TTL: 2 * time.Hour})
+	beat(t, old, 2)
+	if got := behind(1); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("ReplicasBehind(1) = %q, want [b] (it never acknowledges)", got)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	rev.Store(7)
+	m.Poke()
+	deadline := time.Now().Add(5 * time.Second)
+	for slices.Contains(behind(7), "a") {
+		if time.Now().After(deadline) {
+			t.Fatalf("revision 7 not acknowledged 5 s after a poke (interval an hour)")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -284,6 +284,17 @@ type Store interface {
 	// heartbeat; removing a replica that has none is not an error. It
 	// does not advance the revision.
 	RemoveReplica(ctx context.Context, id string) error
+	// AckRevision records that the replica id serves its keys at store
+	// revision rev or later: its heartbeat row's revision becomes rev,
+	// unless it is higher already (it never goes down). A replica without
+	// a row is not an error (its next heartbeat makes the row, and its
+	// next acknowledgement fills it in). It does not advance the revision.
+	AckRevision(ctx context.Context, id string, rev int64) error
+	// ReplicasBehind returns, sorted, the IDs of the live replicas (their
+	// heartbeat has not expired, by the store's clock) whose acknowledged
+	// revision is below rev: those that may still sign with keys as they
+	// were before rev.
+	ReplicasBehind(ctx context.Context, rev int64) ([]string, error)
 	// ProvisioningStore keeps provisioning credentials, intents and
 	// leases (see provisioning.go).
 	ProvisioningStore

@@ -68,4 +68,7 @@
 // deletes the rows of other replicas expired for longer than
 // storage.ReplicaRetention, skipping rows locked by concurrent heartbeats
 // (FOR UPDATE SKIP LOCKED), so replicas never wait for one another.
+// Migration 0006 adds each row's revision, the store revision the replica
+// serves its keys at (AckRevision, which never lowers it); ReplicasBehind
+// lists the live rows below a revision, for a revoke to wait on.
 package postgres

@@ -997,6 +997,28 @@ func (s *Store) Heartbeat(ctx context.Context, id string, ttl time.Duration) (in
 	return others + 1, nil
 }
 
+// AckRevision raises the replica's acknowledged revision to rev.
+func (s *Store) AckRevision(ctx context.Context, id string, rev int64) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE replicas SET revision = $2 WHERE id = $1 AND revision < $2`, id, rev); err != nil {
+		return fmt.Errorf("acknowledge revision %d for replica %s: %w", rev, id, err)
+	}
+	return nil
+}
+
+// ReplicasBehind lists the live replicas whose acknowledged revision is
+// below rev.
+func (s *Store) ReplicasBehind(ctx context.Context, rev int64) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM replicas WHERE expires_at > clock_timestamp() AND revision < $1 ORDER BY id`, rev)
+	if err != nil {
+		return nil, fmt.Errorf("replicas behind revision %d: %w", rev, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("replicas behind revision %d: %w", rev, err)
+	}
+	return ids, nil
+}
+
 // RemoveReplica deletes the replica's heartbeat row, if any.
 func (s *Store) RemoveReplica(ctx context.Context, id string) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM replicas WHERE id = $1`, id); err != nil {

@@ -967,6 +967,40 @@ func (s *Store) Heartbeat(ctx context.Context, id string, ttl time.Duration) (in
 	return live, nil
 }
 
+// AckRevision raises the replica's acknowledged revision to rev.
+func (s *Store) AckRevision(ctx context.Context, id string, rev int64) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx, `UPDATE replicas SET revision = ? WHERE id = ? AND revision < ?`, rev, id, rev)
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("acknowledge revision %d for replica %s: %w", rev, id, err)
+	}
+	return nil
+}
+
+// ReplicasBehind lists the live replicas whose acknowledged revision is
+// below rev.
+func (s *Store) ReplicasBehind(ctx context.Context, rev int64) ([]string, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id FROM replicas WHERE expires_at > ? AND revision < ? ORDER BY id`, millis(time.Now()), rev)
+	if err != nil {
+		return nil, fmt.Errorf("replicas behind revision %d: %w", rev, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("replicas behind revision %d: %w", rev, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("replicas behind revision %d: %w", rev, err)
+	}
+	return ids, nil
+}
+
 // RemoveReplica deletes the replica's heartbeat row, if any.
 func (s *Store) RemoveReplica(ctx context.Context, id string) error {
 	err := s.writeTx(ctx, func(tx *sql.Tx) (bool, error) {

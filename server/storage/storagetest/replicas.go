@@ -3,6 +3,7 @@ package storagetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -81,6 +82,80 @@ func testHeartbeatExpiry(t *testing.T, s storage.Store) {
 	checkLive(t, s, "short-lived", short, 2)
 	time.Sleep(short + 200*time.Millisecond)
 	checkLive(t, s, "long-lived", long, 1)
+}
+
+// behind calls s.ReplicasBehind and fails the test on an error.
+func behind(t *testing.T, s storage.Store, rev int64) []string {
+	t.Helper()
+	ids, err := s.ReplicasBehind(t.Context(), rev)
+	if err != nil {
+		t.Fatalf("ReplicasBehind(%d) = %v", rev, err)
+	}
+	return ids
+}
+
+func ack(t *testing.T, s storage.Store, id string, rev int64) {
+	t.Helper()
+	if err := s.AckRevision(t.Context(), id, rev); err != nil {
+		t.Fatalf("AckRevision(%q, %d) = %v", id, rev, err)
+	}
+}
+
+// testAckRevision: a replica is behind a revision until it acknowledges
+// that one or a later one; an acknowledgement never goes down; a replica
+// that is not alive is never behind; heartbeats keep the acknowledged
+// revision; none of it advances the store's revision.
+func testAckRevision(t *testing.T, s storage.Store) {
+	revs := trackRevisions(t, s)
+	const short, long = 300 * time.Millisecond, time.Minute
+	if got := behind(t, s, 1); len(got) != 0 {
+		t.Errorf("ReplicasBehind(1) with no replica = %q, want none", got)
+	}
+	ack(t, s, "not-there", 5) // no row: not an error, and no row made
+	heartbeat(t, s, "replica-a", long)
+	heartbeat(t, s, "replica-b", long)
+	heartbeat(t, s, "short-lived", short)
+	// A new row has acknowledged nothing.
+	if got, want := behind(t, s, 1), []string{"replica-a", "replica-b", "short-lived"}; !slices.Equal(got, want) {
+		t.Errorf("ReplicasBehind(1) before any acknowledgement = %q, want %q", got, want)
+	}
+	if got := behind(t, s, 0); len(got) != 0 {
+		t.Errorf("ReplicasBehind(0) = %q, want none", got)
+	}
+	ack(t, s, "replica-a", 5)
+	ack(t, s, "replica-b", 3)
+	if got, want := behind(t, s, 5), []string{"replica-b", "short-lived"}; !slices.Equal(got, want) {
+		t.Errorf("ReplicasBehind(5) = %q, want %q", got, want)
+	}
+	if got, want := behind(t, s, 4), []string{"replica-b", "short-lived"}; !slices.Equal(got, want) {
+		t.Errorf("ReplicasBehind(4) = %q, want %q", got, want)
+	}
+	if got, want := behind(t, s, 3), []string{"short-lived"}; !slices.Equal(got, want) {
+		t.Errorf("ReplicasBehind(3) = %q, want %q", got, want)
+	}
+	ack(t, s, "replica-a", 2) // lower: kept at 5
+	heartbeat(t, s, "replica-a", long)
+	if got, want := behind(t, s, 5), []string{"replica-b", "short-lived"}; !slices.Equal(got, want) {
+		t.Errorf("ReplicasBehind(5) after a lower acknowledgement and a heartbeat = %q, want %q", got, want)
+	}
+	// Expired: no longer counted, whatever it acknowledged.
+	time.Sleep(short + 200*time.Millisecond)
+	if got, want := behind(t, s, 5), []string{"replica-b"}; !slices.Equal(got, want) {
+		t.Errorf("ReplicasBehind(5) after short-lived expired = %q, want %q", got, want)
+	}
+	ack(t, s, "replica-b", 9)
+	if got := behind(t, s, 5); len(got) != 0 {
+		t.Errorf("ReplicasBehind(5) after every live replica acknowledged it = %q, want none", got)
+	}
+	// Removed and back: a new row, nothing acknowledged.
+	if err := s.RemoveReplica(t.Context(), "replica-b"); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat(t, s, "replica-b", long)
+	if got, want := behind(t, s, 5), []string{"replica-b"}; !slices.Equal(got, want) {
+		t.Errorf("ReplicasBehind(5) after replica-b came back = %q, want %q", got, want)
+	}
+	revs.unchanged(t, "AckRevision")
 }
 
 func testHeartbeatInvalid(t *testing.T, s storage.Store) {

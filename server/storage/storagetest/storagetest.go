@@ -106,6 +106,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Heartbeat", testHeartbeat},
 		{"HeartbeatExpiry", testHeartbeatExpiry},
 		{"HeartbeatInvalid", testHeartbeatInvalid},
+		{"AckRevision", testAckRevision},
 		{"ConcurrentHeartbeat", testConcurrentHeartbeat},
 		{"DefaultApplication", testDefaultApplication},
 		{"DefaultApplicationDeleted", testDefaultApplicationDeleted},
