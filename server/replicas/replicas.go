@@ -79,6 +79,8 @@ type Membership struct {
 	cfg     Config
 	live    atomic.Int64
 	failing atomic.Bool
+	// ackFailing: the last acknowledgement of the revision failed.
+	ackFailing atomic.Bool
 	// started is set by the first successful beat.
 	started atomic.Bool
 	// poke asks Run for a beat now (see Poke).
@@ -153,19 +155,6 @@ func (m *Membership) Beat(ctx context.Context) error {
 		}
 		return err
 	}
-	if m.cfg.Revision != nil {
-		// After the heartbeat, which makes the row when it is missing
-		// (a replica counted out and back).
-		if err := m.cfg.Store.AckRevision(ctx, m.cfg.ID, m.cfg.Revision()); err != nil {
-			if m.cfg.OnError != nil {
-				m.cfg.OnError(err)
-			}
-			if !m.failing.Swap(true) {
-				m.cfg.Logger.Warn("replica heartbeat failed: keeping the last count of replicas for the rate limits", "replica", m.cfg.ID, "replicas", m.Live(), "error", err)
-			}
-			return err
-		}
-	}
 	if m.failing.Swap(false) {
 		m.cfg.Logger.Info("replica heartbeat works again", "replica", m.cfg.ID)
 	}
@@ -176,6 +165,22 @@ func (m *Membership) Beat(ctx context.Context) error {
 		}
 		if m.cfg.OnChange != nil {
 			m.cfg.OnChange(n)
+		}
+	}
+	if m.cfg.Revision != nil {
+		// After the heartbeat, which makes the row when it is missing
+		// (a replica counted out and back).
+		if err := m.cfg.Store.AckRevision(ctx, m.cfg.ID, m.cfg.Revision()); err != nil {
+			if m.cfg.OnError != nil {
+				m.cfg.OnError(err)
+			}
+			if !m.ackFailing.Swap(true) {
+				m.cfg.Logger.Warn("replica revision not acknowledged: a revoke on another replica may wait for this one", "replica", m.cfg.ID, "error", err)
+			}
+			return err
+		}
+		if m.ackFailing.Swap(false) {
+			m.cfg.Logger.Info("replica revision acknowledged again", "replica", m.cfg.ID)
 		}
 	}
 	return nil
