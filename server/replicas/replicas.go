@@ -196,9 +196,9 @@ func (m *Membership) Poke() {
 	}
 }
 
-// Run beats every Interval, and when poked (Poke), until ctx ends, then removes the replica's
-// heartbeat (waiting at most Interval), so that the others count it out
-// at their next beat rather than after TTL.
+// Run beats every Interval, and when poked (Poke), until ctx ends, then
+// removes the replica's heartbeat (waiting at most Interval), so that the
+// others count it out at their next beat rather than after TTL.
 func (m *Membership) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()

@@ -126,11 +126,7 @@ func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // call's id from its x-request-id metadata (or makes one), sets the
 // x-request-id response header and returns ctx carrying the id.
 func StartUnary(ctx context.Context) context.Context {
-	id := FromContext(ctx) // set by TapHandle, on a server that has it
-	if id == "" {
-		id = Ensure(fromMetadata(ctx))
-		ctx = NewContext(ctx, id)
-	}
+	ctx, id := callID(ctx)
 	// grpc-go copies the header it is given (metadata.Join), so one
 	// literal MD per call is not needed: a pooled one is filled in and
 	// given back.
@@ -140,6 +136,17 @@ func StartUnary(ctx context.Context) context.Context {
 	md[MetadataKey][0] = ""
 	headerPool.Put(md)
 	return ctx
+}
+
+// callID returns the call's id and a ctx carrying it: the one TapHandle
+// put in ctx, on a server that has it, else the caller's x-request-id from
+// the metadata (or a new one).
+func callID(ctx context.Context) (context.Context, string) {
+	if id := FromContext(ctx); id != "" {
+		return ctx, id
+	}
+	id := Ensure(fromMetadata(ctx))
+	return NewContext(ctx, id), id
 }
 
 // TapHandle is a gRPC server's InTapHandle (grpc.InTapHandle): it gives
@@ -166,12 +173,7 @@ var headerPool = sync.Pool{New: func() any { return metadata.MD{MetadataKey: {""
 // StreamServerInterceptor is UnaryServerInterceptor for streams.
 func StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx := ss.Context()
-		id := FromContext(ctx) // set by TapHandle, on a server that has it
-		if id == "" {
-			id = Ensure(fromMetadata(ctx))
-			ctx = NewContext(ctx, id)
-		}
+		ctx, id := callID(ss.Context())
 		ss.SetHeader(metadata.MD{MetadataKey: {id}})
 		return handler(srv, &stream{ServerStream: ss, ctx: ctx})
 	}
