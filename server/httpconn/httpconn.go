@@ -266,7 +266,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.mu.Lock()
 		if !c.rd.want.IsZero() && c.rd.want.Before(time.Now()) {
 			c.mu.Unlock()
-			return 0, c.opError("read", os.ErrDeadlineExceeded)
+			return 0, errHeldReadExpired
 		}
 	} else if c.wrote {
 		c.wrote = false
@@ -284,10 +284,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// opError is err as the socket's own read or write would return it.
-func (c *Conn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-}
+// errHeldReadExpired is what a held read returns when a deadline in the
+// past ends it (net/http's abort, once a request is served): the timeout
+// the socket's own read would return (a net.Error whose Timeout is true,
+// wrapping os.ErrDeadlineExceeded), made once rather than for every
+// request. It names no addresses: net/http drops the error of a read it
+// aborted.
+var errHeldReadExpired error = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
 // Write writes under the write deadline last set.
 func (c *Conn) Write(p []byte) (int, error) {
