@@ -34,9 +34,18 @@ func policyCaller(caller auth.Principal) policy.Caller {
 	return policy.Caller{
 		// The policy names callers "kind:name"; auth's names of browser
 		// users already carry that prefix.
-		Kind: kind, Name: strings.TrimPrefix(caller.Name, kind+":"), Identity: caller.Identity,
+		Kind: kind, Name: trimKind(caller.Name, kind), Identity: caller.Identity,
 		Groups: caller.Groups, Browser: caller.Browser,
 	}
+}
+
+// trimKind is strings.TrimPrefix(name, kind+":") without building the
+// prefix (every mint asks twice).
+func trimKind(name, kind string) string {
+	if rest, ok := strings.CutPrefix(name, kind); ok && len(rest) > 0 && rest[0] == ':' {
+		return rest[1:]
+	}
+	return name
 }
 
 // decide applies the caller policy to what the token would let its holder
