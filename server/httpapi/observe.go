@@ -145,7 +145,8 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 		start := time.Now()
 		// One allocation holds everything observe keeps for the request:
 		// the context carrying its id and route note, the status writer.
-		st := &reqState{id: requestid.Ensure(r.Header.Get(requestid.Header))}
+		st := &reqState{}
+		st.id = st.idBuf.Ensure(r.Header.Get(requestid.Header))
 		st.Context = r.Context()
 		st.sw.ResponseWriter = w
 		// The key is canonical: no Header.Set (it would canonicalise).
@@ -214,11 +215,12 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 // keys, the parent's for everything else) and its status writer.
 type reqState struct {
 	context.Context
-	id   string
-	hdr  [1]string // the X-Request-Id header's value slice
-	info reqInfo
-	sw   statusWriter
-	auth auth.HTTPSlot // the caller, filled by the authentication middleware
+	id    string
+	idBuf requestid.Buf // a new id's digits
+	hdr   [1]string     // the X-Request-Id header's value slice
+	info  reqInfo
+	sw    statusWriter
+	auth  auth.HTTPSlot // the caller, filled by the authentication middleware
 }
 
 // Value answers the request id (requestid.FromContext), the route note

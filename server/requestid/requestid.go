@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"unsafe"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -41,7 +42,8 @@ func NewContext(ctx context.Context, id string) context.Context {
 // request. Value answers with the node itself (a pointer, no allocation).
 type idContext struct {
 	context.Context
-	id string
+	id  string
+	buf Buf // a new id's digits (TapHandle)
 }
 
 func (c *idContext) Value(key any) any {
@@ -72,10 +74,37 @@ func FromContext(ctx context.Context) string {
 // without one makes one (crypto/rand's system call was about 1% of a
 // REST mint's CPU).
 func New() string {
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
-	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
-	return hex.EncodeToString(b[:])
+	var b Buf
+	return string(b.fill())
+}
+
+// Buf is room for a new id inside a struct allocated anyway (a request's
+// state, its context), so that making the id allocates nothing of its
+// own.
+type Buf [32]byte
+
+// New makes a new id (as New) in b and returns it. The string is b's
+// memory: b must not be changed afterwards, and the id keeps whatever
+// holds b alive.
+func (b *Buf) New() string {
+	return unsafe.String(&b.fill()[0], len(b))
+}
+
+// Ensure is Ensure, making a new id in b.
+func (b *Buf) Ensure(id string) string {
+	if Valid(id) {
+		return id
+	}
+	return b.New()
+}
+
+// fill writes 16 random bytes into b as 32 lowercase hex digits.
+func (b *Buf) fill() []byte {
+	var r [16]byte
+	binary.LittleEndian.PutUint64(r[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(r[8:], rand.Uint64())
+	hex.Encode(b[:], r[:])
+	return b[:]
 }
 
 // Valid reports whether a caller's id is acceptable: 1 to MaxLen
@@ -164,7 +193,9 @@ func TapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if v := info.Header[MetadataKey]; len(v) > 0 {
 		id = v[0]
 	}
-	return NewContext(ctx, Ensure(id)), nil
+	c := &idContext{Context: ctx}
+	c.id = c.buf.Ensure(id)
+	return c, nil
 }
 
 // headerPool holds response header metadata carrying one request id.

@@ -142,3 +142,43 @@ func TestTapHandle(t *testing.T) {
 		})
 	}
 }
+
+// TestBuf: an id made in a Buf is a new 32-hex id (or the caller's, when
+// valid), ids made in different Bufs differ, the id stays what it was
+// (the Buf is not reused), and making one allocates nothing.
+func TestBuf(t *testing.T) {
+	hex32 := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	bufs := make([]requestid.Buf, 2000)
+	ids := make(map[string]bool, len(bufs))
+	var first string
+	for i := range bufs {
+		id := bufs[i].New()
+		if !hex32.MatchString(id) {
+			t.Fatalf("Buf.New() = %q; want 32 hex digits", id)
+		}
+		if ids[id] {
+			t.Fatalf("Buf.New() returned %q twice", id)
+		}
+		ids[id] = true
+		if i == 0 {
+			first = strings.Clone(id)
+		}
+	}
+	if got := unsafeFirst(&bufs[0]); got != first {
+		t.Errorf("first id now %q; was %q", got, first)
+	}
+	var b requestid.Buf
+	if got := b.Ensure("abc-1"); got != "abc-1" {
+		t.Errorf("Buf.Ensure(valid) = %q; want it kept", got)
+	}
+	if got := b.Ensure("a b"); !hex32.MatchString(got) {
+		t.Errorf("Buf.Ensure(invalid) = %q; want a new id", got)
+	}
+	var sink string
+	if n := testing.AllocsPerRun(100, func() { sink = b.New() }); n != 0 {
+		t.Errorf("Buf.New allocates %v times; want 0", n)
+	}
+	_ = sink
+}
+
+func unsafeFirst(b *requestid.Buf) string { return string(b[:]) }
