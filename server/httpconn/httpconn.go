@@ -264,7 +264,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		<-c.wake
 		c.mu.Lock()
-		if !c.rd.want.IsZero() && c.rd.want.Before(time.Now()) {
+		if w := c.rd.want; !w.IsZero() && (w.Unix() <= abortDeadline || w.Before(time.Now())) {
 			c.mu.Unlock()
 			return 0, errHeldReadExpired
 		}
@@ -283,6 +283,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	c.end(&c.rd)
 	return n, err
 }
+
+// abortDeadline is the Unix second of the deadline net/http sets to end
+// its background read once a request is served (time.Unix(1, 0), its
+// aLongTimeAgo): a deadline that early is past on any clock, so a held
+// read it releases, once a request, needs no clock reading to know it.
+const abortDeadline = 1
 
 // errHeldReadExpired is what a held read returns when a deadline in the
 // past ends it (net/http's abort, once a request is served): the timeout

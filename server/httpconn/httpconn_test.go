@@ -169,6 +169,52 @@ func TestHeldReadAbort(t *testing.T) {
 	}
 }
 
+// TestHeldReadReleasedByDeadline: a deadline set while a read is held
+// back releases it; only a deadline already past ends it with a timeout
+// (net/http's time.Unix(1, 0) is known past without reading the clock,
+// any other is compared with the clock). A later deadline lets the read
+// go on to the socket, under that deadline.
+func TestHeldReadReleasedByDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline func() time.Time
+		expired  bool
+	}{
+		{"net/http's abort", func() time.Time { return time.Unix(1, 0) }, true},
+		{"a moment ago", func() time.Time { return time.Now().Add(-time.Millisecond) }, true},
+		{"a year ago", func() time.Time { return time.Now().AddDate(-1, 0, 0) }, true},
+		{"in an hour", func() time.Time { return time.Now().Add(time.Hour) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, client := pair(t, time.Hour)
+			type result struct {
+				n   int
+				b   byte
+				err error
+			}
+			res := make(chan result, 1)
+			go func() {
+				buf := make([]byte, 1)
+				n, err := c.Read(buf)
+				res <- result{n, buf[0], err}
+			}()
+			time.Sleep(20 * time.Millisecond)
+			c.SetReadDeadline(tc.deadline())
+			if !tc.expired {
+				client.Write([]byte("y"))
+			}
+			var r result
+			within(t, 5*time.Second, "the released read", func() { r = <-res })
+			switch {
+			case tc.expired && (r.n != 0 || !isTimeout(r.err)):
+				t.Fatalf("read released by a past deadline = %d, %v; want 0 and a timeout", r.n, r.err)
+			case !tc.expired && (r.n != 1 || r.b != 'y' || r.err != nil):
+				t.Fatalf("read released by a later deadline = %d %q, %v; want the byte", r.n, r.b, r.err)
+			}
+		})
+	}
+}
+
 // TestHeldReadGoesOn: a background read held back longer than the
 // hold-back reads the socket, so it sees what comes (a byte, or the
 // client going away).
