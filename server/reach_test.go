@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -883,5 +884,61 @@ func TestDeniedMintRateLimit(t *testing.T) {
 				t.Fatalf("mint after denied ones for the same identity = %v %v, want OK", code, resp)
 			}
 		})
+	}
+}
+
+// TestMintRecordTime: the audit record of a mint carries the time its
+// token was issued (one clock reading for both): its second is the
+// token's iat and issued_at, and it falls within the call.
+func TestMintRecordTime(t *testing.T) {
+	h, creds, auditLog := reachHarness(t, reachPolicy, nil)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+creds["wide"])
+	iat := map[string]int64{}
+	before := time.Now()
+	resp, err := h.token.Mint(ctx, &tokenv1.MintRequest{Identity: proto.String("rec_time_grpc")})
+	if err != nil {
+		t.Fatalf("Mint: %v", status.Convert(err).Message())
+	}
+	iat[resp.GetJti()] = resp.GetIssuedAt().GetSeconds()
+	req, _ := http.NewRequest("GET", h.httpURL+"/token?identity=rec_time_rest", nil)
+	req.Header.Set("Authorization", "Bearer "+creds["wide"])
+	code, raw := h.doRaw(t, req)
+	var rest struct {
+		Token, Jti string
+		IssuedAt   time.Time `json:"issued_at"`
+	}
+	if err := json.Unmarshal(raw, &rest); err != nil || code != 200 {
+		t.Fatalf("GET /token = %d %s", code, raw)
+	}
+	iat[rest.Jti] = rest.IssuedAt.Unix()
+	after := time.Now()
+	for jti, sec := range iat {
+		if sec < before.Unix() || sec > after.Unix() {
+			t.Errorf("token %s issued at %d, outside the call (%d to %d)", jti, sec, before.Unix(), after.Unix())
+		}
+	}
+
+	records, _ := readAudit(t, h, auditLog)
+	seen := 0
+	for _, r := range records {
+		jti, _ := r["jti"].(string)
+		sec, ok := iat[jti]
+		if !ok || r["event"] != "mint" {
+			continue
+		}
+		seen++
+		at, err := time.Parse(time.RFC3339Nano, r["time"].(string))
+		if err != nil {
+			t.Fatalf("record time %v: %v", r["time"], err)
+		}
+		if at.Unix() != sec {
+			t.Errorf("record of %s at %v (second %d), token issued at second %d", jti, at, at.Unix(), sec)
+		}
+		if at.Before(before.Truncate(time.Second)) || at.After(after) {
+			t.Errorf("record of %s at %v, outside the call (%v to %v)", jti, at, before, after)
+		}
+	}
+	if seen != len(iat) {
+		t.Fatalf("found %d mint records of the %d tokens in %v", seen, len(iat), records)
 	}
 }

@@ -164,11 +164,19 @@ func toStruct(raw []byte) *structpb.Struct {
 // (--audit-required) audit returns an error when it was not written, and
 // the token must not be handed out.
 func (s *Service) audit(ctx context.Context, event string, caller auth.Principal, r *policy.Reach, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) error {
+	return s.auditAt(ctx, time.Time{}, event, caller, r, g, jti, exp, d, code)
+}
+
+// auditAt is audit with the record's time: at, or the time the record is
+// logged when at is zero. A mint passes the clock reading its token was
+// issued at, so the record and the token's iat agree and the clock is
+// read once.
+func (s *Service) auditAt(ctx context.Context, at time.Time, event string, caller auth.Principal, r *policy.Reach, g *tokenv1.Grants, jti string, exp int64, d policy.Decision, code codes.Code) error {
 	if s.cfg.Audit == nil {
 		return nil
 	}
 	rec := audit.Record{
-		Event: event, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
+		Time: at, Event: event, Principal: caller.Name, PrincipalKind: caller.Kind.String(),
 		Identity: r.Identity, ApplicationSID: r.Application, Grants: audit.GrantsSummary(g), JTI: jti,
 		OutgoingApplicationSID: r.OutgoingApplication, OutgoingParams: r.ParamKeys(), PushCredentialSID: r.PushCredential,
 		Room: r.Room, ChatServiceSID: r.ChatService, ChatPushCredentialSID: r.ChatPushCredential,

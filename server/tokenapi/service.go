@@ -197,15 +197,17 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	if grantsJSON == nil {
 		grantsJSON = mint.AppendGrants(make([]byte, 0, 256), grants)
 	}
+	// One clock reading: the token's issue time and its audit record's.
+	now := s.cfg.Now()
 	claims := &mint.Claims{
 		Identity: identity,
 		Grants:   grantsJSON,
 		Region:   region,
-		IssuedAt: s.cfg.Now().Unix(),
+		IssuedAt: now.Unix(),
 		TTL:      ttl,
 	}
 	tok := key.Sign(claims)
-	if err := s.audit(ctx, event, caller, &reach, grants, tok.ID, tok.ExpiresAt, decision, codes.OK); err != nil {
+	if err := s.auditAt(ctx, now, event, caller, &reach, grants, tok.ID, tok.ExpiresAt, decision, codes.OK); err != nil {
 		// Fail closed (--audit-required): never hand out a token the
 		// audit log does not hold. Why is in the audit Logger's
 		// warnings and metrics; the caller needs only to retry.
