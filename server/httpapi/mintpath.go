@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenv1 "github.com/tokend/tokend/gen/token/v1"
+	"github.com/tokend/tokend/server/tokenapi"
 )
 
 // mintRoute is the label (and gateway pattern) of GET and POST /token.
@@ -102,7 +103,16 @@ func serveMint(mux *runtime.ServeMux, svc tokenv1.TokenServiceServer, unmarshal 
 	// grpc.SetHeader (the retry-after of a rate-limit refusal). It is the
 	// context's value itself, and holds the request: one allocation for
 	// the three.
-	ctx := &mintStream{Context: r.Context()}
+	var ctx *mintStream
+	if a, _ := r.Context().Value(arenaKey{}).(*mintArena); a != nil {
+		// observe's arena for this request (cleared when it was put
+		// back): no allocation, and the service builds its answer in the
+		// arena's scratch.
+		ctx = &a.ms
+		ctx.Context, ctx.scratch = r.Context(), &a.sc
+	} else {
+		ctx = &mintStream{Context: r.Context()}
+	}
 	inbound, outbound := marshalersFor(mux, r)
 	req := &ctx.req
 	var err error
@@ -178,7 +188,13 @@ type mintStream struct {
 	context.Context
 	header, trailer metadata.MD
 	req             tokenv1.MintRequest // the request served (never copied)
+	// scratch is lent to the service for the answer (tokenapi.Scratch):
+	// the arena's, or nil.
+	scratch *tokenapi.Scratch
 }
+
+// MintScratch lends the service the arena's scratch (tokenapi.ScratchLender).
+func (s *mintStream) MintScratch() *tokenapi.Scratch { return s.scratch }
 
 // Value answers the transport stream's key (grpc's
 // streamKey, through grpc.ServerTransportStreamFromContext) with the

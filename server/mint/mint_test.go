@@ -244,3 +244,43 @@ func BenchmarkSign(b *testing.B) {
 		k.Sign(c)
 	}
 }
+
+// TestSignInto: a token signed into a caller's buffer is the token Sign
+// makes (it verifies, its jti is its own), lives in that buffer (reused,
+// so the next token replaces it), and costs no allocation once the buffer
+// is large enough.
+func TestSignInto(t *testing.T) {
+	k := mint.NewKey(account, keySID, []byte(secret))
+	for _, region := range []string{"", "ie1"} {
+		var buf []byte
+		c := &mint.Claims{Identity: "user", Grants: seedGrants(), Region: region, IssuedAt: 1700000000, TTL: 3600}
+		tok := k.SignInto(c, &buf)
+		if len(buf) != len(tok.JWT)+len(tok.ID) || string(buf) != tok.JWT+tok.ID {
+			t.Fatalf("region %q: buffer holds %q, want the token and its jti", region, buf)
+		}
+		parsed, err := jwt.Parse(tok.JWT, func(*jwt.Token) (any, error) { return []byte(secret), nil },
+			jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation())
+		if err != nil {
+			t.Fatalf("region %q: golang-jwt rejects %q: %v", region, tok.JWT, err)
+		}
+		if got := parsed.Claims.(jwt.MapClaims)["jti"]; got != tok.ID {
+			t.Errorf("region %q: jti claim %v, Token.ID %q", region, got, tok.ID)
+		}
+		// Same claims, same length: the next token is built in the same
+		// memory and differs from the first only by its jti and signature.
+		first, firstID := strings.Clone(tok.JWT), strings.Clone(tok.ID)
+		next := k.SignInto(c, &buf)
+		if tok.JWT != next.JWT {
+			t.Errorf("region %q: the first token's string no longer shows the buffer's content", region)
+		}
+		if next.JWT == first || next.ID == firstID {
+			t.Errorf("region %q: the second token is the first", region)
+		}
+		if raceEnabled {
+			continue
+		}
+		if a := testing.AllocsPerRun(100, func() { k.SignInto(c, &buf) }); a != 0 {
+			t.Errorf("region %q: SignInto allocates %v times a token, want 0", region, a)
+		}
+	}
+}
