@@ -153,16 +153,13 @@ func observe(log *slog.Logger, m Metrics, mux *http.ServeMux, routes http.Handle
 			arena = mintArenas.Get().(*mintArena)
 			st = &arena.st
 			st.arena = arena
+			// The id is not in the arena's memory: net/http writes the
+			// answer's header (the id) after the handler returns, when the
+			// arena may be another request's.
+			st.id = requestid.Ensure(r.Header.Get(requestid.Header))
 		} else {
 			st = &reqState{}
-		}
-		if arena == nil {
 			st.id = st.idBuf.Ensure(r.Header.Get(requestid.Header))
-		} else {
-			// Not in the arena's memory: net/http writes the answer's
-			// header (the id) after the handler returns, when the arena
-			// may be another request's.
-			st.id = requestid.Ensure(r.Header.Get(requestid.Header))
 		}
 		st.Context = r.Context()
 		st.sw.ResponseWriter = w
