@@ -231,9 +231,7 @@ func (s *Service) Mint(ctx context.Context, req *tokenv1.MintRequest) (*tokenv1.
 	var a *answer
 	if sc != nil {
 		a = &sc.a
-		a.resp.Reset()
-		a.issued.Reset()
-		a.expires.Reset()
+		*a = answer{}
 	} else {
 		a = &answer{}
 	}
